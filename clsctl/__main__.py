@@ -1,0 +1,5 @@
+"""``python -m clsctl``."""
+
+from clsctl.cli.main import run
+
+run()

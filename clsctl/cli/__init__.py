@@ -1,0 +1,1 @@
+"""The ``clsctl`` command line: thin commands over the Python API."""

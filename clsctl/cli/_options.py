@@ -1,0 +1,31 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def complete_model_name(incomplete: str) -> list[str]:
+    """Shell completion of model names."""
+    from clsctl.models import list_models
+
+    return [name for name in list_models() if name.startswith(incomplete)]
+
+
+RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
+CheckpointArg = Annotated[Path, typer.Argument(help="A clsctl checkpoint (.pt).", show_default=False)]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a recipe value: path.to.key=value (YAML value; list indices allowed). "
+                 "Repeatable.", show_default=False),
+]
+DeviceOpt = Annotated[
+    Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N (default: the recipe's runtime.device).")
+]
+WorkDirOpt = Annotated[Optional[Path], typer.Option("--work-dir", "-w", help="Run folder (default: runtime.work_dir).")]
+ModelOpt = Annotated[
+    Optional[str], typer.Option("--model", "-m", help="Registered model name.", autocompletion=complete_model_name)
+]

@@ -1,0 +1,54 @@
+"""The ``clsctl`` Typer app. Command modules import torch only inside their functions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from clsctl import __version__
+from clsctl.cli import infer, models, prepare, recipes, test, train
+from clsctl.cli._render import setup_logging
+
+RUN, INSPECT, DATA, CONVERT = "Run", "Inspect", "Data and recipes", "Convert"
+
+app = typer.Typer(
+    name="clsctl",
+    help="Train, evaluate and inspect image classifiers in PyTorch.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"clsctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug messages.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only.")] = False,
+) -> None:
+    """Train, evaluate and inspect image classifiers in PyTorch."""
+    setup_logging(verbose=verbose, quiet=quiet)
+
+
+app.command("train", rich_help_panel=RUN)(train.train_command)
+app.command("test", rich_help_panel=RUN)(test.test_command)
+app.command("infer", rich_help_panel=RUN)(infer.infer_command)
+app.command("list-models", rich_help_panel=INSPECT)(models.list_models_command)
+app.command("prepare-data", rich_help_panel=DATA)(prepare.prepare_data_command)
+app.command("print-config", rich_help_panel=DATA)(recipes.print_config_command)
+app.command("recipe-schema", rich_help_panel=DATA)(recipes.recipe_schema_command)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()

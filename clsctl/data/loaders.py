@@ -1,0 +1,85 @@
+"""DataLoaders with a seeded, epoch-aware sampler."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from clsctl.recipe.schema import LoaderConfig
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A stable 63-bit seed for one sample of one epoch."""
+    digest = hashlib.blake2b(f"{seed}/{epoch}/{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class SeededSampler(Sampler):
+    """Yields ``(index, sample_seed)`` pairs; the order and the seeds depend only on (seed, epoch).
+
+    With ``num_replicas > 1`` each rank takes every ``num_replicas``-th index of the shuffled order (padded
+    by repetition so all ranks take the same number of steps), as ``DistributedSampler`` does.
+
+    Args:
+        length: Dataset length.
+        shuffle: Shuffle each epoch.
+        seed: Base seed of the run.
+        num_replicas: Number of processes sharing the data.
+        rank: This process's index.
+    """
+
+    def __init__(self, length: int, *, shuffle: bool, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+        self.length = length
+        self.shuffle = shuffle
+        self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order and seeds the next iteration yields."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.length // self.num_replicas)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.length, generator=generator).tolist()
+        else:
+            order = list(range(self.length))
+        total = len(self) * self.num_replicas
+        order += order[: total - len(order)]
+        for index in order[self.rank : total : self.num_replicas]:
+            yield index, sample_seed(self.seed, self.epoch, index)
+
+
+def build_loader(dataset: Dataset, config: LoaderConfig, *, train: bool, seed: int = 0, pin_memory: bool = False,
+                 num_replicas: int = 1, rank: int = 0) -> DataLoader:
+    """A DataLoader for one split.
+
+    Args:
+        dataset: Dataset accepting ``(index, seed)`` keys.
+        config: Loader section of the recipe.
+        train: Shuffle, and drop the last partial batch if the recipe asks.
+        seed: Base seed.
+        pin_memory: Page-locked host memory, for faster copies to a GPU.
+        num_replicas: Processes sharing the data (distributed training).
+        rank: This process's index.
+    """
+    sampler = SeededSampler(len(dataset), shuffle=train, seed=seed, num_replicas=num_replicas, rank=rank)
+    workers = config.num_workers
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        drop_last=train and config.drop_last,
+        persistent_workers=config.persistent_workers and workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )

@@ -1,0 +1,139 @@
+"""Turning a recipe (or a checkpoint) into the objects a run needs: device, datasets, model."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from clsctl.data.datasets import ImageListDataset, build_dataset
+from clsctl.data.transforms import build_pipeline, default_pipeline, pipeline_from_dicts
+from clsctl.errors import ClsctlError, RecipeError
+from clsctl.models import create_model, model_info
+from clsctl.recipe import Recipe, schema as S
+
+SPLITS = ("train", "val", "test")
+
+
+def resolve_device(spec: str | None) -> torch.device:
+    """``auto`` picks CUDA when available; ``cuda`` on a machine without it is an error."""
+    spec = spec or "auto"
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise ClsctlError(f"device '{spec}' asked for, but CUDA is not available here (use --device cpu)")
+    return torch.device(spec)
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch; in deterministic mode also ask torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def normalization(recipe: Recipe) -> tuple[list[float], list[float]]:
+    """Mean and std: the recipe's when given, else the model's."""
+    meta = model_info(recipe.model.name)
+    mean = list(recipe.data.mean or meta.mean)
+    std = list(recipe.data.std or meta.std)
+    return mean, std
+
+
+def dataset_config(recipe: Recipe, split: str) -> S.Dataset:
+    """The dataset entry of ``split``; ``test`` falls back to ``val``."""
+    config = getattr(recipe.data, split)
+    if config is None and split == "test":
+        config = recipe.data.val
+    if config is None:
+        raise RecipeError(f"the recipe has no data.{split} dataset")
+    return config
+
+
+def effective_pipeline(recipe: Recipe, split: str) -> list[S.Transform]:
+    """The split's transform steps; an empty pipeline resizes to the model's input size."""
+    steps = list(dataset_config(recipe, split).pipeline)
+    return steps or default_pipeline(model_info(recipe.model.name).input_size)
+
+
+def build_split(recipe: Recipe, split: str, base_dir: Path | None = None) -> ImageListDataset:
+    """The dataset of ``split`` with its transform pipeline and normalisation."""
+    mean, std = normalization(recipe)
+    transform = build_pipeline(effective_pipeline(recipe, split), mean, std)
+    return build_dataset(dataset_config(recipe, split), transform, base_dir)
+
+
+def preprocessing(recipe: Recipe) -> dict[str, Any]:
+    """What inference needs to prepare an image: the eval pipeline and normalisation, as plain data."""
+    mean, std = normalization(recipe)
+    split = "test" if (recipe.data.test or recipe.data.val) is not None else "train"
+    steps = effective_pipeline(recipe, split) if split != "train" else default_pipeline(model_info(recipe.model.name).input_size)
+    return {
+        "pipeline": [step.model_dump(mode="json") for step in steps],
+        "mean": mean,
+        "std": std,
+        "input_size": list(model_info(recipe.model.name).input_size),
+    }
+
+
+def transform_from_preprocessing(prep: dict[str, Any]) -> Any:
+    """The eval transform stored in a checkpoint."""
+    return build_pipeline(pipeline_from_dicts(prep["pipeline"]), prep["mean"], prep["std"])
+
+
+def build_model(recipe: Recipe, num_classes: int, *, load_weights: bool = True) -> nn.Module:
+    """The recipe's model with ``num_classes`` outputs; weights only when ``load_weights``."""
+    config = recipe.model
+    if config.num_classes is not None and config.num_classes != num_classes:
+        raise RecipeError(f"model.num_classes is {config.num_classes} but the dataset has {num_classes} classes")
+    try:
+        return create_model(
+            config.name,
+            pretrained=config.pretrained and load_weights,
+            num_classes=num_classes,
+            weights=config.weights if load_weights else None,
+            **config.kwargs,
+        )
+    except TypeError as exc:  # an option the family does not take
+        raise RecipeError(f"model.kwargs: {exc}") from exc
+
+
+@dataclass
+class LoadedModel:
+    """A model rebuilt from a checkpoint, with what is needed to use it."""
+
+    model: nn.Module
+    class_names: list[str]
+    preprocessing: dict[str, Any]
+    recipe: Recipe
+    checkpoint: dict[str, Any]
+
+
+def model_from_checkpoint(path: str | Path) -> LoadedModel:
+    """Rebuild the trained model from a checkpoint alone (recipe, class names and preprocessing are inside)."""
+    from clsctl.engine.checkpoint import load_checkpoint
+    from clsctl.recipe import validate_recipe
+
+    ckpt = load_checkpoint(path)
+    recipe = validate_recipe(ckpt["recipe"], source=f"{path} (embedded recipe)")
+    classes = list(ckpt["class_names"])
+    model = build_model(recipe, len(classes), load_weights=False)
+    if ckpt.get("deploy"):
+        from clsctl.models.reparam import to_deploy  # only deploy-form checkpoints need this
+
+        to_deploy(model, fuse_conv_bn=bool(ckpt.get("fused_conv_bn")))
+    from clsctl.models.weights import load_state_dict_checked
+
+    load_state_dict_checked(model, ckpt["model"], source=str(path))
+    model.eval()
+    return LoadedModel(model, classes, ckpt["preprocessing"], recipe, ckpt)

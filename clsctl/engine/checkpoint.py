@@ -1,0 +1,68 @@
+"""Checkpoints: atomic writes, safe loads (``weights_only=True``), and what they must contain."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clsctl.errors import CheckpointError
+
+FORMAT = "clsctl-checkpoint"
+VERSION = 1
+REQUIRED_KEYS = ("model", "recipe", "class_names", "preprocessing")
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
+    """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename.
+
+    A crash (or ``kill -9``) during the write leaves the previous file intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": VERSION, **payload}
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a clsctl checkpoint with ``weights_only=True`` and check it is one.
+
+    Raises:
+        CheckpointError: Missing file, not a PyTorch file, or not a clsctl checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for files that are not checkpoints
+        raise CheckpointError(f"{path} is not a clsctl checkpoint (cannot be read: {type(exc).__name__})") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a clsctl checkpoint (a plain state dict? use it as 'model.weights' in a recipe)"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise CheckpointError(f"{path} is an incomplete clsctl checkpoint (missing {', '.join(missing)})")
+    return data
+
+
+def latest_checkpoint(work_dir: str | Path) -> Path:
+    """The ``last.pt`` of a run folder, for ``--resume`` without a path."""
+    path = Path(work_dir) / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(f"nothing to resume: {path} does not exist")
+    return path

@@ -1,0 +1,123 @@
+"""``predict``: top-k classes for image files, from a checkpoint or a registered model."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clsctl.data.datasets import IMG_EXTENSIONS, load_image
+from clsctl.errors import ClsctlError, DataError
+
+
+@dataclass
+class Prediction:
+    """Top-k classes of one image: ``(class index, class name, probability)`` best first."""
+
+    path: str
+    topk: list[tuple[int, str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"path": self.path, "topk": [{"class": i, "name": n, "probability": p} for i, n, p in self.topk]}
+
+
+def expand_images(sources: Iterable[str | Path]) -> list[Path]:
+    """Image files named by paths, folders (searched recursively) and glob patterns, in order, without repeats."""
+    found: list[Path] = []
+    for source in sources:
+        text = str(source)
+        path = Path(text)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS and p.is_file())
+        elif path.is_file():
+            found.append(path)
+        elif any(ch in text for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
+            files = [p for p in matches if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS]
+            if not files:
+                raise DataError(f"no images match {text}")
+            found += files
+        else:
+            raise DataError(f"no such file or folder: {text}")
+    if not found:
+        raise DataError("no images to predict")
+    return list(dict.fromkeys(found))
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1,000 ImageNet-1k class names, from torchvision's bundled metadata (no download)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def _model_source(checkpoint: str | Path | None, model_name: str | None, weights: str | Path | None,
+                  pretrained: bool, num_classes: int | None) -> tuple[torch.nn.Module, list[str], Any]:
+    from clsctl.engine.build import model_from_checkpoint, transform_from_preprocessing
+
+    if checkpoint is not None:
+        loaded = model_from_checkpoint(checkpoint)
+        return loaded.model, loaded.class_names, transform_from_preprocessing(loaded.preprocessing)
+    if model_name is None:
+        raise ClsctlError("give a checkpoint or a model name")
+    from clsctl.models import create_model, model_info
+    from clsctl.recipe.schema import CenterCrop, Resize
+    from clsctl.data.transforms import build_pipeline
+
+    meta = model_info(model_name)
+    model = create_model(model_name, pretrained=pretrained, num_classes=num_classes, weights=weights)
+    classes_count = model.model_meta.num_classes
+    if meta.class_names == "imagenet-1k" and classes_count == 1000:
+        names = imagenet_class_names()
+    else:
+        names = [f"class_{i}" for i in range(classes_count)]
+    height, width = meta.input_size
+    # The standard evaluation crop of the model zoos: resize the short side to size/0.875, centre-crop.
+    steps = [Resize(type="resize", size=int(round(min(height, width) / 0.875))),
+             CenterCrop(type="center_crop", size=(height, width))]
+    return model, names, build_pipeline(steps, meta.mean, meta.std)
+
+
+@torch.no_grad()
+def predict(images: Sequence[str | Path], *, checkpoint: str | Path | None = None, model: str | None = None,
+            weights: str | Path | None = None, pretrained: bool = False, num_classes: int | None = None,
+            topk: int = 5, device: str | None = None, batch_size: int = 32) -> list[Prediction]:
+    """Classify images.
+
+    Args:
+        images: Files, folders or glob patterns.
+        checkpoint: A clsctl checkpoint (carries class names and preprocessing).
+        model: A registered model name, used when no checkpoint is given.
+        weights: Weights file for ``model``.
+        pretrained: Published ImageNet weights for ``model`` (ImageNet class names are printed).
+        num_classes: Classifier size for ``model``.
+        topk: Classes reported per image.
+        device: ``auto``, ``cpu``, ``cuda``.
+        batch_size: Images per forward pass.
+    """
+    from clsctl.engine.build import resolve_device
+
+    paths = expand_images(images)
+    net, names, transform = _model_source(checkpoint, model, weights, pretrained, num_classes)
+    dev = resolve_device(device)
+    net = net.to(dev).eval()
+    k = min(topk, len(names))
+    results: list[Prediction] = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        tensors = []
+        for path in chunk:
+            try:
+                tensors.append(transform(load_image(path)))
+            except OSError as exc:
+                raise DataError(f"cannot read image {path}: {exc}") from exc
+        probs = net(torch.stack(tensors).to(dev)).float().softmax(1).cpu()
+        top = probs.topk(k, dim=1)
+        for path, values, indices in zip(chunk, top.values.tolist(), top.indices.tolist()):
+            results.append(Prediction(str(path), [(i, names[i], v) for i, v in zip(indices, values)]))
+    return results

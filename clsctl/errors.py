@@ -1,0 +1,48 @@
+"""Exceptions for mistakes a user can make.
+
+Anything derived from :class:`ClsctlError` is rendered by the CLI as a short message with no traceback and
+exits with :attr:`ClsctlError.exit_code`. Bugs raise ordinary exceptions and keep their traceback.
+"""
+
+from __future__ import annotations
+
+
+class ClsctlError(Exception):
+    """A problem the user can fix (bad recipe, missing file, unknown name)."""
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, *, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = list(details or [])
+
+    def __str__(self) -> str:
+        if not self.details:
+            return self.message
+        return self.message + "\n" + "\n".join(f"  {line}" for line in self.details)
+
+
+class RecipeError(ClsctlError):
+    """A recipe that does not validate; ``details`` holds one ``path: message (got X)`` line per problem."""
+
+
+class UnknownNameError(ClsctlError, KeyError):
+    """A name (model, transform, optimizer, ...) that no registry knows."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return ClsctlError.__str__(self)
+
+
+class DataError(ClsctlError):
+    """A dataset that cannot be read: missing folder, no images, bad annotation file."""
+
+
+class CheckpointError(ClsctlError):
+    """A file that is not a clsctl checkpoint, or one that does not fit the model."""
+
+
+class TrainingDivergedError(ClsctlError):
+    """The loss became NaN or infinite."""
+
+    exit_code = 3

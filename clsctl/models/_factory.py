@@ -1,0 +1,100 @@
+"""The model registry, ``register_model`` and ``create_model``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clsctl.models._meta import ModelMeta
+from clsctl.registry import Registry
+
+if TYPE_CHECKING:
+    from torch import nn
+
+logger = logging.getLogger("clsctl")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered variant: its builder and metadata."""
+
+    build: Callable[..., nn.Module]
+    meta: ModelMeta
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+
+
+def register_model(*, family: str, name: str | None = None, **meta: Any) -> Callable:
+    """Register a variant function ``fn(*, num_classes, **kwargs) -> nn.Module`` with its metadata.
+
+    Args:
+        family: Family the variant belongs to.
+        name: Registered name (default: the function's name).
+        **meta: Remaining :class:`ModelMeta` fields (``num_params``, ``input_size``, ...).
+    """
+
+    def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        variant = name or fn.__name__
+        MODELS.add(variant, ModelEntry(fn, ModelMeta(name=variant, family=family, **meta)))
+        return fn
+
+    return decorator
+
+
+def list_models(pattern: str | None = None, *, pretrained: bool = False, reparameterizable: bool = False) -> list[str]:
+    """Registered model names matching a shell wildcard, e.g. ``resnet*``.
+
+    Args:
+        pattern: Wildcard; a pattern without wildcards matches names containing it.
+        pretrained: Only variants with published weights.
+        reparameterizable: Only variants with a deploy form.
+    """
+    names = MODELS.names(pattern)
+    if pretrained:
+        names = [n for n in names if MODELS.get(n).meta.has_pretrained]
+    if reparameterizable:
+        names = [n for n in names if MODELS.get(n).meta.reparameterizable]
+    return names
+
+
+def model_info(name: str) -> ModelMeta:
+    """Metadata of a registered variant (unknown names raise with suggestions)."""
+    return MODELS.get(name).meta
+
+
+def create_model(
+    name: str,
+    pretrained: bool = False,
+    num_classes: int | None = None,
+    *,
+    weights: str | Path | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model.
+
+    Args:
+        name: Registered name; ``-``/``_`` and case do not matter.
+        pretrained: Load the published ImageNet weights (through torch.hub's cache).
+        num_classes: Size of the classifier; a head of another size than the weights' is re-initialised.
+        weights: Local file with a state dict (torchvision format) or a clsctl checkpoint.
+        **kwargs: Family options (``cifar_stem``, ``frozen_stages``, ...).
+
+    Returns:
+        The model, with its :class:`ModelMeta` as ``model.model_meta``.
+    """
+    from clsctl.models.weights import load_pretrained, load_weights_file
+
+    entry = MODELS.get(name)
+    meta = entry.meta
+    classes = num_classes if num_classes is not None else meta.num_classes
+    model = entry.build(num_classes=classes, **kwargs)
+    model.model_meta = replace(meta, num_classes=classes)
+    if pretrained:
+        load_pretrained(model, meta)
+    if weights is not None:
+        load_weights_file(model, weights)
+    return model

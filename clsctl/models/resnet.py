@@ -1,0 +1,214 @@
+"""ResNet (He et al., 2016), ResNeXt and Wide ResNet with torchvision's parameter names.
+
+The module layout (``conv1``, ``bn1``, ``layer1.0.conv1``, ..., ``fc``) is exactly torchvision's, so
+torchvision checkpoints load as they are. Extra options:
+
+* ``cifar_stem``: a 3x3 stride-1 first conv and no max-pool, for 32x32 inputs (MMPretrain's ResNet-CIFAR).
+* ``frozen_stages``: ``0`` freezes the stem, ``k`` the stem and ``layer1`` to ``layer{k}``; frozen BatchNorm
+  layers stay in eval mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from clsctl.models._factory import register_model
+
+_TV = "https://download.pytorch.org/models/"
+_TV_SOURCE = "torchvision weights metadata (num_params)"
+
+
+def _conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, groups=groups, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with an identity (or projected) shortcut."""
+
+    expansion = 1
+
+    def __init__(self, in_ch: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 groups: int = 1, base_width: int = 64) -> None:
+        super().__init__()
+        if groups != 1 or base_width != 64:
+            raise ValueError("BasicBlock supports only groups=1 and width_per_group=64")
+        self.conv1 = _conv3x3(in_ch, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (stride here, as torchvision's "ResNet v1.5"), 1x1 expand."""
+
+    expansion = 4
+
+    def __init__(self, in_ch: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 groups: int = 1, base_width: int = 64) -> None:
+        super().__init__()
+        width = int(planes * (base_width / 64.0)) * groups
+        self.conv1 = nn.Conv2d(in_ch, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = _conv3x3(width, width, stride, groups)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """ResNet classifier.
+
+    Args:
+        block: ``BasicBlock`` or ``Bottleneck``.
+        layers: Number of blocks in each of the four stages.
+        num_classes: Classifier size.
+        groups: Grouped-conv cardinality (ResNeXt).
+        width_per_group: Channels per group in bottlenecks (Wide ResNet uses 128).
+        stem_width: Channels of the stem and first stage (64 in every published variant).
+        cifar_stem: 3x3 stride-1 stem without max-pool, for small images.
+        frozen_stages: Stages to freeze (-1: none, 0: stem, k: stem and the first k stages).
+        zero_init_residual: Start each block's last BN at zero so blocks begin as identities.
+        drop_rate: Dropout before the classifier.
+    """
+
+    def __init__(self, block: type[BasicBlock | Bottleneck], layers: Sequence[int], num_classes: int = 1000, *,
+                 groups: int = 1, width_per_group: int = 64, stem_width: int = 64, cifar_stem: bool = False,
+                 frozen_stages: int = -1, zero_init_residual: bool = False, drop_rate: float = 0.0) -> None:
+        super().__init__()
+        if not -1 <= frozen_stages <= len(layers):
+            raise ValueError(f"frozen_stages must be in [-1, {len(layers)}], got {frozen_stages}")
+        self.groups = groups
+        self.base_width = width_per_group
+        self.in_ch = stem_width
+        if cifar_stem:
+            self.conv1 = nn.Conv2d(3, stem_width, 3, stride=1, padding=1, bias=False)
+        else:
+            self.conv1 = nn.Conv2d(3, stem_width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem_width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool: nn.Module = nn.Identity() if cifar_stem else nn.MaxPool2d(3, stride=2, padding=1)
+        widths = [stem_width * 2**i for i in range(len(layers))]
+        self.layer1 = self._make_stage(block, widths[0], layers[0], stride=1)
+        self.layer2 = self._make_stage(block, widths[1], layers[1], stride=2)
+        self.layer3 = self._make_stage(block, widths[2], layers[2], stride=2)
+        self.layer4 = self._make_stage(block, widths[3], layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+        self.num_features = widths[3] * block.expansion
+        self.fc = nn.Linear(self.num_features, num_classes)
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for m in self.modules():
+                last_bn = getattr(m, "bn3", None) if isinstance(m, Bottleneck) else getattr(m, "bn2", None)
+                if isinstance(m, (BasicBlock, Bottleneck)) and last_bn is not None:
+                    nn.init.zeros_(last_bn.weight)
+        self.frozen_stages = frozen_stages
+        self._freeze()
+
+    def _make_stage(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int) -> nn.Sequential:
+        downsample = None
+        out_ch = planes * block.expansion
+        if stride != 1 or self.in_ch != out_ch:
+            downsample = nn.Sequential(nn.Conv2d(self.in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch))
+        stage = [block(self.in_ch, planes, stride, downsample, self.groups, self.base_width)]
+        self.in_ch = out_ch
+        stage += [block(self.in_ch, planes, groups=self.groups, base_width=self.base_width) for _ in range(1, blocks)]
+        return nn.Sequential(*stage)
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        modules: list[nn.Module] = [self.conv1, self.bn1]
+        return modules + [getattr(self, f"layer{i}") for i in range(1, self.frozen_stages + 1)]
+
+    def _freeze(self) -> None:
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> ResNet:
+        """Switch modes, keeping frozen stages (and their BatchNorm statistics) in eval mode."""
+        super().train(mode)
+        if mode:
+            self._freeze()
+        return self
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature map of the last stage."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(self.forward_features(x)), 1)
+        return self.fc(self.dropout(x))
+
+
+def _imagenet(family: str, params: int, gflops: float, url: str | None, **meta: object) -> dict:
+    return dict(family=family, num_params=params, flops=gflops * 1e9, param_source=_TV_SOURCE,
+                pretrained_url=None if url is None else _TV + url, class_names="imagenet-1k",
+                extra={"classifier": "fc", "cam_layer": "layer4"}, **meta)
+
+
+@register_model(**_imagenet("resnet", 11_689_512, 1.814, "resnet18-f37072fd.pth"))
+def resnet18(*, num_classes: int = 1000, **kwargs: object) -> ResNet:
+    """ResNet-18."""
+    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, **kwargs)
+
+
+@register_model(**_imagenet("resnet", 21_797_672, 3.664, "resnet34-b627a593.pth"))
+def resnet34(*, num_classes: int = 1000, **kwargs: object) -> ResNet:
+    """ResNet-34."""
+    return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, **kwargs)
+
+
+@register_model(**_imagenet("resnet", 25_557_032, 4.089, "resnet50-0676ba61.pth"))
+def resnet50(*, num_classes: int = 1000, **kwargs: object) -> ResNet:
+    """ResNet-50."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, **kwargs)
+
+
+@register_model(**_imagenet("resnet", 44_549_160, 7.801, "resnet101-63fe2227.pth"))
+def resnet101(*, num_classes: int = 1000, **kwargs: object) -> ResNet:
+    """ResNet-101."""
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, **kwargs)
+
+
+@register_model(**_imagenet("resnet", 60_192_808, 11.514, "resnet152-394f9c45.pth"))
+def resnet152(*, num_classes: int = 1000, **kwargs: object) -> ResNet:
+    """ResNet-152."""
+    return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, **kwargs)
+
+
+@register_model(family="resnet", input_size=(32, 32), num_classes=10, num_params=78_002,
+                param_source="clsctl test variant (computed)", extra={"classifier": "fc", "cam_layer": "layer4"})
+def test_resnet(*, num_classes: int = 10, **kwargs: object) -> ResNet:
+    """A tiny ResNet (one basic block per stage, 8-channel stem, CIFAR stem) for fast tests."""
+    kwargs.setdefault("cifar_stem", True)
+    return ResNet(BasicBlock, [1, 1, 1, 1], num_classes, stem_width=8, **kwargs)

@@ -1,0 +1,108 @@
+"""Loading weights into models: published (through torch.hub's cache) and local files."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+from urllib.error import URLError
+
+import torch
+from torch import nn
+
+from clsctl.errors import CheckpointError, ClsctlError
+from clsctl.models._meta import ModelMeta
+
+logger = logging.getLogger("clsctl")
+
+
+def hub_cache_path(url: str) -> Path:
+    """Where torch.hub keeps (and looks for) the file behind ``url``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def download_state_dict(url: str) -> dict[str, torch.Tensor]:
+    """Return the state dict at ``url``, downloading it into torch.hub's cache unless it is already there.
+
+    Raises:
+        ClsctlError: The file is not cached and cannot be downloaded (offline); the message names the URL and
+            the path to put the file at.
+    """
+    cache_path = hub_cache_path(url)
+    try:
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True, weights_only=True)
+    except (URLError, OSError, ConnectionError) as exc:
+        raise ClsctlError(
+            f"could not download pretrained weights from {url} ({exc}); "
+            f"download that file on a machine with internet and put it at {cache_path}"
+        ) from exc
+
+
+def load_pretrained(model: nn.Module, meta: ModelMeta) -> None:
+    """Load the published weights of ``meta`` into ``model``."""
+    if meta.pretrained_url is None:
+        raise ClsctlError(f"model '{meta.name}' has no published pretrained weights; use 'weights: FILE' instead")
+    load_state_dict_checked(model, download_state_dict(meta.pretrained_url), source=meta.pretrained_url)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from a torchvision/timm-format file or a clsctl checkpoint (its ``model`` entry)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for files that are not checkpoints
+        raise CheckpointError(f"{path} is not a PyTorch weights file ({type(exc).__name__}: {exc})") from exc
+    if isinstance(data, dict):
+        for key in ("model", "state_dict", "model_state_dict"):
+            if isinstance(data.get(key), dict):
+                data = data[key]
+                break
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointError(f"{path} holds no state dict of tensors")
+    # Checkpoints saved from DataParallel/DDP or torch.compile wrappers carry a prefix.
+    for prefix in ("module.", "_orig_mod."):
+        if data and all(k.startswith(prefix) for k in data):
+            data = {k[len(prefix):]: v for k, v in data.items()}
+    return data
+
+
+def load_weights_file(model: nn.Module, path: str | Path) -> None:
+    """Load a local weights file into ``model`` (see :func:`read_state_dict` for the formats)."""
+    load_state_dict_checked(model, read_state_dict(path), source=str(path))
+
+
+def _classifier_prefix(model: nn.Module) -> str:
+    meta = getattr(model, "model_meta", None)
+    name = meta.extra.get("classifier", "fc") if meta is not None else "fc"
+    return name + "."
+
+
+def load_state_dict_checked(model: nn.Module, state: dict[str, Any], *, source: str) -> list[str]:
+    """Load ``state`` strictly, except that a classifier of another size is re-initialised.
+
+    Returns:
+        The keys that were re-initialised (left as the model built them).
+
+    Raises:
+        CheckpointError: Missing or unexpected keys, or a shape mismatch outside the classifier.
+    """
+    own = model.state_dict()
+    head = _classifier_prefix(model)
+    reinit = [k for k, v in state.items() if k in own and own[k].shape != v.shape and k.startswith(head)]
+    mismatched = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and own[k].shape != v.shape and k not in reinit
+    ]
+    missing = sorted(set(own) - set(state) - set(reinit))
+    unexpected = sorted(set(state) - set(own))
+    problems = mismatched + [f"missing in checkpoint: {k}" for k in missing] + [f"not in model: {k}" for k in unexpected]
+    if problems:
+        raise CheckpointError(f"weights from {source} do not fit {type(model).__name__}", details=problems[:20])
+    model.load_state_dict({k: v for k, v in state.items() if k not in reinit}, strict=False)
+    if reinit:
+        logger.warning("classifier size differs from %s; re-initialised: %s", source, ", ".join(sorted(reinit)))
+    return reinit
