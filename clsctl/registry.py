@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -20,6 +21,11 @@ T = TypeVar("T")
 def normalize_name(name: str) -> str:
     """Return the lookup key of ``name``: lower case, without ``-`` and ``_``."""
     return name.strip().lower().replace("-", "").replace("_", "")
+
+
+def natural_key(name: str) -> list[object]:
+    """Sort key that orders ``resnet18 < resnet50 < resnet101``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name.lower())]
 
 
 def suggest(name: str, candidates: list[str], limit: int = 3) -> list[str]:
@@ -80,8 +86,8 @@ class Registry(Generic[T]):
         return self._names[normalize_name(name)]
 
     def names(self, pattern: str | None = None) -> list[str]:
-        """Sorted registered names, optionally filtered by a shell wildcard (``resnet*``)."""
-        names = sorted(self._names.values())
+        """Registered names in natural order, optionally filtered by a shell wildcard (``resnet*``)."""
+        names = sorted(self._names.values(), key=natural_key)
         if pattern:
             key = normalize_name(pattern)
             if not any(ch in key for ch in "*?["):

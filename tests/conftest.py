@@ -4,26 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
+from typer.testing import CliRunner
 
-CLASSES = ("red", "green", "blue")
+from helpers import CLASSES, tiny_recipe_dict, write_image_folder
+
+__all__ = ["CLASSES", "tiny_recipe_dict", "write_image_folder"]
 
 
-def write_image_folder(root: Path, per_class: int = 6, size: int = 32, seed: int = 0) -> Path:
-    """``root/<class>/<n>.png``: noisy 32x32 images whose dominant colour is the class."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for label, name in enumerate(CLASSES):
-        folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for index in range(per_class):
-            pixels = rng.integers(0, 90, size=(size, size, 3))
-            pixels[..., label] += 150
-            Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"{index}.png")
-    return root
+@pytest.fixture()
+def runner() -> CliRunner:
+    """Invokes the Typer app in-process."""
+    return CliRunner()
 
 
 @pytest.fixture()
@@ -32,23 +25,6 @@ def image_root(tmp_path: Path) -> Path:
     write_image_folder(tmp_path / "data" / "train", per_class=8, seed=1)
     write_image_folder(tmp_path / "data" / "val", per_class=4, seed=2)
     return tmp_path / "data"
-
-
-def tiny_recipe_dict(data_root: Path, work_dir: Path, **runtime: object) -> dict:
-    """A recipe for ``test_resnet`` on ``data_root`` that trains in a second or two."""
-    return {
-        "model": {"name": "test_resnet"},
-        "data": {
-            "train": {"type": "image_folder", "root": str(data_root / "train"),
-                      "pipeline": [{"type": "random_crop", "size": 32, "padding": 2},
-                                   {"type": "random_horizontal_flip", "prob": 0.5}]},
-            "val": {"type": "image_folder", "root": str(data_root / "val"), "pipeline": []},
-            "loader": {"batch_size": 8, "num_workers": 0},
-        },
-        "optim": {"type": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4},
-        "schedule": {"type": "cosine", "warmup_epochs": 1},
-        "runtime": {"epochs": 2, "work_dir": str(work_dir), "seed": 0, "log_interval": 1, **runtime},
-    }
 
 
 @pytest.fixture()

@@ -13,8 +13,8 @@ from rich.table import Table
 
 from clsctl.errors import ClsctlError
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # long paths stay on one line (pipes, logs, tests)
+err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,14 +41,21 @@ def handle_errors(fn: F) -> F:
 
 
 def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
-    """Route the ``clsctl`` logger to stderr through rich."""
-    from rich.logging import RichHandler
+    """Route the ``clsctl`` logger to stderr: through rich on a terminal, plain lines otherwise (no wrapping)."""
+    import sys
 
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logger = logging.getLogger("clsctl")
     logger.handlers.clear()
-    handler = RichHandler(console=err_console, show_time=False, show_path=False, markup=False)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler: logging.Handler
+    if err_console.is_terminal:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=err_console, show_time=False, show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False

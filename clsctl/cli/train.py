@@ -17,9 +17,10 @@ def train_command(
     work_dir: WorkDirOpt = None,
     device: DeviceOpt = None,
     resume: Annotated[
-        Optional[str],
-        typer.Option("--resume", help="Resume: with no value the run folder's last.pt, else this checkpoint.",
-                     flag_value="auto", show_default=False),
+        bool, typer.Option("--resume", help="Resume from the run folder's last.pt (optimizer, schedule, epoch, RNG).")
+    ] = False,
+    resume_from: Annotated[
+        Optional[Path], typer.Option("--resume-from", help="Resume from this checkpoint instead.", show_default=False)
     ] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Override runtime.seed.")] = None,
     overrides: SetOpt = None,
@@ -35,8 +36,8 @@ def train_command(
     if work_dir is not None:
         sets.append(f"runtime.work_dir={work_dir}")
     loaded = load_recipe(recipe, sets)
-    resume_from: bool | Path = False if resume is None else True if resume == "auto" else Path(resume)
-    result = train(loaded, work_dir, resume=resume_from, device=device, show_progress=not no_progress)
+    result = train(loaded, work_dir, resume=resume_from if resume_from is not None else resume, device=device,
+                   show_progress=not no_progress)
     best = f"{result.best_metric:.2f}" if result.best_metric is not None else "-"
     console.print(f"run folder: {result.work_dir}")
     console.print(f"last checkpoint: {result.last_checkpoint}")

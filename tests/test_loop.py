@@ -1,0 +1,163 @@
+"""The training loop: run folder contents, metrics, resume after Ctrl-C and kill -9, exact reproducibility."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from clsctl.engine.checkpoint import load_checkpoint
+from clsctl.engine.loop import train
+from clsctl.engine.optim import lr_factor
+from clsctl.errors import DataError
+from clsctl.recipe import load_recipe, validate_recipe
+
+from helpers import tiny_recipe_dict, write_image_folder
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_train_writes_run_folder(tiny_recipe: Path, tmp_path: Path) -> None:
+    recipe = load_recipe(tiny_recipe)
+    result = train(recipe, show_progress=False)
+    run = tmp_path / "run"
+    assert result.work_dir == run and result.last_checkpoint == run / "last.pt"
+    assert yaml.safe_load((run / "recipe.yaml").read_text()) == recipe.to_dict()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train_records = [r for r in records if r["mode"] == "train"]
+    val_records = [r for r in records if r["mode"] == "val"]
+    assert len(train_records) == 2 * 3  # 24 images / batch 8 = 3 steps per epoch, log_interval 1, 2 epochs
+    assert [r["step"] for r in train_records] == list(range(1, 7))
+    assert [r["epoch"] for r in val_records] == [1, 2]
+    assert {"lr", "loss", "time", "data_time", "img_per_s"} <= train_records[0].keys()
+    assert {"accuracy/top1", "accuracy/top5", "loss"} <= val_records[0].keys()
+    # The lr each record reports is the one the schedule gives that (0-based) step.
+    for record in train_records:
+        expected = 0.05 * lr_factor(recipe.schedule, record["step"] - 1, 3, 6, 0.05)
+        assert record["lr"] == pytest.approx(expected)
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["epoch"] == 2 and ckpt["class_names"] == ["blue", "green", "red"]
+    assert ckpt["recipe"] == recipe.to_dict()
+    assert ckpt["preprocessing"]["input_size"] == [32, 32]
+    assert {"model", "optimizer", "schedule", "scaler", "rng", "best_metric"} <= ckpt.keys()
+    best = load_checkpoint(run / "best.pt")
+    assert best["best_metric"] == max(r["accuracy/top1"] for r in val_records)
+
+
+def test_training_learns_the_colour_classes(tmp_path: Path, image_root: Path) -> None:
+    data = tiny_recipe_dict(image_root, tmp_path / "run", epochs=6)
+    result = train(validate_recipe(data), show_progress=False)
+    assert result.best_metric is not None and result.best_metric >= 90.0
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, image_root: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from clsctl.engine import loop
+    from clsctl.errors import TrainingDivergedError
+
+    class NanAfter(torch.nn.CrossEntropyLoss):
+        """Cross-entropy that turns NaN from the 5th call (epoch 2, step 2 of the tiny recipe)."""
+
+        calls = 0
+
+        def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            NanAfter.calls += 1
+            loss = super().forward(logits, targets)
+            return loss * float("nan") if NanAfter.calls >= 5 else loss
+
+    monkeypatch.setattr(loop, "build_criterion", lambda recipe: NanAfter())
+    data = tiny_recipe_dict(image_root, tmp_path / "run", epochs=3)
+    with pytest.raises(TrainingDivergedError, match="loss became nan at epoch 2, step 2"):
+        train(validate_recipe(data), show_progress=False)
+    kept = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert kept["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
+
+
+def test_empty_dataset_folder_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    data = tiny_recipe_dict(tmp_path, tmp_path / "run")
+    with pytest.raises(DataError, match="no images found"):
+        train(validate_recipe(data), show_progress=False)
+    assert not (tmp_path / "run").exists()  # nothing touched
+
+
+def _subprocess_env() -> dict:
+    env = dict(os.environ)
+    env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
+    return env
+
+
+def _final_weights(run: Path) -> dict:
+    return load_checkpoint(run / "last.pt")["model"]
+
+
+@pytest.fixture()
+def slow_recipe(tmp_path: Path) -> Path:
+    """A recipe with enough epochs that a signal lands mid-run."""
+    write_image_folder(tmp_path / "data" / "train", per_class=16, seed=1)
+    write_image_folder(tmp_path / "data" / "val", per_class=4, seed=2)
+    data = tiny_recipe_dict(tmp_path / "data", tmp_path / "run", epochs=8)
+    data["model"]["kwargs"] = {"drop_rate": 0.2}  # dropout draws from the global RNG: resume must restore it
+    path = tmp_path / "slow.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def _train_cmd(recipe: Path, work_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "clsctl", "train", str(recipe), "--work-dir", str(work_dir), "--no-progress",
+            "--device", "cpu", *extra]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "kill-9"])
+def test_interrupted_run_resumes_to_identical_weights(slow_recipe: Path, tmp_path: Path, sig: int) -> None:
+    env = _subprocess_env()
+    reference = tmp_path / "reference"
+    subprocess.run(_train_cmd(slow_recipe, reference), env=env, check=True, capture_output=True)
+
+    interrupted = tmp_path / "interrupted"
+    proc = subprocess.Popen(_train_cmd(slow_recipe, interrupted), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (interrupted / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130, stderr
+        assert "continue with --resume" in stderr and "Traceback" not in stderr
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    stopped_at = load_checkpoint(interrupted / "last.pt")["epoch"]
+    assert 1 <= stopped_at < 8
+
+    resumed = subprocess.run(_train_cmd(slow_recipe, interrupted, "--resume"), env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from {interrupted / 'last.pt'} at epoch {stopped_at}" in " ".join(resumed.stderr.split())
+    final, expected = _final_weights(interrupted), _final_weights(reference)
+    assert final.keys() == expected.keys()
+    for key in expected:
+        assert torch.equal(final[key], expected[key]), key
+    epochs = [json.loads(l)["epoch"] for l in (interrupted / "metrics.jsonl").read_text().splitlines()
+              if json.loads(l)["mode"] == "val"]
+    assert epochs[-1] == 8 and sorted(set(epochs)) == list(range(1, 9))
+
+
+def test_resume_restores_epoch_and_lr(tmp_path: Path, image_root: Path) -> None:
+    data = tiny_recipe_dict(image_root, tmp_path / "run", epochs=2)
+    data["schedule"] = {"type": "multistep", "milestones": [1, 3], "gamma": 0.1}
+    data["runtime"]["epochs"] = 4
+    # Stop after two epochs by training a recipe identical but for a checkpoint we cut short by hand.
+    train(validate_recipe(data), show_progress=False)
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["epoch"] == 4
+    assert ckpt["schedule"]["step"] == 12
+    lrs = [json.loads(l)["lr"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+           if json.loads(l)["mode"] == "train"]
+    assert lrs == pytest.approx([0.05] * 3 + [0.005] * 6 + [0.0005] * 3)
