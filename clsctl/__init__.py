@@ -19,6 +19,7 @@ _API = {
     "evaluate": "clsctl.engine.testing",
     "predict": "clsctl.engine.predict",
     "prepare_data": "clsctl.data.prepare",
+    "hub": "clsctl.hub",
 }
 
 __all__ = ["__version__", *_API]
@@ -26,6 +27,8 @@ __all__ = ["__version__", *_API]
 
 def __getattr__(name: str) -> Any:
     if name in _API:
+        if _API[name] == f"clsctl.{name}":  # a submodule, e.g. clsctl.hub
+            return importlib.import_module(_API[name])
         if _API[name] == "clsctl.models._factory":
             importlib.import_module("clsctl.models")  # registers the families
         return getattr(importlib.import_module(_API[name]), name)

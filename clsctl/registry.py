@@ -19,8 +19,13 @@ T = TypeVar("T")
 
 
 def normalize_name(name: str) -> str:
-    """Return the lookup key of ``name``: lower case, without ``-`` and ``_``."""
-    return name.strip().lower().replace("-", "").replace("_", "")
+    """Return the lookup key of ``name``: lower case, without ``-`` and ``_``.
+
+    A separator between two digits becomes ``.`` so that ``regnet_x_1_6gf`` (= ``regnet_x_1.6gf``) stays apart
+    from ``regnet_x_16gf``.
+    """
+    key = re.sub(r"(?<=\d)[-_](?=\d)", ".", name.strip().lower())
+    return key.replace("-", "").replace("_", "")
 
 
 def natural_key(name: str) -> list[object]:

@@ -161,3 +161,11 @@ def test_resume_restores_epoch_and_lr(tmp_path: Path, image_root: Path) -> None:
     lrs = [json.loads(l)["lr"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
            if json.loads(l)["mode"] == "train"]
     assert lrs == pytest.approx([0.05] * 3 + [0.005] * 6 + [0.0005] * 3)
+
+
+def test_validation_and_checkpoint_intervals(tmp_path: Path, image_root: Path) -> None:
+    data = tiny_recipe_dict(image_root, tmp_path / "run", epochs=3, val_interval=2, log_interval=2)
+    train(validate_recipe(data), show_progress=False)
+    records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["mode"] == "val"] == [2, 3]  # every 2nd epoch, and the last
+    assert [r["iter"] for r in records if r["mode"] == "train"] == [2, 3] * 3  # every 2nd step, and epoch ends

@@ -51,3 +51,12 @@ def test_wildcards_and_plain_substrings() -> None:
     assert registry.names() == ["convnext_tiny", "resnet50", "resnet101", "vit_b_16"]
     assert "RESNET-101" in registry and "resnet18" not in registry
     assert len(registry) == 4
+
+
+def test_separator_between_digits_is_a_decimal_point() -> None:
+    registry: Registry[int] = Registry("thing")
+    registry.add("regnet_x_1.6gf", 1)
+    registry.add("regnet_x_16gf", 16)
+    assert registry.get("regnet_x_1_6gf") == 1 and registry.get("regnet-x-1.6gf") == 1
+    assert registry.get("regnet_x_16gf") == 16 and registry.get("RegNetX16GF") == 16
+    assert normalize_name("resnext50_32x4d") == normalize_name("resnext50-32x4d")

@@ -21,8 +21,10 @@ def list_models_command(
 
     names = list_models(pattern, pretrained=pretrained, reparameterizable=reparameterizable)
     table = Table(title=f"{len(names)} models" + (f" matching '{pattern}'" if pattern else ""))
-    for column, justify in (("name", "left"), ("family", "left"), ("params", "right"), ("FLOPs", "right"),
-                            ("input size", "right"), ("pretrained", "center")):
+    widest = max((len(n) for n in names), default=4)
+    table.add_column("name", no_wrap=True, min_width=widest)  # names are what users copy: never cut them
+    for column, justify in (("family", "left"), ("params", "right"), ("FLOPs", "right"), ("input size", "right"),
+                            ("pretrained", "center")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for name in names:
         meta = model_info(name)

@@ -74,15 +74,17 @@ def build_split(recipe: Recipe, split: str, base_dir: Path | None = None) -> Ima
 
 
 def preprocessing(recipe: Recipe) -> dict[str, Any]:
-    """What inference needs to prepare an image: the eval pipeline and normalisation, as plain data."""
+    """What inference needs to prepare an image, as plain data: the evaluation pipeline (the test split's,
+    else val's, else a resize to the model's input size) and the normalisation."""
     mean, std = normalization(recipe)
-    split = "test" if (recipe.data.test or recipe.data.val) is not None else "train"
-    steps = effective_pipeline(recipe, split) if split != "train" else default_pipeline(model_info(recipe.model.name).input_size)
+    input_size = model_info(recipe.model.name).input_size
+    has_eval_split = recipe.data.test is not None or recipe.data.val is not None
+    steps = effective_pipeline(recipe, "test") if has_eval_split else default_pipeline(input_size)
     return {
         "pipeline": [step.model_dump(mode="json") for step in steps],
         "mean": mean,
         "std": std,
-        "input_size": list(model_info(recipe.model.name).input_size),
+        "input_size": list(input_size),
     }
 
 
@@ -92,20 +94,28 @@ def transform_from_preprocessing(prep: dict[str, Any]) -> Any:
 
 
 def build_model(recipe: Recipe, num_classes: int, *, load_weights: bool = True) -> nn.Module:
-    """The recipe's model with ``num_classes`` outputs; weights only when ``load_weights``."""
+    """The recipe's model with ``num_classes`` outputs, neck and head; weights only when ``load_weights``.
+
+    Order: build, published weights (they fit the family's own classifier), swap neck and head, then the
+    ``weights`` file (which may come from a clsctl run with this very neck and head), then ``init``.
+    """
+    from clsctl.models.heads import apply_neck_and_head
+    from clsctl.models.weights import load_partial, load_weights_file
+
     config = recipe.model
     if config.num_classes is not None and config.num_classes != num_classes:
         raise RecipeError(f"model.num_classes is {config.num_classes} but the dataset has {num_classes} classes")
     try:
-        return create_model(
-            config.name,
-            pretrained=config.pretrained and load_weights,
-            num_classes=num_classes,
-            weights=config.weights if load_weights else None,
-            **config.kwargs,
-        )
+        model = create_model(config.name, pretrained=config.pretrained and load_weights, num_classes=num_classes,
+                             **config.kwargs)
     except TypeError as exc:  # an option the family does not take
         raise RecipeError(f"model.kwargs: {exc}") from exc
+    apply_neck_and_head(model, config.neck, config.head, num_classes)
+    if load_weights and config.weights is not None:
+        load_weights_file(model, config.weights)
+    if load_weights and config.init is not None:
+        load_partial(model, config.init.checkpoint, prefix=config.init.prefix, strict=config.init.strict)
+    return model
 
 
 @dataclass
@@ -134,6 +144,6 @@ def model_from_checkpoint(path: str | Path) -> LoadedModel:
         to_deploy(model, fuse_conv_bn=bool(ckpt.get("fused_conv_bn")))
     from clsctl.models.weights import load_state_dict_checked
 
-    load_state_dict_checked(model, ckpt["model"], source=str(path))
+    load_state_dict_checked(model, ckpt["model"], source=str(path), allow_head_mismatch=False)
     model.eval()
     return LoadedModel(model, classes, ckpt["preprocessing"], recipe, ckpt)

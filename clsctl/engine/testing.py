@@ -49,11 +49,12 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", data_root: str | Pa
     for assignment in overrides:
         apply_override(recipe_data, assignment)
     if data_root is not None:
-        key = split if recipe_data["data"].get(split) else ("val" if split == "test" else split)
-        if recipe_data["data"].get(key) is None:
-            recipe_data["data"][key] = {"type": "image_folder", "root": str(data_root)}
-        recipe_data["data"][key]["root"] = str(data_root)
-        recipe_data["data"]["test"] = recipe_data["data"][key] if split == "test" else recipe_data["data"].get("test")
+        # Point the split's dataset (``test`` falls back to ``val``) at another image folder.
+        data = recipe_data["data"]
+        key = "val" if split == "test" and data.get("test") is None else split
+        if data.get(key) is None:
+            data[key] = {"type": "image_folder", "root": str(data_root)}
+        data[key]["root"] = str(data_root)
     if batch_size is not None:
         recipe_data["data"]["loader"]["batch_size"] = batch_size
     recipe = validate_recipe(recipe_data, source=str(checkpoint))

@@ -7,6 +7,10 @@ from clsctl.models._factory import MODELS, ModelEntry, create_model, list_models
 from clsctl.models._meta import ModelMeta
 
 # Family files register their variants on import.
-from clsctl.models import resnet, resnet_cifar  # noqa: E402,F401  isort: skip
+from clsctl.models import (  # noqa: E402,F401  isort: skip
+    convnext, densenet, efficientnet, efficientnet_v2, inception, lenet, mnasnet, mobilenet_v2, mobilenet_v3,
+    mobileone, regnet, repvgg, res2net, resnet, resnet_cifar, se_resnet, shufflenet_v1, shufflenet_v2, swin, vgg,
+    vit,
+)
 
 __all__ = ["MODELS", "ModelEntry", "ModelMeta", "create_model", "list_models", "model_info", "register_model"]

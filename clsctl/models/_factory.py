@@ -62,7 +62,11 @@ def list_models(pattern: str | None = None, *, pretrained: bool = False, reparam
 
 
 def model_info(name: str) -> ModelMeta:
-    """Metadata of a registered variant (unknown names raise with suggestions)."""
+    """Metadata of a registered variant or ``timm/<name>`` (unknown names raise with suggestions)."""
+    from clsctl.models.timm_models import is_timm_name, timm_model_meta
+
+    if is_timm_name(name):
+        return timm_model_meta(name)
     return MODELS.get(name).meta
 
 
@@ -77,7 +81,7 @@ def create_model(
     """Build a registered model.
 
     Args:
-        name: Registered name; ``-``/``_`` and case do not matter.
+        name: Registered name (``-``/``_`` and case do not matter), or ``timm/<name>`` for a timm model.
         pretrained: Load the published ImageNet weights (through torch.hub's cache).
         num_classes: Size of the classifier; a head of another size than the weights' is re-initialised.
         weights: Local file with a state dict (torchvision format) or a clsctl checkpoint.
@@ -86,8 +90,11 @@ def create_model(
     Returns:
         The model, with its :class:`ModelMeta` as ``model.model_meta``.
     """
+    from clsctl.models.timm_models import create_timm_model, is_timm_name
     from clsctl.models.weights import load_pretrained, load_weights_file
 
+    if is_timm_name(name):
+        return create_timm_model(name, pretrained, num_classes, weights=weights, **kwargs)
     entry = MODELS.get(name)
     meta = entry.meta
     classes = num_classes if num_classes is not None else meta.num_classes

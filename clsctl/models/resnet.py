@@ -4,6 +4,9 @@ The module layout (``conv1``, ``bn1``, ``layer1.0.conv1``, ..., ``fc``) is exact
 torchvision checkpoints load as they are. Extra options:
 
 * ``cifar_stem``: a 3x3 stride-1 first conv and no max-pool, for 32x32 inputs (MMPretrain's ResNet-CIFAR).
+* ``deep_stem`` / ``avg_down``: the ResNet-V1c stem (three 3x3 convs, 32-32-64 channels, in ``conv1``) and
+  the V1d shortcut (average pooling before a stride-1 1x1 conv), from "Bag of Tricks" (He et al., 2019); names
+  as in timm's ``resnet50c``/``resnet50d``.
 * ``frozen_stages``: ``0`` freezes the stem, ``k`` the stem and ``layer1`` to ``layer{k}``; frozen BatchNorm
   layers stay in eval mode.
 """
@@ -85,6 +88,8 @@ class ResNet(nn.Module):
         groups: Grouped-conv cardinality (ResNeXt).
         width_per_group: Channels per group in bottlenecks (Wide ResNet uses 128).
         stem_width: Channels of the stem and first stage (64 in every published variant).
+        deep_stem: Three 3x3 convs instead of the 7x7 one (ResNet-V1c/V1d).
+        avg_down: Downsample shortcuts by average pooling and a stride-1 1x1 conv (ResNet-V1d).
         cifar_stem: 3x3 stride-1 stem without max-pool, for small images.
         frozen_stages: Stages to freeze (-1: none, 0: stem, k: stem and the first k stages).
         zero_init_residual: Start each block's last BN at zero so blocks begin as identities.
@@ -92,7 +97,8 @@ class ResNet(nn.Module):
     """
 
     def __init__(self, block: type[BasicBlock | Bottleneck], layers: Sequence[int], num_classes: int = 1000, *,
-                 groups: int = 1, width_per_group: int = 64, stem_width: int = 64, cifar_stem: bool = False,
+                 groups: int = 1, width_per_group: int = 64, stem_width: int = 64, deep_stem: bool = False,
+                 avg_down: bool = False, cifar_stem: bool = False,
                  frozen_stages: int = -1, zero_init_residual: bool = False, drop_rate: float = 0.0) -> None:
         super().__init__()
         if not -1 <= frozen_stages <= len(layers):
@@ -100,7 +106,16 @@ class ResNet(nn.Module):
         self.groups = groups
         self.base_width = width_per_group
         self.in_ch = stem_width
-        if cifar_stem:
+        self.avg_down = avg_down
+        self.conv1: nn.Module
+        if deep_stem:
+            half = stem_width // 2
+            stride = 1 if cifar_stem else 2
+            self.conv1 = nn.Sequential(
+                _conv3x3(3, half, stride), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
+                _conv3x3(half, half), nn.BatchNorm2d(half), nn.ReLU(inplace=True), _conv3x3(half, stem_width),
+            )
+        elif cifar_stem:
             self.conv1 = nn.Conv2d(3, stem_width, 3, stride=1, padding=1, bias=False)
         else:
             self.conv1 = nn.Conv2d(3, stem_width, 7, stride=2, padding=3, bias=False)
@@ -134,8 +149,14 @@ class ResNet(nn.Module):
     def _make_stage(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None
         out_ch = planes * block.expansion
-        if stride != 1 or self.in_ch != out_ch:
-            downsample = nn.Sequential(nn.Conv2d(self.in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch))
+        if (stride != 1 or self.in_ch != out_ch) and self.avg_down:
+            pool: nn.Module = nn.Identity()
+            if stride != 1:
+                pool = nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)
+            downsample = nn.Sequential(pool, nn.Conv2d(self.in_ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch))
+        elif stride != 1 or self.in_ch != out_ch:
+            downsample = nn.Sequential(nn.Conv2d(self.in_ch, out_ch, 1, stride=stride, bias=False),
+                                       nn.BatchNorm2d(out_ch))
         stage = [block(self.in_ch, planes, stride, downsample, self.groups, self.base_width)]
         self.in_ch = out_ch
         stage += [block(self.in_ch, planes, groups=self.groups, base_width=self.base_width) for _ in range(1, blocks)]
@@ -173,7 +194,7 @@ class ResNet(nn.Module):
 def _imagenet(family: str, params: int, gflops: float, url: str | None, **meta: object) -> dict:
     return dict(family=family, num_params=params, flops=gflops * 1e9, param_source=_TV_SOURCE,
                 pretrained_url=None if url is None else _TV + url, class_names="imagenet-1k",
-                extra={"classifier": "fc", "cam_layer": "layer4"}, **meta)
+                extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layer4"}, **meta)
 
 
 @register_model(**_imagenet("resnet", 11_689_512, 1.814, "resnet18-f37072fd.pth"))
@@ -207,8 +228,81 @@ def resnet152(*, num_classes: int = 1000, **kwargs: object) -> ResNet:
 
 
 @register_model(family="resnet", input_size=(32, 32), num_classes=10, num_params=78_002,
-                param_source="clsctl test variant (computed)", extra={"classifier": "fc", "cam_layer": "layer4"})
+                param_source="clsctl test variant (computed)", extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layer4"})
 def test_resnet(*, num_classes: int = 10, **kwargs: object) -> ResNet:
     """A tiny ResNet (one basic block per stage, 8-channel stem, CIFAR stem) for fast tests."""
     kwargs.setdefault("cifar_stem", True)
     return ResNet(BasicBlock, [1, 1, 1, 1], num_classes, stem_width=8, **kwargs)
+
+
+@register_model(**_imagenet("resnet", 25_028_904, 4.23, "resnext50_32x4d-1a0047aa.pth"))
+def resnext50_32x4d(*, num_classes: int = 1000, **kwargs: object) -> ResNet:
+    """ResNeXt-50 (32x4d)."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, groups=32, width_per_group=4, **kwargs)
+
+
+@register_model(**_imagenet("resnet", 88_791_336, 16.414, "resnext101_32x8d-110c445d.pth"))
+def resnext101_32x8d(*, num_classes: int = 1000, **kwargs: object) -> ResNet:
+    """ResNeXt-101 (32x8d)."""
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, groups=32, width_per_group=8, **kwargs)
+
+
+@register_model(**_imagenet("resnet", 83_455_272, 15.46, "resnext101_64x4d-173b62eb.pth"))
+def resnext101_64x4d(*, num_classes: int = 1000, **kwargs: object) -> ResNet:
+    """ResNeXt-101 (64x4d)."""
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, groups=64, width_per_group=4, **kwargs)
+
+
+@register_model(**_imagenet("resnet", 68_883_240, 11.398, "wide_resnet50_2-9ba9bcbe.pth"))
+def wide_resnet50_2(*, num_classes: int = 1000, **kwargs: object) -> ResNet:
+    """Wide ResNet-50-2: bottlenecks twice as wide."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, width_per_group=128, **kwargs)
+
+
+@register_model(**_imagenet("resnet", 126_886_696, 22.753, "wide_resnet101_2-d733dc28.pth"))
+def wide_resnet101_2(*, num_classes: int = 1000, **kwargs: object) -> ResNet:
+    """Wide ResNet-101-2: bottlenecks twice as wide."""
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, width_per_group=128, **kwargs)
+
+
+def _bag_of_tricks(params: int, published: str, gflops: float) -> dict:
+    # MMPretrain's table rounds to 0.01M; the exact count is ours and is tested against that precision.
+    return dict(family="resnet", num_params=params, flops=gflops * 1e9,
+                param_source=f"MMPretrain ResNet table ({published}M, rounded)",
+                extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layer4", "paper_params": published})
+
+
+@register_model(**_bag_of_tricks(25_576_264, "25.58", 4.36))
+def resnetv1c50(*, num_classes: int = 1000, **kwargs: object) -> ResNet:
+    """ResNet-V1c-50: deep 3x3 stem."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, deep_stem=True, **kwargs)
+
+
+@register_model(**_bag_of_tricks(44_568_392, "44.57", 8.09))
+def resnetv1c101(*, num_classes: int = 1000, **kwargs: object) -> ResNet:
+    """ResNet-V1c-101: deep 3x3 stem."""
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, deep_stem=True, **kwargs)
+
+
+@register_model(**_bag_of_tricks(60_212_040, "60.21", 11.82))
+def resnetv1c152(*, num_classes: int = 1000, **kwargs: object) -> ResNet:
+    """ResNet-V1c-152: deep 3x3 stem."""
+    return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, deep_stem=True, **kwargs)
+
+
+@register_model(**_bag_of_tricks(25_576_264, "25.58", 4.36))
+def resnetv1d50(*, num_classes: int = 1000, **kwargs: object) -> ResNet:
+    """ResNet-V1d-50: deep 3x3 stem and average-pooled shortcuts."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, deep_stem=True, avg_down=True, **kwargs)
+
+
+@register_model(**_bag_of_tricks(44_568_392, "44.57", 8.09))
+def resnetv1d101(*, num_classes: int = 1000, **kwargs: object) -> ResNet:
+    """ResNet-V1d-101: deep 3x3 stem and average-pooled shortcuts."""
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, deep_stem=True, avg_down=True, **kwargs)
+
+
+@register_model(**_bag_of_tricks(60_212_040, "60.21", 11.82))
+def resnetv1d152(*, num_classes: int = 1000, **kwargs: object) -> ResNet:
+    """ResNet-V1d-152: deep 3x3 stem and average-pooled shortcuts."""
+    return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, deep_stem=True, avg_down=True, **kwargs)

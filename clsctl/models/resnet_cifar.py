@@ -67,7 +67,7 @@ class CifarResNet(nn.Module):
 def _meta(params: int, paper: str) -> dict:
     return dict(family="resnet_cifar", input_size=(32, 32), mean=_CIFAR_MEAN, std=_CIFAR_STD, num_classes=10,
                 num_params=params, param_source=f"computed (He et al. 2016 Table 6 report {paper} with option A)",
-                extra={"classifier": "fc", "cam_layer": "layer3", "paper_params": paper})
+                extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layer3", "paper_params": paper})
 
 
 @register_model(**_meta(272_474, "0.27M"))

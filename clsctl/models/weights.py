@@ -80,29 +80,72 @@ def _classifier_prefix(model: nn.Module) -> str:
     return name + "."
 
 
-def load_state_dict_checked(model: nn.Module, state: dict[str, Any], *, source: str) -> list[str]:
-    """Load ``state`` strictly, except that a classifier of another size is re-initialised.
+def load_state_dict_checked(model: nn.Module, state: dict[str, Any], *, source: str,
+                            allow_head_mismatch: bool = True) -> list[str]:
+    """Load ``state`` strictly, except that a classifier that differs (size or layers) is re-initialised.
+
+    Args:
+        model: Model to load into.
+        state: State dict.
+        source: Where ``state`` came from, for messages.
+        allow_head_mismatch: Re-initialise classifier keys that do not fit instead of failing.
 
     Returns:
-        The keys that were re-initialised (left as the model built them).
+        The model's keys that were re-initialised (left as the model built them).
 
     Raises:
         CheckpointError: Missing or unexpected keys, or a shape mismatch outside the classifier.
     """
     own = model.state_dict()
-    head = _classifier_prefix(model)
-    reinit = [k for k, v in state.items() if k in own and own[k].shape != v.shape and k.startswith(head)]
-    mismatched = [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in state.items()
-        if k in own and own[k].shape != v.shape and k not in reinit
-    ]
-    missing = sorted(set(own) - set(state) - set(reinit))
-    unexpected = sorted(set(state) - set(own))
-    problems = mismatched + [f"missing in checkpoint: {k}" for k in missing] + [f"not in model: {k}" for k in unexpected]
+    head = _classifier_prefix(model) if allow_head_mismatch else None
+
+    def in_head(key: str) -> bool:
+        return head is not None and key.startswith(head)
+
+    mismatched_keys = {k for k, v in state.items() if k in own and own[k].shape != v.shape}
+    missing_keys = set(own) - set(state)
+    unexpected_keys = set(state) - set(own)
+    head_changed = any(in_head(k) for k in mismatched_keys | missing_keys | unexpected_keys)
+    # When the classifier differs in any way, none of its old weights are used.
+    reinit = sorted(k for k in own if in_head(k)) if head_changed else []
+    problems = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                for k in sorted(mismatched_keys) if not in_head(k)]
+    problems += [f"missing in checkpoint: {k}" for k in sorted(missing_keys) if not in_head(k)]
+    problems += [f"not in model: {k}" for k in sorted(unexpected_keys) if not in_head(k)]
     if problems:
         raise CheckpointError(f"weights from {source} do not fit {type(model).__name__}", details=problems[:20])
-    model.load_state_dict({k: v for k, v in state.items() if k not in reinit}, strict=False)
+    model.load_state_dict({k: v for k, v in state.items() if k in own and k not in reinit}, strict=False)
     if reinit:
-        logger.warning("classifier size differs from %s; re-initialised: %s", source, ", ".join(sorted(reinit)))
+        logger.warning("classifier differs from %s; re-initialised: %s", source, ", ".join(reinit))
     return reinit
+
+
+def load_partial(model: nn.Module, path: str | Path, *, prefix: str | None = None, strict: bool = False) -> list[str]:
+    """Load the keys of a weights file that fit ``model`` (``model.init`` in recipes).
+
+    Args:
+        model: Model to load into.
+        path: Weights file (see :func:`read_state_dict`).
+        prefix: Take only keys under ``prefix.`` and strip it (e.g. ``backbone``).
+        strict: Fail unless every model key is loaded.
+
+    Returns:
+        The model keys that were loaded.
+    """
+    state = read_state_dict(path)
+    if prefix:
+        cut = prefix.rstrip(".") + "."
+        state = {k[len(cut):]: v for k, v in state.items() if k.startswith(cut)}
+        if not state:
+            raise CheckpointError(f"{path} has no keys under '{cut}'")
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(set(own) - set(fitting))
+    if strict and skipped:
+        raise CheckpointError(f"{path} does not initialise every parameter", details=[f"not loaded: {k}" for k in skipped[:20]])
+    if not fitting:
+        raise CheckpointError(f"no key of {path} fits {type(model).__name__}")
+    model.load_state_dict(fitting, strict=False)
+    logger.info("initialised %d of %d tensors from %s%s", len(fitting), len(own), path,
+                f" (not loaded: {', '.join(skipped[:8])}{' ...' if len(skipped) > 8 else ''})" if skipped else "")
+    return sorted(fitting)

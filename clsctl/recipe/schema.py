@@ -25,6 +25,67 @@ class Section(BaseModel):
 # --------------------------------------------------------------------------- model
 
 
+class GlobalAveragePooling(Section):
+    """Average over the spatial positions (what most models do already)."""
+
+    type: Literal["gap"]
+
+
+class GeneralizedMeanPooling(Section):
+    """GeM pooling, (mean x^p)^(1/p): p=1 is average pooling, large p approaches max pooling."""
+
+    type: Literal["gem"]
+    p: PositiveFloat = 3.0
+    learnable: bool = Field(True, description="Learn p with the network.")
+    eps: PositiveFloat = 1e-6
+
+
+Neck = Annotated[Union[GlobalAveragePooling, GeneralizedMeanPooling], Field(discriminator="type")]
+
+
+class LinearHead(Section):
+    """One linear layer (optionally after dropout)."""
+
+    type: Literal["linear"]
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class StackedHead(Section):
+    """Hidden layers (linear, optional norm, activation, dropout), then the linear classifier."""
+
+    type: Literal["stacked"]
+    hidden: list[Annotated[int, Field(gt=0)]] = Field(min_length=1)
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    activation: Literal["relu", "gelu", "silu", "tanh"] = "relu"
+    norm: Literal["none", "batch", "layer"] = "none"
+
+
+class PreLogitsHead(Section):
+    """ViT-style pre-logits: linear to ``hidden``, tanh, then the classifier."""
+
+    type: Literal["vit_pre_logits"]
+    hidden: Annotated[int, Field(gt=0)] = 768
+
+
+class MultiLabelLinearHead(Section):
+    """Linear classifier whose outputs are independent per-class scores (sigmoid), for multi-label data."""
+
+    type: Literal["multi_label_linear"]
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    threshold: Probability = Field(0.5, description="Score above which a class is predicted.")
+
+
+Head = Annotated[Union[LinearHead, StackedHead, PreLogitsHead, MultiLabelLinearHead], Field(discriminator="type")]
+
+
+class InitConfig(Section):
+    """Initialise (part of) the model from a checkpoint after it is built."""
+
+    checkpoint: str = Field(description="State dict, torchvision/timm weights or clsctl checkpoint.")
+    prefix: str | None = Field(None, description="Load only keys under this prefix (stripped), e.g. backbone.")
+    strict: bool = Field(False, description="Fail unless every model key is loaded.")
+
+
 class ModelConfig(Section):
     """Which network to build and which weights to start from."""
 
@@ -33,14 +94,18 @@ class ModelConfig(Section):
     pretrained: bool = Field(False, description="Start from the published ImageNet weights.")
     weights: str | None = Field(None, description="Local weights file (state dict or clsctl checkpoint).")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Family options, e.g. cifar_stem, frozen_stages.")
+    neck: Neck | None = Field(None, description="Replace the model's pooling (gap, gem).")
+    head: Head | None = Field(None, description="Replace the model's classifier.")
+    init: InitConfig | None = Field(None, description="Load (part of) a checkpoint after building.")
 
     @field_validator("name")
     @classmethod
     def _known_model(cls, name: str) -> str:
         from clsctl.models import MODELS
+        from clsctl.models.timm_models import is_timm_name
         from clsctl.registry import unknown_name_message
 
-        if name not in MODELS:
+        if name not in MODELS and not is_timm_name(name):
             raise ValueError(unknown_name_message("model", name, MODELS.names()))
         return name
 
@@ -120,11 +185,141 @@ class RandomRotation(Section):
     degrees: Annotated[float, Field(ge=0, le=180)]
 
 
+class ResizeEdge(Section):
+    """Resize so the shorter (or longer) edge is ``size``, keeping the aspect ratio."""
+
+    type: Literal["resize_edge"]
+    size: Annotated[int, Field(gt=0)]
+    edge: Literal["short", "long"] = "short"
+    interpolation: Interpolation = "bilinear"
+
+
+class EfficientNetRandomCrop(Section):
+    """EfficientNet's training crop: a random box covering ``scale`` of the area (at least ``min_covered``) with
+    an aspect ratio in ``ratio``, resized to ``size``; after ``max_attempts`` failures, the EfficientNet centre crop."""
+
+    type: Literal["efficientnet_random_crop"]
+    size: Annotated[int, Field(gt=0)]
+    scale: tuple[Probability, Probability] = (0.08, 1.0)
+    ratio: tuple[PositiveFloat, PositiveFloat] = (3 / 4, 4 / 3)
+    min_covered: Probability = 0.1
+    max_attempts: Annotated[int, Field(gt=0)] = 10
+    crop_padding: Annotated[int, Field(ge=0)] = 32
+    interpolation: Interpolation = "bicubic"
+
+
+class EfficientNetCenterCrop(Section):
+    """EfficientNet's evaluation crop: the centre square of side ``size / (size + crop_padding)`` of the shorter
+    edge, resized to ``size``."""
+
+    type: Literal["efficientnet_center_crop"]
+    size: Annotated[int, Field(gt=0)]
+    crop_padding: Annotated[int, Field(ge=0)] = 32
+    interpolation: Interpolation = "bicubic"
+
+
+class RandAugment(Section):
+    """RandAugment (Cubuk et al., 2020): ``num_ops`` random operations of strength ``magnitude``."""
+
+    type: Literal["rand_augment"]
+    num_ops: Annotated[int, Field(ge=1)] = 2
+    magnitude: Annotated[int, Field(ge=0)] = 9
+    num_magnitude_bins: Annotated[int, Field(ge=2)] = 31
+    interpolation: Interpolation = "nearest"
+
+    @model_validator(mode="after")
+    def _magnitude_in_bins(self) -> RandAugment:
+        if self.magnitude >= self.num_magnitude_bins:
+            raise ValueError(f"magnitude must be below num_magnitude_bins ({self.num_magnitude_bins})")
+        return self
+
+
+class AutoAugment(Section):
+    """AutoAugment (Cubuk et al., 2019) with a learned policy (ImageNet's by default)."""
+
+    type: Literal["auto_augment"]
+    policy: Literal["imagenet", "cifar10", "svhn"] = "imagenet"
+    interpolation: Interpolation = "nearest"
+
+
+class TrivialAugment(Section):
+    """TrivialAugment (Wide): one random operation of random strength per image."""
+
+    type: Literal["trivial_augment"]
+    num_magnitude_bins: Annotated[int, Field(ge=2)] = 31
+    interpolation: Interpolation = "nearest"
+
+
+class Lighting(Section):
+    """AlexNet-style PCA colour noise: adds eigvec @ (alpha * eigval), alpha ~ N(0, alphastd), to every pixel.
+
+    Runs on the [0, 1] tensor before normalisation (wherever it appears in the pipeline); eigenvalues and
+    eigenvectors default to ImageNet's RGB ones.
+    """
+
+    type: Literal["lighting"]
+    alphastd: Annotated[float, Field(ge=0)] = 0.1
+    eigval: tuple[float, float, float] = (0.2175, 0.0188, 0.0045)
+    eigvec: tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]] = (
+        (-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
+
+
+class RandomErasing(Section):
+    """Erase a random box with probability ``prob`` (Zhong et al., 2020); runs on the normalised tensor, last.
+
+    ``value``: a number (0 erases to the mean colour, as the tensor is normalised) or ``random`` (per-pixel
+    normal noise).
+    """
+
+    type: Literal["random_erasing"]
+    prob: Probability = 0.25
+    scale: tuple[Probability, Probability] = (0.02, 1 / 3)
+    ratio: tuple[PositiveFloat, PositiveFloat] = (0.3, 3.3)
+    value: float | Literal["random"] = 0.0
+
+
 Transform = Annotated[
     Union[Resize, RandomResizedCrop, CenterCrop, RandomCrop, RandomHorizontalFlip, RandomVerticalFlip, ColorJitter,
-          RandomGrayscale, RandomRotation],
+          RandomGrayscale, RandomRotation, ResizeEdge, EfficientNetRandomCrop, EfficientNetCenterCrop, RandAugment,
+          AutoAugment, TrivialAugment, Lighting, RandomErasing],
     Field(discriminator="type"),
 ]
+
+
+class Mixup(Section):
+    """Mixup (Zhang et al., 2018): blend two images and their targets by lam ~ Beta(alpha, alpha)."""
+
+    type: Literal["mixup"]
+    alpha: PositiveFloat = 0.8
+    prob: Probability | None = Field(None, description="Chance this augment is picked for a batch (default: an "
+                                                       "equal share of what the others leave).")
+
+
+class CutMix(Section):
+    """CutMix (Yun et al., 2019): paste a box of another image; targets mix by the box's area."""
+
+    type: Literal["cutmix"]
+    alpha: PositiveFloat = 1.0
+    prob: Probability | None = Field(None, description="Chance this augment is picked for a batch.")
+
+
+class ResizeMix(Section):
+    """ResizeMix (Qin et al., 2020): paste a whole other image, resized into a random box; targets mix by area."""
+
+    type: Literal["resizemix"]
+    alpha: PositiveFloat = 1.0
+    lam_min: Probability = 0.1
+    lam_max: Probability = 0.8
+    prob: Probability | None = Field(None, description="Chance this augment is picked for a batch.")
+
+    @model_validator(mode="after")
+    def _range(self) -> ResizeMix:
+        if self.lam_min > self.lam_max:
+            raise ValueError("lam_min must not exceed lam_max")
+        return self
+
+
+BatchAugment = Annotated[Union[Mixup, CutMix, ResizeMix], Field(discriminator="type")]
 
 
 # --------------------------------------------------------------------------- datasets
@@ -149,7 +344,127 @@ class AnnotationFileDataset(Section):
     pipeline: list[Transform] = Field(default_factory=list)
 
 
-Dataset = Annotated[Union[ImageFolderDataset, AnnotationFileDataset], Field(discriminator="type")]
+class ImageNetDataset(Section):
+    """ImageNet layout: ``root/<split>/...`` images listed in ``root/meta/<split>.txt`` as ``path label`` lines."""
+
+    type: Literal["imagenet"]
+    root: str
+    split: Literal["train", "val", "test"] = "train"
+    ann_file: str | None = Field(None, description="Default: <root>/meta/<split>.txt.")
+    classes: list[str] | str | None = Field(
+        None, description="Names or a file; default <root>/meta/classes.txt, else the sorted <root>/train folders.")
+    pipeline: list[Transform] = Field(default_factory=list)
+
+
+class TorchvisionDataset(Section):
+    """CIFAR-10/100, MNIST or Fashion-MNIST in torchvision's own files under ``root`` (downloaded when missing)."""
+
+    type: Literal["cifar10", "cifar100", "mnist", "fashion_mnist"]
+    root: str
+    split: Literal["train", "test"] = "train"
+    download: bool = Field(True, description="Download into root when the files are missing.")
+    pipeline: list[Transform] = Field(default_factory=list)
+
+
+class VOCDataset(Section):
+    """PASCAL VOC 2007 as multi-label classification; ``root`` is the ``VOC2007`` folder (JPEGImages, ...)."""
+
+    type: Literal["voc2007"]
+    root: str
+    split: Literal["train", "val", "trainval", "test"] = "trainval"
+    difficult: Literal["ignore", "positive", "negative"] = Field(
+        "ignore", description="Objects marked difficult: ignored in loss and metrics (-1 target), or counted.")
+    pipeline: list[Transform] = Field(default_factory=list)
+
+
+class CUBDataset(Section):
+    """CUB-200-2011; ``root`` is the ``CUB_200_2011`` folder (images.txt, image_class_labels.txt, ...)."""
+
+    type: Literal["cub200"]
+    root: str
+    split: Literal["train", "test"] = "train"
+    pipeline: list[Transform] = Field(default_factory=list)
+
+
+class OpenMMLabJsonDataset(Section):
+    """An OpenMMLab 2.0 annotation file: ``{"metainfo": {"classes": [...]}, "data_list": [{"img_path": ...,
+    "gt_label": 3}, ...]}``; a list ``gt_label`` makes the data multi-label."""
+
+    type: Literal["openmmlab_json"]
+    ann_file: str
+    root: str = Field("", description="Folder img_path is relative to (MMPretrain's data_prefix).")
+    classes: list[str] | str | None = Field(None, description="Default: metainfo.classes.")
+    pipeline: list[Transform] = Field(default_factory=list)
+
+
+class _Wrapper(Section):
+    """A dataset made of other datasets; its pipeline is the inner dataset's."""
+
+    @property
+    def pipeline(self) -> list[Transform]:
+        """The transform steps of the (first) inner dataset."""
+        return list(self.dataset.pipeline)  # type: ignore[attr-defined]
+
+
+class RepeatDataset(_Wrapper):
+    """The inner dataset ``times`` times over (fewer, longer epochs for small datasets)."""
+
+    type: Literal["repeat"]
+    dataset: Dataset
+    times: Annotated[int, Field(gt=0)]
+
+
+class ConcatDataset(_Wrapper):
+    """Several datasets with the same classes, one after another; all use the first dataset's pipeline."""
+
+    type: Literal["concat"]
+    datasets: list[Dataset] = Field(min_length=1)
+
+    @property
+    def pipeline(self) -> list[Transform]:
+        return list(self.datasets[0].pipeline)
+
+    @model_validator(mode="after")
+    def _one_pipeline(self) -> ConcatDataset:
+        first = self.datasets[0].pipeline
+        if any(d.pipeline and d.pipeline != first for d in self.datasets[1:]):
+            raise ValueError("one pipeline runs for all concatenated datasets: give it on the first only")
+        return self
+
+
+class ClassBalancedDataset(_Wrapper):
+    """Repeat-factor sampling (LVIS): a sample is repeated ceil(max(1, sqrt(oversample_thr / f))) times, f being
+    the smallest frequency (fraction of samples) among its classes."""
+
+    type: Literal["class_balanced"]
+    dataset: Dataset
+    oversample_thr: Annotated[float, Field(gt=0, le=1)]
+
+
+class KFoldDataset(_Wrapper):
+    """One fold of K-fold cross-validation: the held-out fold (``test_mode``) or the other K-1 folds."""
+
+    type: Literal["kfold"]
+    dataset: Dataset
+    fold: Annotated[int, Field(ge=0)] = 0
+    num_splits: Annotated[int, Field(ge=2)] = 5
+    test_mode: bool = Field(False, description="The held-out fold (validation) instead of the training folds.")
+    seed: int | None = Field(0, description="Shuffle before splitting (null: consecutive folds in dataset order).")
+
+    @model_validator(mode="after")
+    def _fold_in_range(self) -> KFoldDataset:
+        if self.fold >= self.num_splits:
+            raise ValueError(f"fold must be below num_splits ({self.num_splits}), got {self.fold}")
+        return self
+
+
+Dataset = Annotated[
+    Union[ImageFolderDataset, AnnotationFileDataset, ImageNetDataset, TorchvisionDataset, VOCDataset, CUBDataset,
+          OpenMMLabJsonDataset, RepeatDataset, ConcatDataset, ClassBalancedDataset, KFoldDataset],
+    Field(discriminator="type"),
+]
+for _wrapper in (RepeatDataset, ConcatDataset, ClassBalancedDataset, KFoldDataset):
+    _wrapper.model_rebuild()
 
 
 class LoaderConfig(Section):
@@ -171,50 +486,161 @@ class DataConfig(Section):
     loader: LoaderConfig = Field(default_factory=LoaderConfig)
     mean: tuple[float, float, float] | None = Field(None, description="Default: the model's (ImageNet for most).")
     std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] | None = None
+    channel_order: Literal["rgb", "bgr"] = Field(
+        "rgb", description="Channel order the model takes; mean/std are always given in RGB order.")
+    on_bad_image: Literal["skip", "fail"] = Field(
+        "skip", description="An unreadable image file: replace it by the next sample and count it, or stop.")
+    batch_augments: list[BatchAugment] = Field(
+        default_factory=list, description="Batch-level mixing for training (mixup, cutmix, resizemix); one is "
+                                          "picked per batch by its prob, none with the probability left over.")
+
+    @field_validator("batch_augments")
+    @classmethod
+    def _probabilities(cls, augments: list[Any]) -> list[Any]:
+        total = sum(a.prob for a in augments if a.prob is not None)
+        if total > 1 + 1e-9:
+            raise ValueError(f"the probs of batch_augments add up to {total:g}; at most 1")
+        return augments
 
 
 # --------------------------------------------------------------------------- optimizer, schedule, loss
 
 
-class SGD(Section):
+class ParamGroupRule(Section):
+    """Multipliers for the parameters whose name starts with a prefix."""
+
+    lr_mult: Annotated[float, Field(ge=0)] = 1.0
+    decay_mult: Annotated[float, Field(ge=0)] = 1.0
+
+
+class Paramwise(Section):
+    """Per-parameter options: other weight decay for norm and bias parameters, per-prefix multipliers, layer decay."""
+
+    norm_decay_mult: Annotated[float, Field(ge=0)] | None = Field(
+        None, description="Weight-decay multiplier of normalisation-layer parameters (0: no decay).")
+    bias_decay_mult: Annotated[float, Field(ge=0)] | None = Field(
+        None, description="Weight-decay multiplier of biases (0: no decay).")
+    flat_decay_mult: Annotated[float, Field(ge=0)] | None = Field(
+        None, description="Weight-decay multiplier of other 1-D parameters and tokens (cls token, position embedding).")
+    custom_keys: dict[str, ParamGroupRule] = Field(
+        default_factory=dict, description="Name prefix -> lr/decay multipliers; the longest matching prefix wins.")
+    layer_decay: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        None, description="Layer-wise lr decay for ViT-style models: block i of L gets lr x decay^(L+1-i).")
+
+
+class ClipGrad(Section):
+    """Gradient clipping before each optimizer step."""
+
+    type: Literal["norm", "value"] = "norm"
+    max_norm: PositiveFloat = Field(1.0, description="Largest total norm (norm) or absolute value (value).")
+    norm_type: PositiveFloat = 2.0
+
+
+class OptimizerBase(Section):
+    """Options every optimizer takes."""
+
+    lr: PositiveFloat
+    base_batch_size: Annotated[int, Field(gt=0)] | None = Field(
+        None, description="Global batch size lr is meant for; --auto-scale-lr scales lr by actual/base.")
+    paramwise: Paramwise = Field(default_factory=Paramwise)
+    clip_grad: ClipGrad | None = Field(None, description="Clip gradients (after unscaling under AMP).")
+    accumulate_steps: Annotated[int, Field(gt=0)] = Field(1, description="Batches whose gradients make one step.")
+
+
+class SGD(OptimizerBase):
     """Stochastic gradient descent with momentum."""
 
     type: Literal["sgd"]
-    lr: PositiveFloat
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     weight_decay: Annotated[float, Field(ge=0)] = 1e-4
     nesterov: bool = False
 
 
-class AdamW(Section):
+Betas = tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]]
+
+
+class Adam(OptimizerBase):
+    """Adam (weight decay added to the gradient, L2-style)."""
+
+    type: Literal["adam"]
+    betas: Betas = (0.9, 0.999)
+    eps: PositiveFloat = 1e-8
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    amsgrad: bool = False
+
+
+class AdamW(OptimizerBase):
     """Adam with decoupled weight decay."""
 
     type: Literal["adamw"]
-    lr: PositiveFloat
-    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
+    betas: Betas = (0.9, 0.999)
     eps: PositiveFloat = 1e-8
     weight_decay: Annotated[float, Field(ge=0)] = 0.05
+    amsgrad: bool = False
 
 
-Optimizer = Annotated[Union[SGD, AdamW], Field(discriminator="type")]
+class RMSprop(OptimizerBase):
+    """RMSprop (the EfficientNet/MobileNet recipes use eps around 1e-3 and momentum 0.9)."""
+
+    type: Literal["rmsprop"]
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.99
+    eps: PositiveFloat = 1e-8
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    centered: bool = False
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
 
 
-class Warmup(Section):
-    """Shared warm-up options: the lr rises linearly from ``warmup_start_factor`` x lr."""
+class TorchOptimizer(OptimizerBase):
+    """Any ``torch.optim`` class by name, e.g. ``{type: torch, name: Adagrad, lr: 0.01, kwargs: {lr_decay: 0}}``."""
 
-    warmup_epochs: Annotated[float, Field(ge=0)] = 0
+    type: Literal["torch"]
+    name: str = Field(description="Class name in torch.optim, e.g. Adagrad, NAdam, RAdam, Adamax.")
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Other constructor arguments.")
+
+
+Optimizer = Annotated[Union[SGD, Adam, AdamW, RMSprop, TorchOptimizer], Field(discriminator="type")]
+
+
+class ScheduleBase(Section):
+    """Where a schedule entry applies, and its optional linear warm-up.
+
+    Entries of a ``schedule:`` list multiply: each scales the lr (or momentum) by its factor inside
+    ``[begin, end)``, keeps its final factor after ``end``, and is 1 before ``begin``.
+    """
+
+    param: Literal["lr", "momentum"] = Field("lr", description="What the entry schedules.")
+    begin: Annotated[float, Field(ge=0)] = Field(0, description="Start, in epochs (by_epoch) or iterations.")
+    end: Annotated[float, Field(gt=0)] | None = Field(None, description="End (exclusive); default: the end of the run.")
+    by_epoch: bool = Field(True, description="begin/end/milestones count epochs (else iterations); values still "
+                                             "change every iteration except for step-style decays.")
+    warmup_epochs: Annotated[float, Field(ge=0)] = Field(0, description="Linear warm-up at the start of the entry.")
+    warmup_iters: Annotated[int, Field(ge=0)] = Field(0, description="Warm-up in iterations instead of epochs.")
     warmup_start_factor: Annotated[float, Field(gt=0, le=1)] = 0.001
 
+    @model_validator(mode="after")
+    def _one_warmup_and_order(self) -> ScheduleBase:
+        if self.warmup_epochs and self.warmup_iters:
+            raise ValueError("give warmup_epochs or warmup_iters, not both")
+        if self.end is not None and self.end <= self.begin:
+            raise ValueError(f"end ({self.end}) must be after begin ({self.begin})")
+        return self
 
-class CosineSchedule(Warmup):
-    """Cosine decay from lr to ``min_lr`` over the run, per iteration."""
+
+# Kept as a name for recipes and code that refer to it.
+Warmup = ScheduleBase
+
+
+class CosineSchedule(ScheduleBase):
+    """Cosine decay from lr to ``min_lr`` (or lr x ``min_ratio``) over the entry."""
 
     type: Literal["cosine"]
-    min_lr: Annotated[float, Field(ge=0)] = 0.0
+    min_lr: Annotated[float, Field(ge=0)] = Field(0.0, description="Final value (momentum for momentum entries).")
+    min_ratio: Annotated[float, Field(ge=0)] | None = Field(None, description="Final value as a fraction of the start.")
 
 
-class MultiStepSchedule(Warmup):
-    """Multiply the lr by ``gamma`` at each epoch in ``milestones``."""
+class MultiStepSchedule(ScheduleBase):
+    """Multiply the lr by ``gamma`` at each milestone (epochs or iterations from the start of the run)."""
 
     type: Literal["multistep"]
     milestones: list[Annotated[int, Field(gt=0)]]
@@ -228,13 +654,65 @@ class MultiStepSchedule(Warmup):
         return milestones
 
 
-class ConstantSchedule(Warmup):
-    """Keep the lr constant (after the optional warm-up)."""
+class StepSchedule(ScheduleBase):
+    """Multiply the lr by ``gamma`` every ``step_size`` epochs (or iterations) after ``begin``."""
+
+    type: Literal["step"]
+    step_size: Annotated[int, Field(gt=0)]
+    gamma: Annotated[float, Field(gt=0)] = 0.1
+
+
+class LinearSchedule(ScheduleBase):
+    """Linear change of the factor from ``start_factor`` to ``end_factor`` (a warm-up when it rises to 1)."""
+
+    type: Literal["linear"]
+    start_factor: Annotated[float, Field(ge=0)] = 1.0 / 3
+    end_factor: Annotated[float, Field(ge=0)] = 1.0
+
+
+class PolynomialSchedule(ScheduleBase):
+    """(1 - progress)^power decay to ``min_lr``."""
+
+    type: Literal["polynomial"]
+    power: PositiveFloat = 1.0
+    min_lr: Annotated[float, Field(ge=0)] = 0.0
+
+
+class ExponentialSchedule(ScheduleBase):
+    """Multiply the lr by ``gamma`` per epoch (or iteration)."""
+
+    type: Literal["exponential"]
+    gamma: PositiveFloat
+
+
+class OneCycleSchedule(ScheduleBase):
+    """One-cycle policy (Smith, 2018): from lr/div_factor up to lr, then down to lr/(div_factor x final_div_factor).
+
+    With ``cycle_momentum`` the momentum moves the opposite way, between ``max_momentum`` and ``base_momentum``.
+    """
+
+    type: Literal["onecycle"]
+    pct_start: Annotated[float, Field(gt=0, lt=1)] = 0.3
+    div_factor: PositiveFloat = 25.0
+    final_div_factor: PositiveFloat = 1e4
+    anneal: Literal["cos", "linear"] = "cos"
+    cycle_momentum: bool = True
+    base_momentum: Annotated[float, Field(ge=0, lt=1)] = 0.85
+    max_momentum: Annotated[float, Field(ge=0, lt=1)] = 0.95
+
+
+class ConstantSchedule(ScheduleBase):
+    """Keep the lr at lr x ``factor`` (after the optional warm-up) inside the window; back to lr after ``end``."""
 
     type: Literal["constant"]
+    factor: Annotated[float, Field(gt=0)] = 1.0
 
 
-Schedule = Annotated[Union[CosineSchedule, MultiStepSchedule, ConstantSchedule], Field(discriminator="type")]
+Schedule = Annotated[
+    Union[CosineSchedule, MultiStepSchedule, StepSchedule, LinearSchedule, PolynomialSchedule, ExponentialSchedule,
+          OneCycleSchedule, ConstantSchedule],
+    Field(discriminator="type"),
+]
 
 
 class CrossEntropyLoss(Section):
@@ -242,12 +720,49 @@ class CrossEntropyLoss(Section):
 
     type: Literal["cross_entropy"] = "cross_entropy"
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    class_weights: list[Annotated[float, Field(ge=0)]] | None = Field(None, description="One weight per class.")
 
 
-Loss = Annotated[Union[CrossEntropyLoss], Field(discriminator="type")]
+class FocalLoss(Section):
+    """Softmax focal loss, -alpha_t (1 - p_t)^gamma log p_t (Lin et al., 2017), for class imbalance."""
+
+    type: Literal["focal"]
+    gamma: Annotated[float, Field(ge=0)] = 2.0
+    class_weights: list[Annotated[float, Field(ge=0)]] | None = Field(None, description="alpha_t per class.")
+
+
+class BinaryCrossEntropyLoss(Section):
+    """Per-class sigmoid cross-entropy for multi-label targets."""
+
+    type: Literal["bce"]
+    pos_weight: list[PositiveFloat] | None = Field(None, description="Weight of positives, one per class.")
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class AsymmetricLoss(Section):
+    """Asymmetric loss for multi-label data (Ridnik et al., 2021): down-weights easy negatives."""
+
+    type: Literal["asymmetric"]
+    gamma_pos: Annotated[float, Field(ge=0)] = 0.0
+    gamma_neg: Annotated[float, Field(ge=0)] = 4.0
+    clip: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    eps: PositiveFloat = 1e-8
+
+
+Loss = Annotated[Union[CrossEntropyLoss, FocalLoss, BinaryCrossEntropyLoss, AsymmetricLoss],
+                 Field(discriminator="type")]
 
 
 # --------------------------------------------------------------------------- runtime
+
+
+class EmaConfig(Section):
+    """An exponential moving average of the weights, validated and saved next to the model (``best_ema.pt``)."""
+
+    decay: Annotated[float, Field(gt=0, lt=1)] = 0.9998
+    warmup: bool = Field(True, description="Use min(decay, (1 + n) / (10 + n)) at update n, so early averages "
+                                           "are not dominated by the random init.")
+    interval: Annotated[int, Field(gt=0)] = Field(1, description="Optimizer steps between updates.")
 
 
 class RuntimeConfig(Section):
@@ -257,12 +772,26 @@ class RuntimeConfig(Section):
     work_dir: str | None = Field(None, description="Run folder; default runs/<recipe name>.")
     seed: int = 0
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N.")
-    amp: bool = Field(True, description="Mixed precision (fp16) on CUDA; ignored on the CPU.")
+    amp: bool | Literal["fp16", "bf16"] = Field(
+        True, description="Mixed precision: fp16 (true; CUDA only, with a gradient scaler), bf16, or false.")
     channels_last: bool = Field(True, description="channels_last memory format on CUDA; ignored on the CPU.")
+    compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = Field(
+        False, description="torch.compile the model for training (true: the default mode).")
+    sync_bn: bool = Field(False, description="SyncBatchNorm across processes in distributed training (CUDA).")
+    auto_scale_lr: bool = Field(False, description="Scale optim.lr by global batch / optim.base_batch_size.")
     deterministic: bool = False
+    tensorboard: bool = Field(False, description="Also write TensorBoard event files to <run>/tensorboard.")
     log_interval: Annotated[int, Field(gt=0)] = Field(20, description="Iterations between metrics.jsonl records.")
     val_interval: Annotated[int, Field(gt=0)] = Field(1, description="Epochs between validations.")
     checkpoint_interval: Annotated[int, Field(gt=0)] = Field(1, description="Epochs between last.pt saves.")
+    keep_checkpoints: Annotated[int, Field(ge=-1)] = Field(
+        0, description="Also save epoch_N.pt at each checkpoint and keep the newest N (-1: all, 0: none).")
+    save_best: str | None = Field(
+        "auto", description="Validation metric that picks best.pt ('auto': the first one; null: no best.pt).")
+    save_best_rule: Literal["greater", "less"] | None = Field(
+        None, description="Whether larger is better; default: less for names containing 'loss', else greater.")
+    load_from: str | None = Field(None, description="Start from these weights (checkpoint or state dict); "
+                                                    "unlike resume, optimizer, schedule and epoch start fresh.")
 
 
 class Recipe(Section):
@@ -271,9 +800,12 @@ class Recipe(Section):
     model: ModelConfig
     data: DataConfig
     optim: Optimizer
-    schedule: Schedule = Field(default_factory=lambda: ConstantSchedule(type="constant"))
+    schedule: Schedule | list[Schedule] = Field(
+        default_factory=lambda: ConstantSchedule(type="constant"),
+        description="One schedule, or a list whose entries multiply (MMEngine-style begin/end windows).")
     loss: Loss = Field(default_factory=CrossEntropyLoss)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    ema: EmaConfig | None = Field(None, description="Keep and validate an EMA of the weights.")
 
     @field_validator("loss", mode="before")
     @classmethod
@@ -282,13 +814,21 @@ class Recipe(Section):
             return {"type": "cross_entropy", **value}
         return value
 
+    @property
+    def schedules(self) -> list[Schedule]:
+        """The schedule entries, a single entry as a one-element list."""
+        return list(self.schedule) if isinstance(self.schedule, list) else [self.schedule]
+
     @model_validator(mode="after")
     def _milestones_within_run(self) -> Recipe:
-        if isinstance(self.schedule, MultiStepSchedule) and self.schedule.milestones[-1] > self.runtime.epochs:
-            raise ValueError(
-                f"schedule.milestones: last milestone {self.schedule.milestones[-1]} is after the last epoch "
-                f"({self.runtime.epochs})"
-            )
+        for entry in self.schedules:
+            if isinstance(entry, MultiStepSchedule) and entry.by_epoch and entry.milestones[-1] > self.runtime.epochs:
+                raise ValueError(
+                    f"schedule.milestones: last milestone {entry.milestones[-1]} is after the last epoch "
+                    f"({self.runtime.epochs})"
+                )
+        if self.runtime.auto_scale_lr and self.optim.base_batch_size is None:
+            raise ValueError("runtime.auto_scale_lr needs optim.base_batch_size (the global batch lr is meant for)")
         return self
 
     def to_dict(self) -> dict[str, Any]:

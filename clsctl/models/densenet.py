@@ -1,0 +1,43 @@
+"""DenseNet (Huang et al., 2017) 121/161/169/201 on torchvision's constructors.
+
+Built with ``torchvision.models``, so parameter names are torchvision's and its checkpoints load as they are;
+keyword arguments go to the torchvision constructor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from clsctl.models._factory import register_model
+from clsctl.models._tv import tv_build, tv_meta
+
+
+def _meta(params: int, gflops: float, weights_file: str, weights: str, size: int = 224) -> dict[str, Any]:
+    return tv_meta("densenet", params, gflops, weights_file, classifier="classifier", cam_layer="features",
+                   input_size=(size, size), weights=weights)
+
+
+@register_model(**_meta(7_978_856, 2.834, "densenet121-a639ec97.pth", "IMAGENET1K_V1"))
+def densenet121(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
+    """DenseNet-121."""
+    return tv_build("densenet121", num_classes, **kwargs)
+
+
+@register_model(**_meta(28_681_000, 7.728, "densenet161-8d451a50.pth", "IMAGENET1K_V1"))
+def densenet161(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
+    """DenseNet-161."""
+    return tv_build("densenet161", num_classes, **kwargs)
+
+
+@register_model(**_meta(14_149_480, 3.36, "densenet169-b2777c0a.pth", "IMAGENET1K_V1"))
+def densenet169(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
+    """DenseNet-169."""
+    return tv_build("densenet169", num_classes, **kwargs)
+
+
+@register_model(**_meta(20_013_928, 4.291, "densenet201-c1103571.pth", "IMAGENET1K_V1"))
+def densenet201(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
+    """DenseNet-201."""
+    return tv_build("densenet201", num_classes, **kwargs)

@@ -1,0 +1,25 @@
+"""MobileNetV2 (Sandler et al., 2018) on torchvision's constructor.
+
+Built with ``torchvision.models``, so parameter names are torchvision's and its checkpoints load as they are;
+keyword arguments go to the torchvision constructor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from clsctl.models._factory import register_model
+from clsctl.models._tv import tv_build, tv_meta
+
+
+def _meta(params: int, gflops: float, weights_file: str, weights: str, size: int = 224) -> dict[str, Any]:
+    return tv_meta("mobilenet_v2", params, gflops, weights_file, classifier="classifier.1", cam_layer="features",
+                   input_size=(size, size), weights=weights)
+
+
+@register_model(**_meta(3_504_872, 0.301, "mobilenet_v2-7ebf99e0.pth", "IMAGENET1K_V2"))
+def mobilenet_v2(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
+    """MobileNetV2 (width 1.0)."""
+    return tv_build("mobilenet_v2", num_classes, **kwargs)

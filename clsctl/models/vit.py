@@ -1,0 +1,85 @@
+"""Vision Transformer (Dosovitskiy et al., 2021) and DeiT (Touvron et al., 2021) on torchvision's ViT.
+
+ViT-B/16, B/32 and L/16 are torchvision's constructors; DeiT tiny/small/base are torchvision's
+``VisionTransformer`` with DeiT's widths (192/3 heads, 384/6, 768/12; 12 layers, patch 16, MLP 4x), so all of
+them share torchvision's parameter names. ``image_size`` may be passed to build for another input size (the
+position embedding is sized for it). ``test_vit`` is a tiny variant for tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from clsctl.models._factory import register_model
+from clsctl.models._tv import tv_build, tv_class, tv_meta
+
+
+def _cam(num_layers: int) -> dict[str, str]:
+    # Grad-CAM on ViTs targets the input norm of the last block: its output still has one token per patch.
+    return {"cam_layer": f"encoder.layers.encoder_layer_{num_layers - 1}.ln_1", "cam_reshape": "vit"}
+
+
+def _meta(params: int, gflops: float, weights_file: str, num_layers: int) -> dict[str, Any]:
+    return tv_meta("vit", params, gflops, weights_file, classifier="heads.head", **_cam(num_layers))
+
+
+def _vit(num_classes: int, *, patch_size: int, num_layers: int, num_heads: int, hidden_dim: int, mlp_dim: int,
+         image_size: int = 224, **kwargs: Any) -> nn.Module:
+    cls = tv_class("vision_transformer.VisionTransformer")
+    return cls(image_size=image_size, patch_size=patch_size, num_layers=num_layers, num_heads=num_heads,
+               hidden_dim=hidden_dim, mlp_dim=mlp_dim, num_classes=num_classes, **kwargs)
+
+
+@register_model(**_meta(86_567_656, 17.564, "vit_b_16-c867db91.pth", 12))
+def vit_b_16(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
+    """ViT-B/16."""
+    return tv_build("vit_b_16", num_classes, **kwargs)
+
+
+@register_model(**_meta(88_224_232, 4.409, "vit_b_32-d86f8d99.pth", 12))
+def vit_b_32(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
+    """ViT-B/32."""
+    return tv_build("vit_b_32", num_classes, **kwargs)
+
+
+@register_model(**_meta(304_326_632, 61.555, "vit_l_16-852ce7e3.pth", 24))
+def vit_l_16(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
+    """ViT-L/16."""
+    return tv_build("vit_l_16", num_classes, **kwargs)
+
+
+_DEIT_SOURCE = "DeiT paper Table 1 ({}); exact count of facebookresearch/deit's model"
+
+
+def _deit_meta(params: int, paper: str, gflops: float) -> dict[str, Any]:
+    # FLOPs as torchvision counts ViTs (fvcore's MACs plus the attention matmuls, which fvcore skips).
+    return dict(family="deit", num_params=params, flops=gflops * 1e9, param_source=_DEIT_SOURCE.format(paper),
+                extra={"classifier": "heads.head", **_cam(12), "paper_params": paper})
+
+
+@register_model(**_deit_meta(5_717_416, "5M", 1.258))
+def deit_tiny(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
+    """DeiT-Ti: 12 layers, width 192, 3 heads."""
+    return _vit(num_classes, patch_size=16, num_layers=12, num_heads=3, hidden_dim=192, mlp_dim=768, **kwargs)
+
+
+@register_model(**_deit_meta(22_050_664, "22M", 4.608))
+def deit_small(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
+    """DeiT-S: 12 layers, width 384, 6 heads."""
+    return _vit(num_classes, patch_size=16, num_layers=12, num_heads=6, hidden_dim=384, mlp_dim=1536, **kwargs)
+
+
+@register_model(**_deit_meta(86_567_656, "86M", 17.564))
+def deit_base(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
+    """DeiT-B: 12 layers, width 768, 12 heads (ViT-B/16's architecture)."""
+    return _vit(num_classes, patch_size=16, num_layers=12, num_heads=12, hidden_dim=768, mlp_dim=3072, **kwargs)
+
+
+@register_model(family="vit", input_size=(32, 32), num_classes=10, num_params=24_234, flops=427_744,
+                param_source="clsctl test variant (computed)", extra={"classifier": "heads.head", **_cam(2)})
+def test_vit(*, num_classes: int = 10, **kwargs: Any) -> nn.Module:
+    """A tiny ViT for tests: 32x32 input, patch 8, 2 layers, width 32, 2 heads, MLP 64."""
+    kwargs.setdefault("image_size", 32)
+    return _vit(num_classes, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64, **kwargs)

@@ -1,0 +1,80 @@
+"""Necks and heads swapped into registered models; checkpoints with them reload."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from pydantic import TypeAdapter
+
+from clsctl.engine.build import build_model, model_from_checkpoint
+from clsctl.engine.loop import train
+from clsctl.errors import RecipeError
+from clsctl.models import create_model
+from clsctl.models.heads import GeM, apply_neck_and_head
+from clsctl.recipe import schema as S, validate_recipe
+
+from helpers import tiny_recipe_dict
+
+neck = TypeAdapter(S.Neck).validate_python
+head = TypeAdapter(S.Head).validate_python
+
+
+def test_gem_matches_its_definition_and_limits() -> None:
+    x = torch.rand(2, 3, 4, 4) + 0.1
+    gem = GeM(p=3.0)
+    expected = (x**3).mean(dim=(2, 3), keepdim=True) ** (1 / 3)
+    assert torch.allclose(gem(x), expected, atol=1e-6)
+    assert torch.allclose(GeM(p=1.0)(x), x.mean(dim=(2, 3), keepdim=True), atol=1e-6)
+    assert torch.allclose(GeM(p=200.0)(x), x.amax(dim=(2, 3), keepdim=True), rtol=0.05)
+    assert gem.p.requires_grad and not GeM(learnable=False).p.requires_grad
+
+
+def test_heads_replace_the_classifier_in_place() -> None:
+    model = create_model("test_resnet", num_classes=5)
+    apply_neck_and_head(model, neck({"type": "gem"}), head({"type": "stacked", "hidden": [16, 8], "norm": "batch",
+                                                             "activation": "gelu", "dropout": 0.1}), 5)
+    assert isinstance(model.avgpool, GeM)
+    assert [type(m).__name__ for m in model.fc] == ["Linear", "BatchNorm1d", "GELU", "Dropout", "Linear",
+                                                  "BatchNorm1d", "GELU", "Dropout", "Linear"]
+    assert model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+    assert "conv1.weight" in model.state_dict() and "avgpool.p" in model.state_dict()
+
+    pre = create_model("test_resnet", num_classes=4)
+    apply_neck_and_head(pre, None, head({"type": "vit_pre_logits", "hidden": 12}), 4)
+    assert [m.out_features for m in pre.fc if isinstance(m, torch.nn.Linear)] == [12, 4]
+    assert isinstance(pre.fc[1], torch.nn.Tanh)
+    dropped = create_model("test_resnet", num_classes=3)
+    apply_neck_and_head(dropped, None, head({"type": "multi_label_linear", "dropout": 0.2}), 3)
+    assert isinstance(dropped.fc[0], torch.nn.Dropout) and dropped.fc[1].in_features == 64
+
+
+def test_neck_needs_a_pooling_layer_the_family_names() -> None:
+    model = create_model("test_resnet")
+    model.model_meta = type(model.model_meta)(name="x", family="x", extra={})
+    with pytest.raises(RecipeError, match="no replaceable pooling"):
+        apply_neck_and_head(model, neck({"type": "gap"}), None, 10)
+
+
+def test_recipe_with_neck_head_and_init_trains_and_reloads(tmp_path: Path, image_root: Path) -> None:
+    data = tiny_recipe_dict(image_root, tmp_path / "run", epochs=1)
+    data["model"].update({"neck": {"type": "gem", "p": 2.0}, "head": {"type": "stacked", "hidden": [32]}})
+    result = train(validate_recipe(data), show_progress=False)
+    loaded = model_from_checkpoint(result.last_checkpoint)
+    assert isinstance(loaded.model.avgpool, GeM) and loaded.model.fc[0].out_features == 32
+
+    # A later recipe initialises only the backbone from that run, by key prefix: fc differs, so it is skipped.
+    torch.save({"backbone." + k: v for k, v in loaded.model.state_dict().items()}, tmp_path / "wrapped.pth")
+    data2 = tiny_recipe_dict(image_root, tmp_path / "run2", epochs=1)
+    data2["model"].update({"neck": {"type": "gem", "p": 2.0},
+                           "init": {"checkpoint": str(tmp_path / "wrapped.pth"), "prefix": "backbone"}})
+    model = build_model(validate_recipe(data2), 3)
+    assert torch.equal(model.layer1[0].conv1.weight, loaded.model.layer1[0].conv1.weight)
+    assert model.fc.weight.shape == (3, 64)
+    data2["model"]["init"]["strict"] = True
+    from clsctl.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="does not initialise every parameter"):
+        build_model(validate_recipe(data2), 3)
+    data2["model"]["init"] = {"checkpoint": str(tmp_path / "wrapped.pth"), "prefix": "neck"}
+    with pytest.raises(CheckpointError, match="no keys under 'neck.'"):
+        build_model(validate_recipe(data2), 3)
