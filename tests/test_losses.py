@@ -52,3 +52,13 @@ def test_bce_and_asymmetric_on_multi_hot_targets() -> None:
     easy = AsymmetricLoss(clip=0.05)(torch.tensor([[-10.0]]), torch.tensor([[0.0]]))
     assert easy == 0
     assert is_multi_label(loss_config({"type": "asymmetric"})) and not is_multi_label(loss_config({"type": "focal"}))
+
+
+def test_ignored_labels_do_not_count() -> None:
+    logits = torch.tensor([[2.0, -1.0, 0.5]])
+    with_ignored = torch.tensor([[1.0, -1.0, 0.0]])
+    bce = build_loss(loss_config({"type": "bce"}), 3)
+    expected = F.binary_cross_entropy_with_logits(logits[:, [0, 2]], torch.tensor([[1.0, 0.0]]))
+    assert bce(logits, with_ignored) == pytest.approx(float(expected))
+    asl = AsymmetricLoss(gamma_pos=0, gamma_neg=0, clip=0)
+    assert asl(logits, with_ignored) == pytest.approx(float(expected * 2), rel=1e-5)

@@ -8,14 +8,23 @@ from typing import Annotated, Optional
 import typer
 
 
-def complete_model_name(incomplete: str) -> list[str]:
-    """Shell completion of model names."""
-    from clsctl.models import list_models
+def complete_model_name(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion of model names (from the generated index: importing the model zoo would import torch)."""
+    from clsctl.cli.completions import complete_model_name as from_index
 
-    return [name for name in list_models() if name.startswith(incomplete)]
+    return from_index(incomplete)
 
 
-RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
+def complete_recipe_path(incomplete: str) -> list[str]:
+    """Shell completion of recipe files (``*.yaml``) and the folders holding them."""
+    from clsctl.cli.completions import complete_recipe_path as recipe_paths
+
+    return recipe_paths(incomplete)
+
+
+RecipeArg = Annotated[
+    Path, typer.Argument(help="Recipe YAML file.", show_default=False, autocompletion=complete_recipe_path)
+]
 CheckpointArg = Annotated[Path, typer.Argument(help="A clsctl checkpoint (.pt).", show_default=False)]
 SetOpt = Annotated[
     Optional[list[str]],

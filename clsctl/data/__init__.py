@@ -1,1 +1,1 @@
-"""Datasets, transforms and loaders."""
+"""Datasets (files, layouts, torchvision sets, wrappers), decoding, transforms, batch mixing and loaders."""

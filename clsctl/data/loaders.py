@@ -81,5 +81,5 @@ def build_loader(dataset: Dataset, config: LoaderConfig, *, train: bool, seed: i
         pin_memory=pin_memory,
         drop_last=train and config.drop_last,
         persistent_workers=config.persistent_workers and workers > 0,
-        prefetch_factor=4 if workers > 0 else None,
+        prefetch_factor=config.prefetch_factor if workers > 0 else None,
     )

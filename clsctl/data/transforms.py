@@ -1,11 +1,21 @@
-"""Transform pipelines: recipe entries -> torchvision transforms, plus tensor conversion and normalisation."""
+"""Transform pipelines: recipe entries -> torchvision-style transforms, plus tensor conversion and normalisation.
+
+A pipeline runs in three stages whatever the order of its entries: steps on the PIL image (crops, flips,
+colour, RandAugment, ...), then ``ToTensor`` and steps on the [0, 1] tensor (``lighting``), then ``Normalize``
+and steps on the normalised tensor (``random_erasing``), and finally the channel swap for BGR models. Entries
+keep their relative order within a stage.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+from PIL import Image
 from torchvision import transforms as T
+from torchvision.transforms import functional as F
 
 from clsctl.recipe import schema as S
 
@@ -16,18 +26,160 @@ _INTERPOLATION = {
     "lanczos": T.InterpolationMode.LANCZOS,
 }
 
+PIL_STAGE, TENSOR_STAGE, NORMALIZED_STAGE = 0, 1, 2
+
 
 def _size(size: int | tuple[int, int]) -> int | list[int]:
     return size if isinstance(size, int) else list(size)
 
 
-def build_step(step: S.Transform) -> Any:
-    """One recipe transform -> the torchvision transform that does it (on PIL images)."""
+class ResizeEdge:
+    """Resize so one edge (``short``, ``long``, ``width`` or ``height``) is ``size``, keeping the aspect ratio."""
+
+    def __init__(self, size: int, edge: str = "short", interpolation: str = "bilinear") -> None:
+        self.size, self.edge, self.interpolation = size, edge, _INTERPOLATION[interpolation]
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        width, height = image.size
+        edge = {"short": min(width, height), "long": max(width, height), "width": width, "height": height}[self.edge]
+        scale = self.size / edge
+        new = (max(1, round(height * scale)), max(1, round(width * scale)))
+        return F.resize(image, list(new), interpolation=self.interpolation)
+
+    def __repr__(self) -> str:
+        return f"ResizeEdge(size={self.size}, edge={self.edge})"
+
+
+def efficientnet_center_box(width: int, height: int, size: int, crop_padding: int) -> tuple[int, int, int]:
+    """``(top, left, side)`` of EfficientNet's centre crop: side = size / (size + padding) x shorter edge."""
+    side = int(size / (size + crop_padding) * min(width, height))
+    return (height - side + 1) // 2, (width - side + 1) // 2, side
+
+
+class EfficientNetCenterCrop:
+    """EfficientNet's evaluation crop: a centred square of ``size / (size + crop_padding)`` of the shorter edge,
+    resized to ``size`` x ``size`` (for 224 and padding 32: 87.5 % of the shorter edge)."""
+
+    def __init__(self, size: int, crop_padding: int = 32, interpolation: str = "bicubic") -> None:
+        self.size, self.crop_padding, self.interpolation = size, crop_padding, _INTERPOLATION[interpolation]
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        top, left, side = efficientnet_center_box(*image.size, self.size, self.crop_padding)
+        return F.resized_crop(image, top, left, side, side, [self.size, self.size], interpolation=self.interpolation)
+
+    def __repr__(self) -> str:
+        return f"EfficientNetCenterCrop(size={self.size}, crop_padding={self.crop_padding})"
+
+
+class EfficientNetRandomCrop:
+    """EfficientNet's training crop (TensorFlow's distorted bounding box on the whole image).
+
+    Up to ``max_attempts`` times, draw an area fraction from ``scale`` and a log-uniform aspect ratio from
+    ``ratio``; the first box that fits inside the image and covers at least ``min_covered`` of it is cropped
+    and resized to ``size`` x ``size``. When none does, fall back to :class:`EfficientNetCenterCrop`.
+    """
+
+    def __init__(self, size: int, scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                 min_covered: float = 0.1, max_attempts: int = 10, crop_padding: int = 32,
+                 interpolation: str = "bicubic") -> None:
+        self.size, self.scale, self.ratio = size, scale, ratio
+        self.min_covered, self.max_attempts = min_covered, max_attempts
+        self.interpolation = _INTERPOLATION[interpolation]
+        self.fallback = EfficientNetCenterCrop(size, crop_padding, interpolation)
+
+    def box(self, width: int, height: int) -> tuple[int, int, int, int] | None:
+        """A random ``(top, left, h, w)`` box, or None when every attempt failed."""
+        area = width * height
+        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+        for _ in range(self.max_attempts):
+            target = area * torch.empty(1).uniform_(*self.scale).item()
+            aspect = math.exp(torch.empty(1).uniform_(*log_ratio).item())
+            w = round(math.sqrt(target * aspect))
+            h = round(math.sqrt(target / aspect))
+            if 0 < w <= width and 0 < h <= height and w * h >= self.min_covered * area:
+                top = int(torch.randint(0, height - h + 1, (1,)))
+                left = int(torch.randint(0, width - w + 1, (1,)))
+                return top, left, h, w
+        return None
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        box = self.box(*image.size)
+        if box is None:
+            return self.fallback(image)
+        return F.resized_crop(image, *box, [self.size, self.size], interpolation=self.interpolation)
+
+    def __repr__(self) -> str:
+        return f"EfficientNetRandomCrop(size={self.size}, scale={self.scale}, ratio={self.ratio})"
+
+
+class Lighting:
+    """AlexNet PCA colour noise on a [0, 1] RGB tensor: adds ``eigvec @ (alpha * eigval)`` to every pixel,
+    ``alpha ~ N(0, alphastd)`` per image."""
+
+    def __init__(self, alphastd: float, eigval: Sequence[float], eigvec: Sequence[Sequence[float]]) -> None:
+        self.alphastd = alphastd
+        self.eigval = torch.tensor(eigval, dtype=torch.float32)
+        self.eigvec = torch.tensor(eigvec, dtype=torch.float32)
+
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.alphastd == 0:
+            return tensor
+        alpha = torch.randn(3) * self.alphastd
+        rgb = self.eigvec @ (alpha * self.eigval)
+        return tensor + rgb.to(tensor.dtype)[:, None, None]
+
+    def __repr__(self) -> str:
+        return f"Lighting(alphastd={self.alphastd})"
+
+
+class TensorStep:
+    """A tensor transform that also accepts PIL images (converted to a tensor and back), so that tools which run
+    pipeline steps one by one on images (``browse-dataset``) can run it too."""
+
+    def __init__(self, transform: Any) -> None:
+        self.transform = transform
+
+    def __call__(self, image: Any) -> Any:
+        if isinstance(image, Image.Image):
+            return F.to_pil_image(self.transform(F.to_tensor(image)).clamp(0, 1))
+        return self.transform(image)
+
+    def __repr__(self) -> str:
+        return f"TensorStep({self.transform!r})"
+
+
+class SwapRB:
+    """RGB -> BGR (and back) on a ``(3, H, W)`` tensor."""
+
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.flip(-3)
+
+    def __repr__(self) -> str:
+        return "SwapRB()"
+
+
+def stage(step: S.Transform) -> int:
+    """Where a step runs: on the PIL image, on the [0, 1] tensor, or on the normalised tensor."""
+    if isinstance(step, S.Lighting):
+        return TENSOR_STAGE
+    if isinstance(step, S.RandomErasing):
+        return NORMALIZED_STAGE
+    return PIL_STAGE
+
+
+def _build_raw(step: S.Transform) -> Any:
     if isinstance(step, S.Resize):
         return T.Resize(_size(step.size), interpolation=_INTERPOLATION[step.interpolation])
+    if isinstance(step, S.ResizeEdge):
+        return ResizeEdge(step.size, step.edge, step.interpolation)
     if isinstance(step, S.RandomResizedCrop):
         return T.RandomResizedCrop(_size(step.size), scale=step.scale, ratio=step.ratio,
                                    interpolation=_INTERPOLATION[step.interpolation])
+    if isinstance(step, S.EfficientNetRandomCrop):
+        return EfficientNetRandomCrop(step.size, step.scale, step.ratio, step.min_covered, step.max_attempts,
+                                      step.crop_padding, step.interpolation)
+    if isinstance(step, S.EfficientNetCenterCrop):
+        return EfficientNetCenterCrop(step.size, step.crop_padding, step.interpolation)
     if isinstance(step, S.CenterCrop):
         return T.CenterCrop(_size(step.size))
     if isinstance(step, S.RandomCrop):
@@ -42,7 +194,23 @@ def build_step(step: S.Transform) -> Any:
         return T.RandomGrayscale(step.prob)
     if isinstance(step, S.RandomRotation):
         return T.RandomRotation(step.degrees)
+    if isinstance(step, S.RandAugment):
+        return T.RandAugment(step.num_ops, step.magnitude, step.num_magnitude_bins, _INTERPOLATION[step.interpolation])
+    if isinstance(step, S.AutoAugment):
+        return T.AutoAugment(T.AutoAugmentPolicy(step.policy), _INTERPOLATION[step.interpolation])
+    if isinstance(step, S.TrivialAugment):
+        return T.TrivialAugmentWide(step.num_magnitude_bins, _INTERPOLATION[step.interpolation])
+    if isinstance(step, S.Lighting):
+        return Lighting(step.alphastd, step.eigval, step.eigvec)
+    if isinstance(step, S.RandomErasing):
+        return T.RandomErasing(step.prob, step.scale, step.ratio, value=step.value)
     raise TypeError(f"no builder for transform {type(step).__name__}")  # a schema entry without a builder is a bug
+
+
+def build_step(step: S.Transform) -> Any:
+    """One recipe transform -> a callable doing it on a PIL image (tensor-stage steps accept both)."""
+    built = _build_raw(step)
+    return built if stage(step) == PIL_STAGE else TensorStep(built)
 
 
 def default_pipeline(input_size: Sequence[int]) -> list[S.Transform]:
@@ -50,10 +218,20 @@ def default_pipeline(input_size: Sequence[int]) -> list[S.Transform]:
     return [S.Resize(type="resize", size=(int(input_size[0]), int(input_size[1])))]
 
 
-def build_pipeline(pipeline: Sequence[S.Transform], mean: Sequence[float], std: Sequence[float]) -> T.Compose:
-    """The recipe's steps, then conversion to a float tensor in [0, 1] and normalisation."""
-    steps = [build_step(step) for step in pipeline]
-    return T.Compose([*steps, T.ToTensor(), T.Normalize(list(mean), list(std))])
+def build_pipeline(pipeline: Sequence[S.Transform], mean: Sequence[float], std: Sequence[float], *,
+                   channel_order: str = "rgb") -> T.Compose:
+    """PIL steps, ``ToTensor``, [0, 1] tensor steps, ``Normalize`` (mean/std in RGB order), normalised-tensor
+    steps, and a channel swap when the model takes BGR."""
+    if channel_order not in ("rgb", "bgr"):
+        raise ValueError(f"channel_order must be rgb or bgr, got {channel_order!r}")
+    by_stage: list[list[Any]] = [[], [], []]
+    for step in pipeline:
+        by_stage[stage(step)].append(_build_raw(step))
+    steps = [*by_stage[PIL_STAGE], T.ToTensor(), *by_stage[TENSOR_STAGE], T.Normalize(list(mean), list(std)),
+             *by_stage[NORMALIZED_STAGE]]
+    if channel_order == "bgr":
+        steps.append(SwapRB())
+    return T.Compose(steps)
 
 
 def pipeline_from_dicts(entries: Sequence[dict[str, Any]]) -> list[S.Transform]:

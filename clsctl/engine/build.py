@@ -69,8 +69,8 @@ def effective_pipeline(recipe: Recipe, split: str) -> list[S.Transform]:
 def build_split(recipe: Recipe, split: str, base_dir: Path | None = None) -> ImageListDataset:
     """The dataset of ``split`` with its transform pipeline and normalisation."""
     mean, std = normalization(recipe)
-    transform = build_pipeline(effective_pipeline(recipe, split), mean, std)
-    return build_dataset(dataset_config(recipe, split), transform, base_dir)
+    transform = build_pipeline(effective_pipeline(recipe, split), mean, std, channel_order=recipe.data.channel_order)
+    return build_dataset(dataset_config(recipe, split), transform, base_dir, on_bad_image=recipe.data.on_bad_image)
 
 
 def preprocessing(recipe: Recipe) -> dict[str, Any]:
@@ -84,13 +84,15 @@ def preprocessing(recipe: Recipe) -> dict[str, Any]:
         "pipeline": [step.model_dump(mode="json") for step in steps],
         "mean": mean,
         "std": std,
+        "channel_order": recipe.data.channel_order,
         "input_size": list(input_size),
     }
 
 
 def transform_from_preprocessing(prep: dict[str, Any]) -> Any:
     """The eval transform stored in a checkpoint."""
-    return build_pipeline(pipeline_from_dicts(prep["pipeline"]), prep["mean"], prep["std"])
+    return build_pipeline(pipeline_from_dicts(prep["pipeline"]), prep["mean"], prep["std"],
+                          channel_order=prep.get("channel_order", "rgb"))
 
 
 def build_model(recipe: Recipe, num_classes: int, *, load_weights: bool = True) -> nn.Module:
@@ -116,6 +118,13 @@ def build_model(recipe: Recipe, num_classes: int, *, load_weights: bool = True) 
     if load_weights and config.init is not None:
         load_partial(model, config.init.checkpoint, prefix=config.init.prefix, strict=config.init.strict)
     return model
+
+
+def is_multi_label_recipe(recipe: Recipe) -> bool:
+    """Whether the recipe trains independent per-class scores (multi-label loss or head)."""
+    from clsctl.engine.losses import is_multi_label
+
+    return is_multi_label(recipe.loss) or isinstance(recipe.model.head, S.MultiLabelLinearHead)
 
 
 @dataclass

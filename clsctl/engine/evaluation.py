@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from clsctl.engine.metrics import confusion_matrix, precision_recall_f1, topk_correct
+from clsctl.engine.metrics import confusion_matrix, multilabel_metrics, precision_recall_f1, topk_correct
 
 
 @dataclass
@@ -41,37 +41,51 @@ def run_evaluation(model: nn.Module, loader: DataLoader, device: torch.device, n
         progress: Optional callable ``advance(n_images)``.
     """
     model.eval()
-    criterion = nn.CrossEntropyLoss(reduction="sum")
-    correct = {1: 0, 5: 0}
-    loss_sum, seen = 0.0, 0
-    preds, targets_all, scores = [], [], []
+    logits_all, targets_all = [], []
     for images, targets in loader:
         images = images.to(device, non_blocking=True)
-        targets = targets.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
             logits = model(images)
-        logits = logits.float()
-        loss_sum += float(criterion(logits, targets))
-        for k, hits in topk_correct(logits, targets, (1, 5)).items():
-            correct[k] += hits
-        seen += len(targets)
-        preds.append(logits.argmax(1).cpu())
+        logits_all.append(logits.float().cpu())
         targets_all.append(targets.cpu())
-        if keep_scores:
-            scores.append(logits.softmax(1).cpu())
         if progress is not None:
             progress(len(targets))
-    all_preds = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
-    all_targets = torch.cat(targets_all) if targets_all else torch.empty(0, dtype=torch.long)
-    matrix = confusion_matrix(all_preds, all_targets, num_classes)
+    logits = torch.cat(logits_all) if logits_all else torch.empty(0, num_classes)
+    targets = torch.cat(targets_all) if targets_all else torch.empty(0, dtype=torch.long)
+    if targets.dim() == 2:  # multi-hot targets (1, 0, -1 = ignore): a multi-label dataset
+        return multilabel_evaluation(logits, targets, keep_scores=keep_scores)
+    return metrics_from_logits(logits, targets, num_classes, keep_scores=keep_scores)
+
+
+def metrics_from_logits(logits: torch.Tensor, targets: torch.Tensor, num_classes: int, *,
+                        keep_scores: bool = False) -> EvalOutput:
+    """Single-label metrics of ``(N, C)`` logits against ``(N,)`` class indices."""
+    seen = max(len(targets), 1)
+    correct = topk_correct(logits, targets, (1, 5))
     metrics = {
-        "accuracy/top1": 100.0 * correct[1] / max(seen, 1),
-        "accuracy/top5": 100.0 * correct[5] / max(seen, 1),
-        "loss": loss_sum / max(seen, 1),
+        "accuracy/top1": 100.0 * correct[1] / seen,
+        "accuracy/top5": 100.0 * correct[5] / seen,
+        "loss": float(nn.functional.cross_entropy(logits, targets, reduction="sum")) / seen if len(targets) else 0.0,
     }
+    matrix = confusion_matrix(logits.argmax(1), targets, num_classes)
     per_class = precision_recall_f1(matrix)
-    metrics.update({f"macro/{k.removeprefix('macro_')}": per_class[k] for k in ("macro_precision", "macro_recall", "macro_f1")})
-    return EvalOutput(metrics, per_class, matrix.tolist(), torch.cat(scores) if keep_scores and scores else None,
-                      all_targets if keep_scores else None)
+    for key in ("macro_precision", "macro_recall", "macro_f1"):
+        metrics[f"macro/{key.removeprefix('macro_')}"] = per_class[key]
+    return EvalOutput(metrics, per_class, matrix.tolist(), logits.softmax(1) if keep_scores else None,
+                      targets if keep_scores else None)
+
+
+def multilabel_evaluation(logits: torch.Tensor, targets: torch.Tensor, *, keep_scores: bool = False) -> EvalOutput:
+    """Multi-label metrics (mAP first, so ``save_best: auto`` picks it) of ``(N, C)`` logits against multi-hot
+    targets; ``-1`` entries are ignored, as in VOC's "difficult" labels."""
+    scores = torch.sigmoid(logits)
+    valid = targets != -1
+    loss = nn.functional.binary_cross_entropy_with_logits(logits[valid], targets[valid].float()) if valid.any() else 0.0
+    found = multilabel_metrics(scores, targets)
+    metrics = {f"multi-label/{k}": found[k] for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")}
+    metrics["loss"] = float(loss)
+    per_class = {k: found[k] for k in ("ap", "precision", "recall", "f1", "support")}
+    return EvalOutput(metrics, per_class, [], scores if keep_scores else None, targets if keep_scores else None,
+                      extra={"multi_label": True})

@@ -1,13 +1,18 @@
 """The training loop: plain functions, read top to bottom.
 
 ``train(recipe)`` builds everything from the recipe, then alternates ``train_one_epoch`` and validation,
-writing ``metrics.jsonl`` records and atomic ``last.pt`` / ``best.pt`` checkpoints in the run folder.
+writing ``metrics.jsonl`` records (and TensorBoard scalars) and atomic checkpoints in the run folder.
+In a distributed run (see :mod:`clsctl.engine.distributed`) every process runs this same code on its share
+of the data; only rank 0 logs and writes files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -20,18 +25,20 @@ import yaml
 from torch import nn
 
 from clsctl.data.loaders import build_loader
-from clsctl.engine.build import (build_model, build_split, preprocessing, resolve_device, seed_everything)
+from clsctl.engine import distributed as D
+from clsctl.engine.build import build_model, build_split, preprocessing, seed_everything
 from clsctl.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from clsctl.engine.ema import ModelEma
 from clsctl.engine.evaluation import run_evaluation
 from clsctl.engine.optim import LrSchedule, build_optimizer
 from clsctl.engine.progress import make_progress
 from clsctl.engine.runlog import MetricsLog
-from clsctl.errors import CheckpointError, ClsctlError, TrainingDivergedError
+from clsctl.errors import CheckpointError, ClsctlError, RecipeError, TrainingDivergedError
 from clsctl.recipe import Recipe
 
 logger = logging.getLogger("clsctl")
 
-BEST_METRIC = "accuracy/top1"
+BEST_METRIC = "accuracy/top1"  # what save_best: auto picks when validation reports it first (it does by default)
 
 
 class TrainingInterrupted(ClsctlError):
@@ -54,7 +61,12 @@ class TrainResult:
 
 def build_criterion(recipe: Recipe) -> nn.Module:
     """The loss of the recipe's ``loss`` section."""
-    return nn.CrossEntropyLoss(label_smoothing=recipe.loss.label_smoothing)
+    from clsctl.engine.losses import build_loss
+
+    config = recipe.loss
+    per_class = getattr(config, "class_weights", None) or getattr(config, "pos_weight", None)
+    # The class count is checked against the dataset in train(); here the list's own length stands in.
+    return build_loss(config, recipe.model.num_classes or (len(per_class) if per_class else 0))
 
 
 def rng_state() -> dict[str, Any]:
@@ -80,158 +92,395 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def amp_dtype(setting: bool | str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``runtime.amp`` on ``device``; ``None`` means full precision.
+
+    ``true`` is fp16 for compatibility. fp16 autocast is used on CUDA only (on the CPU it would only slow
+    down); bf16 works on both.
+    """
+    name = "fp16" if setting is True else setting or None
+    if name == "fp16":
+        return torch.float16 if device.type == "cuda" else None
+    return torch.bfloat16 if name == "bf16" else None
+
+
+class _Records:
+    """Fans one record out to metrics.jsonl and TensorBoard; silent on ranks other than 0."""
+
+    def __init__(self, run_dir: Path, *, enabled: bool, tensorboard: bool) -> None:
+        self.sinks: list[Any] = []
+        if enabled:
+            self.sinks.append(MetricsLog(run_dir / "metrics.jsonl"))
+            if tensorboard:
+                from clsctl.engine.tb import TensorBoardLog
+
+                self.sinks.append(TensorBoardLog(run_dir / "tensorboard"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        for sink in self.sinks:
+            sink.write(record)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            if hasattr(sink, "close"):
+                sink.close()
+
+
 def train(recipe: Recipe, work_dir: str | Path | None = None, *, resume: bool | str | Path = False,
           device: str | None = None, show_progress: bool = True) -> TrainResult:
     """Train the recipe's model; the run folder gets ``recipe.yaml``, ``metrics.jsonl`` and checkpoints.
+
+    Runs as one process, or as one of many when torchrun, srun or ``clsctl train --gpus N`` started it.
 
     Args:
         recipe: Validated recipe.
         work_dir: Run folder (default: ``runtime.work_dir``).
         resume: ``True`` resumes the run folder's ``last.pt``; a path resumes that checkpoint.
         device: Overrides ``runtime.device``.
-        show_progress: Draw the rich progress bar.
+        show_progress: Draw the rich progress bar (rank 0 only).
 
     Raises:
         TrainingDivergedError: The loss became NaN or infinite (the last good checkpoint is kept).
         TrainingInterrupted: Ctrl-C; resume with ``resume=True``.
     """
+    ctx = D.setup(device or recipe.runtime.device)
+    try:
+        return _train(recipe, work_dir, resume, ctx, show_progress)
+    finally:
+        D.teardown(ctx)
+
+
+def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Path, ctx: D.DistContext,
+           show_progress: bool) -> TrainResult:
     rt = recipe.runtime
     run_dir = Path(work_dir or rt.work_dir or "runs/run")
-    dev = resolve_device(device or rt.device)
+    dev = ctx.device
     on_cuda = dev.type == "cuda"
-    use_amp = rt.amp and on_cuda  # fp16 autocast is a CUDA feature; on the CPU it would only slow down
+    autocast_dtype = amp_dtype(rt.amp, dev)
     channels_last = rt.channels_last and on_cuda
+    if rt.deterministic and on_cuda:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for deterministic GEMMs
     seed_everything(rt.seed, rt.deterministic)
 
-    # Data: the train split defines the classes; validation must use the same ones.
+    # Data: the train split defines the classes; validation must use the same ones. Each process reads
+    # every world_size-th sample; the per-sample seeds make the images the same whatever the split.
     train_set = build_split(recipe, "train")
     class_names = train_set.classes
     val_set = build_split(recipe, "val") if recipe.data.val is not None else None
     if val_set is not None and val_set.classes != class_names:
         raise ClsctlError(f"val classes {val_set.classes} differ from train classes {class_names}")
+    _check_per_class_lengths(recipe, len(class_names))
     pin = recipe.data.loader.pin_memory if recipe.data.loader.pin_memory is not None else on_cuda
-    train_loader = build_loader(train_set, recipe.data.loader, train=True, seed=rt.seed, pin_memory=pin)
-    val_loader = build_loader(val_set, recipe.data.loader, train=False, pin_memory=pin) if val_set else None
+    shard = {"num_replicas": ctx.world_size, "rank": ctx.rank}
+    train_loader = build_loader(train_set, recipe.data.loader, train=True, seed=rt.seed, pin_memory=pin, **shard)
+    val_loader = (build_loader(val_set, recipe.data.loader, train=False, pin_memory=pin, **shard)
+                  if val_set is not None else None)
 
-    # Model, optimizer, schedule. The model is built under the run's seed so its init is reproducible.
+    # Model. It is built under the run's seed so its init is reproducible (and equal on every rank).
     torch.manual_seed(rt.seed)
-    model = build_model(recipe, len(class_names)).to(dev)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, recipe.optim)
-    schedule = LrSchedule(optimizer, recipe.schedule, len(train_loader), rt.epochs)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    criterion = build_criterion(recipe)
+    raw_model = build_model(recipe, len(class_names)).to(dev)
+    if rt.load_from and not resume:
+        from clsctl.models.weights import load_weights_file
 
-    start_epoch, best_metric = 0, None
+        load_weights_file(raw_model, rt.load_from)
+        logger.info("loaded weights from %s", rt.load_from)
+    if rt.sync_bn and ctx.distributed:
+        if on_cuda:
+            raw_model = nn.SyncBatchNorm.convert_sync_batchnorm(raw_model)
+        else:
+            logger.warning("runtime.sync_bn: SyncBatchNorm runs on CUDA only; BatchNorm stays per process")
+    if channels_last:
+        raw_model = raw_model.to(memory_format=torch.channels_last)
+    ema = ModelEma(raw_model, recipe.ema.decay, warmup=recipe.ema.warmup) if recipe.ema else None
+    model: nn.Module = raw_model
+    if ctx.distributed:
+        model = nn.parallel.DistributedDataParallel(raw_model, device_ids=[dev.index] if on_cuda else None)
+    if rt.compile:
+        model = torch.compile(model, mode=None if rt.compile is True else rt.compile)
+
+    # Optimizer and schedule. One optimizer step takes accumulate_steps batches from every process.
+    accumulate = recipe.optim.accumulate_steps
+    global_batch = recipe.data.loader.batch_size * ctx.world_size * accumulate
+    lr_scale = 1.0
+    if rt.auto_scale_lr:
+        lr_scale = global_batch / recipe.optim.base_batch_size
+        logger.info("auto-scale-lr: global batch %d / base %d -> lr x %.4g = %.6g", global_batch,
+                    recipe.optim.base_batch_size, lr_scale, recipe.optim.lr * lr_scale)
+    optimizer = build_optimizer(raw_model, recipe.optim, lr_scale=lr_scale)
+    steps_per_epoch = math.ceil(len(train_loader) / accumulate)
+    schedule = LrSchedule(optimizer, recipe.schedule, steps_per_epoch, rt.epochs)
+    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)  # bf16 needs no scaling
+    criterion = build_criterion(recipe).to(dev)
+    batch_augments = list(getattr(recipe.data, "batch_augments", []) or [])
+    if batch_augments and recipe.loss.type == "focal":
+        raise RecipeError("data.batch_augments give soft targets, which loss type 'focal' does not take; use "
+                          "cross_entropy")
+
+    start_epoch, best_metric, best_ema_metric = 0, None, None
     if resume:
         path = latest_checkpoint(run_dir) if resume is True else Path(resume)
         ckpt = load_checkpoint(path)
         if ckpt["recipe"]["model"]["name"] != recipe.model.name:
-            raise CheckpointError(f"{path} holds a {ckpt['recipe']['model']['name']} model, the recipe a {recipe.model.name}")
-        model.load_state_dict(ckpt["model"])
+            raise CheckpointError(f"{path} holds a {ckpt['recipe']['model']['name']} model, "
+                                  f"the recipe a {recipe.model.name}")
+        raw_model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         schedule.load_state_dict(ckpt["schedule"])
         scaler.load_state_dict(ckpt["scaler"])
+        if ema is not None:
+            if "ema" in ckpt:
+                ema.load_state_dict(ckpt["ema"])
+            else:
+                logger.warning("%s has no EMA weights; the EMA starts from the resumed weights", path)
+                ema = ModelEma(raw_model, recipe.ema.decay, warmup=recipe.ema.warmup)
         set_rng_state(ckpt["rng"])
         start_epoch, best_metric = int(ckpt["epoch"]), ckpt.get("best_metric")
+        best_ema_metric = ckpt.get("best_ema_metric")
         logger.info("resumed from %s at epoch %d (lr %.6g)", path, start_epoch, schedule.current_lr())
         if start_epoch >= rt.epochs:
             logger.warning("%s already finished all %d epochs; nothing to train", path, rt.epochs)
+    if ctx.distributed:
+        logger.info("distributed: %d processes, %d images per process per step, global batch %d",
+                    ctx.world_size, recipe.data.loader.batch_size, global_batch)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False), encoding="utf-8")
-    log = MetricsLog(run_dir / "metrics.jsonl")
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False), encoding="utf-8")
+    log = _Records(run_dir, enabled=ctx.is_main, tensorboard=rt.tensorboard)
     common = {"recipe": recipe.to_dict(), "class_names": class_names, "preprocessing": preprocessing(recipe)}
 
     def checkpoint(epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
-        return {**common, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-                "rng": rng_state(), "best_metric": best_metric, "metrics": metrics}
+        state = {**common, "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "schedule": schedule.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
+                 "rng": rng_state(), "best_metric": best_metric, "metrics": metrics}
+        if ema is not None:
+            state["ema"] = ema.state_dict()
+            state["best_ema_metric"] = best_ema_metric
+        return state
 
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    last_path, best_path, best_ema_path = run_dir / "last.pt", run_dir / "best.pt", run_dir / "best_ema.pt"
     val_metrics: dict[str, float] = {}
+    best_key: str | None = None
     try:
-        with make_progress(show_progress) as progress:
+        with make_progress(show_progress and ctx.is_main) as progress:
             for epoch in range(start_epoch, rt.epochs):
                 # Re-seeding per epoch makes a resumed run draw the same random numbers (dropout, ...) as an
-                # uninterrupted one; data augmentation is seeded per sample by the sampler.
-                torch.manual_seed(rt.seed + epoch)
+                # uninterrupted one; data augmentation is seeded per sample by the sampler. Ranks get their
+                # own stream so they do not share dropout masks.
+                torch.manual_seed(rt.seed + epoch + 1_000_003 * ctx.rank)
                 train_loader.sampler.set_epoch(epoch)
+                mix = _batch_mixer(batch_augments, len(class_names), rt.seed, epoch, ctx.rank)
                 train_one_epoch(model, train_loader, criterion, optimizer, schedule, scaler, dev, epoch, rt.epochs,
-                                log, progress, use_amp=use_amp, channels_last=channels_last,
-                                log_interval=rt.log_interval)
+                                log, progress, autocast_dtype=autocast_dtype, channels_last=channels_last,
+                                log_interval=rt.log_interval, accumulate=accumulate, clip=recipe.optim.clip_grad,
+                                ema=ema, ema_interval=recipe.ema.interval if recipe.ema else 1, ctx=ctx, mix=mix)
+                _check_finite_weights(raw_model, epoch)
                 is_last = epoch + 1 == rt.epochs
                 if val_loader is not None and ((epoch + 1) % rt.val_interval == 0 or is_last):
-                    task = progress.add_task(f"val {epoch + 1}", total=len(val_set), status="")
-                    out = run_evaluation(model, val_loader, dev, len(class_names), amp=use_amp,
-                                         channels_last=channels_last,
-                                         progress=lambda n, t=task: progress.advance(t, n))
-                    val_metrics = out.metrics
+                    val_metrics = validate(raw_model, val_loader, dev, len(class_names), ctx, progress,
+                                           f"val {epoch + 1}", autocast_dtype, channels_last)
                     log.write({"mode": "val", "epoch": epoch + 1, "step": schedule.step_count, **val_metrics})
-                    progress.update(task, status=f"top1 {val_metrics['accuracy/top1']:.2f}  "
-                                                 f"top5 {val_metrics['accuracy/top5']:.2f}  loss {val_metrics['loss']:.4f}")
-                    if best_metric is None or val_metrics[BEST_METRIC] > best_metric:
-                        best_metric = val_metrics[BEST_METRIC]
-                        save_checkpoint(checkpoint(epoch + 1, val_metrics), best_path)
-                if (epoch + 1) % rt.checkpoint_interval == 0 or is_last:
+                    best_key, better = _best_rule(rt, val_metrics)
+                    if best_key is not None and better(val_metrics[best_key], best_metric):
+                        best_metric = val_metrics[best_key]
+                        if ctx.is_main:
+                            save_checkpoint(checkpoint(epoch + 1, val_metrics), best_path)
+                    if ema is not None:
+                        ema_metrics = validate(ema.module, val_loader, dev, len(class_names), ctx, progress,
+                                               f"val ema {epoch + 1}", autocast_dtype, channels_last)
+                        log.write({"mode": "val_ema", "epoch": epoch + 1, "step": schedule.step_count, **ema_metrics})
+                        if best_key is not None and better(ema_metrics[best_key], best_ema_metric):
+                            best_ema_metric = ema_metrics[best_key]
+                            if ctx.is_main:  # the EMA weights as "model": test/infer/export use it as is
+                                save_checkpoint({**checkpoint(epoch + 1, ema_metrics),
+                                                 "model": ema.module.state_dict(), "ema_weights": True},
+                                                best_ema_path)
+                if ctx.is_main and ((epoch + 1) % rt.checkpoint_interval == 0 or is_last):
                     save_checkpoint(checkpoint(epoch + 1, val_metrics), last_path)
+                    _keep_epoch_checkpoint(last_path, epoch + 1, rt.keep_checkpoints)
     except KeyboardInterrupt:
         saved = f"; {last_path} holds the last saved epoch" if last_path.exists() else ""
         raise TrainingInterrupted(f"training interrupted{saved}; continue with --resume") from None
-    if not last_path.exists():  # resumed a finished run: still leave a last.pt
+    finally:
+        log.close()
+    if ctx.is_main and not last_path.exists():  # resumed a finished run: still leave a last.pt
         save_checkpoint(checkpoint(start_epoch, val_metrics), last_path)
+    D.barrier(ctx)  # no process returns (and tears down) while rank 0 still writes
     return TrainResult(run_dir, last_path, best_path if best_path.exists() else None, best_metric, rt.epochs,
                        val_metrics)
 
 
 def train_one_epoch(model: nn.Module, loader: Any, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     schedule: LrSchedule, scaler: torch.amp.GradScaler, device: torch.device, epoch: int, epochs: int,
-                    log: MetricsLog, progress: Any, *, use_amp: bool, channels_last: bool, log_interval: int) -> None:
-    """One pass over ``loader`` with an optimizer step per batch; records every ``log_interval`` steps."""
+                    log: Any, progress: Any, *, autocast_dtype: torch.dtype | None = None,
+                    channels_last: bool = False, log_interval: int = 20, accumulate: int = 1, clip: Any = None,
+                    ema: ModelEma | None = None, ema_interval: int = 1, ctx: D.DistContext | None = None,
+                    mix: Any = None) -> None:
+    """One pass over ``loader``: an optimizer step every ``accumulate`` batches; records every ``log_interval``
+    batches."""
+    ctx = ctx or D.DistContext(device=device)
     model.train()
-    task = progress.add_task(f"epoch {epoch + 1}/{epochs}", total=len(loader.dataset), status="")
+    n_batches = len(loader)
+    world = ctx.world_size
+    task = progress.add_task(f"epoch {epoch + 1}/{epochs}", total=len(loader.sampler) * world, status="")
     # The loss is summed on the device and read only at log intervals: reading it every step would force
     # a GPU sync per step.
     loss_sum = torch.zeros((), device=device)
-    steps, images_seen = 0, 0
+    batches, images_seen = 0, 0
     interval_start = time.perf_counter()
     data_time = 0.0
+    lr = schedule.current_lr()
+    use_autocast = autocast_dtype is not None
+    # The last accumulation group of an epoch may be short; its losses are divided by its real size.
+    full_groups_end = n_batches - n_batches % accumulate
+    optimizer.zero_grad(set_to_none=True)
     fetch_start = time.perf_counter()
-    for step_in_epoch, (images, targets) in enumerate(loader, start=1):
+    for batch_index, (images, targets) in enumerate(loader, start=1):
         data_time += time.perf_counter() - fetch_start
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
+        if mix is not None:  # Mixup/CutMix/ResizeMix: mixed images, soft targets
+            images, targets = mix(images, targets)
 
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            loss = criterion(model(images), targets)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()  # the scaler is a no-op when AMP is off
-        scaler.step(optimizer)
-        scaler.update()
-        lr = schedule.current_lr()  # the lr this step used
-        schedule.step()
-
+        steps_now = batch_index % accumulate == 0 or batch_index == n_batches
+        # Under DDP, gradients of the batches before the group's last one stay local (no all-reduce).
+        local_only = world > 1 and not steps_now and hasattr(model, "no_sync")
+        sync = model.no_sync() if local_only else contextlib.nullcontext()
+        with sync:
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=use_autocast):
+                loss = criterion(model(images), targets)
+            group = accumulate if batch_index <= full_groups_end else n_batches - full_groups_end
+            scaler.scale(loss if group == 1 else loss / group).backward()  # the scaler is a no-op without fp16
         loss_sum += loss.detach()
-        steps += 1
-        images_seen += len(targets)
-        progress.advance(task, len(targets))
-        if step_in_epoch % log_interval == 0 or step_in_epoch == len(loader):
-            mean_loss = float(loss_sum) / steps
+
+        if steps_now:
+            if clip is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
+                params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+                if clip.type == "norm":
+                    torch.nn.utils.clip_grad_norm_(params, clip.max_norm, clip.norm_type)
+                else:
+                    torch.nn.utils.clip_grad_value_(params, clip.max_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            lr = schedule.current_lr()  # the lr this step used
+            schedule.step()
+            if ema is not None and schedule.step_count % ema_interval == 0:
+                ema.update()
+
+        batches += 1
+        images_seen += len(targets) * world
+        progress.advance(task, len(targets) * world)
+        if batch_index % log_interval == 0 or batch_index == n_batches:
+            # Every rank reduces the same loss, so a NaN on one stops them all at the same step.
+            mean_loss = float(D.all_reduce_sum(loss_sum, ctx)) / (batches * world)
             if not math.isfinite(mean_loss):
                 raise TrainingDivergedError(
-                    f"loss became {mean_loss} at epoch {epoch + 1}, step {step_in_epoch}; stopped. The last good "
-                    f"checkpoint is kept. Lower optim.lr, add warm-up, or check the data"
+                    f"loss became {mean_loss} at epoch {epoch + 1}, step {batch_index}; stopped. The last good "
+                    f"checkpoint is kept. Lower optim.lr, add warm-up or gradient clipping, or check the data"
                 )
             elapsed = time.perf_counter() - interval_start
-            record = {"mode": "train", "epoch": epoch + 1, "iter": step_in_epoch, "step": schedule.step_count,
-                      "lr": lr, "loss": mean_loss, "time": elapsed / steps, "data_time": data_time / steps,
+            record = {"mode": "train", "epoch": epoch + 1, "iter": batch_index, "step": schedule.step_count,
+                      "lr": lr, "loss": mean_loss, "time": elapsed / batches, "data_time": data_time / batches,
                       "img_per_s": images_seen / max(elapsed, 1e-9)}
             log.write(record)
             progress.update(task, status=f"loss {mean_loss:.4f}  lr {lr:.3g}  {record['img_per_s']:.0f} img/s")
             loss_sum.zero_()
-            steps, images_seen, data_time = 0, 0, 0.0
+            batches, images_seen, data_time = 0, 0, 0.0
             interval_start = time.perf_counter()
         fetch_start = time.perf_counter()
+
+
+@torch.no_grad()
+def validate(model: nn.Module, loader: Any, device: torch.device, num_classes: int, ctx: D.DistContext,
+             progress: Any, description: str, autocast_dtype: torch.dtype | None = None,
+             channels_last: bool = False) -> dict[str, float]:
+    """Metrics of ``model`` on the whole validation set, the same on every process.
+
+    Each process runs its share; the logits are gathered in dataset order with the sampler's padding
+    repeats dropped (:func:`~clsctl.engine.distributed.gather_by_index`), and the metrics are computed once
+    from them by :func:`~clsctl.engine.evaluation.run_evaluation` (the function ``clsctl test`` uses), so a
+    distributed validation equals a single-process one.
+    """
+    model.eval()
+    task = progress.add_task(description, total=len(loader.sampler) * ctx.world_size, status="")
+    indices = [index for index, _ in loader.sampler]  # the order this process's loader yields samples in
+    logits, targets = [], []
+    for images, batch_targets in loader:
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            out = model(images)
+        logits.append(out.float().cpu())
+        targets.append(batch_targets.cpu())
+        progress.advance(task, len(batch_targets) * ctx.world_size)
+    all_logits, all_targets = D.gather_by_index(indices, torch.cat(logits), torch.cat(targets), ctx=ctx)
+    chunks = list(zip(all_logits.split(1024), all_targets.split(1024)))
+    metrics = run_evaluation(nn.Identity(), chunks, torch.device("cpu"), num_classes).metrics
+    shown = "  ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in list(metrics.items())[:3])
+    progress.update(task, status=shown)
+    return metrics
+
+
+def _batch_mixer(augments: list[Any], num_classes: int, seed: int, epoch: int, rank: int) -> Any:
+    """``mix(images, targets)`` for the epoch, or ``None`` without batch augments.
+
+    Its generator is seeded by (seed, epoch, rank), so a resumed run mixes exactly as an uninterrupted one.
+    """
+    if not augments:
+        return None
+    from clsctl.data.mixing import apply_batch_augment
+
+    generator = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1009 + rank)
+    return functools.partial(apply_batch_augment, num_classes=num_classes, config_list=augments, generator=generator)
+
+
+def _best_rule(rt: Any, metrics: dict[str, float]) -> tuple[str | None, Any]:
+    """The metric that picks best.pt and a ``better(new, old)`` test for it."""
+    if rt.save_best is None or rt.save_best == "none":
+        return None, None
+    key = next(iter(metrics)) if rt.save_best == "auto" else rt.save_best
+    if key not in metrics:
+        raise RecipeError(f"runtime.save_best: validation has no metric '{key}'; it reports: {', '.join(metrics)}")
+    rule = rt.save_best_rule or ("less" if "loss" in key else "greater")
+    if rule == "less":
+        return key, lambda new, old: old is None or new < old
+    return key, lambda new, old: old is None or new > old
+
+
+def _check_finite_weights(model: nn.Module, epoch: int) -> None:
+    """Refuse to checkpoint weights that a last, still finite, loss turned into inf/NaN."""
+    params = [p.detach() for p in model.parameters()]
+    if params and not bool(torch.isfinite(torch.stack(torch._foreach_norm(params))).all()):
+        raise TrainingDivergedError(f"the weights became inf/NaN at the end of epoch {epoch + 1}; stopped. The last "
+                                    f"good checkpoint is kept. Lower optim.lr, add warm-up or gradient clipping")
+
+
+def _check_per_class_lengths(recipe: Recipe, num_classes: int) -> None:
+    for key in ("class_weights", "pos_weight"):
+        values = getattr(recipe.loss, key, None)
+        if values is not None and len(values) != num_classes:
+            raise RecipeError(f"loss.{key}: has {len(values)} values but the dataset has {num_classes} classes")
+
+
+def _keep_epoch_checkpoint(last_path: Path, epoch: int, keep: int) -> None:
+    """Also keep ``epoch_N.pt`` (a hard link to the fresh last.pt, a copy where links fail) and delete the
+    oldest beyond ``keep`` (-1: keep all)."""
+    if keep == 0:
+        return
+    target = last_path.with_name(f"epoch_{epoch}.pt")
+    target.unlink(missing_ok=True)
+    try:
+        os.link(last_path, target)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(last_path, target)
+    if keep > 0:
+        kept = sorted(last_path.parent.glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+        for old in kept[:-keep]:
+            old.unlink(missing_ok=True)

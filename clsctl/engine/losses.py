@@ -40,8 +40,11 @@ class MultiLabelBCE(nn.Module):
         self.label_smoothing = label_smoothing
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        targets = targets.float() * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
-        return F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=self.pos_weight)
+        valid = (targets >= 0).float()  # -1 marks labels to ignore (VOC's "difficult")
+        smoothed = targets.float().clamp(min=0) * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        loss = F.binary_cross_entropy_with_logits(logits.float(), smoothed, pos_weight=self.pos_weight,
+                                                  reduction="none")
+        return (loss * valid).sum() / valid.sum().clamp(min=1)
 
 
 class AsymmetricLoss(nn.Module):
@@ -56,12 +59,13 @@ class AsymmetricLoss(nn.Module):
         self.gamma_pos, self.gamma_neg, self.clip, self.eps = gamma_pos, gamma_neg, clip, eps
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        targets = targets.float()
+        valid = (targets >= 0).float()  # -1 marks labels to ignore
+        targets = targets.float().clamp(min=0)
         p = torch.sigmoid(logits.float())
         p_neg = (p - self.clip).clamp(min=0) if self.clip > 0 else p
         loss_pos = targets * (1 - p) ** self.gamma_pos * torch.log(p.clamp(min=self.eps))
         loss_neg = (1 - targets) * p_neg**self.gamma_neg * torch.log((1 - p_neg).clamp(min=self.eps))
-        return -(loss_pos + loss_neg).sum(dim=1).mean()
+        return -((loss_pos + loss_neg) * valid).sum(dim=1).mean()
 
 
 def _per_class(values: list[float] | None, num_classes: int, key: str) -> torch.Tensor | None:

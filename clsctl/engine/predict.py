@@ -57,12 +57,14 @@ def imagenet_class_names() -> list[str]:
 
 
 def _model_source(checkpoint: str | Path | None, model_name: str | None, weights: str | Path | None,
-                  pretrained: bool, num_classes: int | None) -> tuple[torch.nn.Module, list[str], Any]:
-    from clsctl.engine.build import model_from_checkpoint, transform_from_preprocessing
+                  pretrained: bool, num_classes: int | None) -> tuple[torch.nn.Module, list[str], Any, bool]:
+    """The network, its class names, its eval transform, and whether its scores are independent (multi-label)."""
+    from clsctl.engine.build import is_multi_label_recipe, model_from_checkpoint, transform_from_preprocessing
 
     if checkpoint is not None:
         loaded = model_from_checkpoint(checkpoint)
-        return loaded.model, loaded.class_names, transform_from_preprocessing(loaded.preprocessing)
+        return (loaded.model, loaded.class_names, transform_from_preprocessing(loaded.preprocessing),
+                is_multi_label_recipe(loaded.recipe))
     if model_name is None:
         raise ClsctlError("give a checkpoint or a model name")
     from clsctl.models import create_model, model_info
@@ -80,7 +82,7 @@ def _model_source(checkpoint: str | Path | None, model_name: str | None, weights
     # The standard evaluation crop of the model zoos: resize the short side to size/0.875, centre-crop.
     steps = [Resize(type="resize", size=int(round(min(height, width) / 0.875))),
              CenterCrop(type="center_crop", size=(height, width))]
-    return model, names, build_pipeline(steps, meta.mean, meta.std)
+    return model, names, build_pipeline(steps, meta.mean, meta.std), False
 
 
 @torch.no_grad()
@@ -103,7 +105,7 @@ def predict(images: Sequence[str | Path], *, checkpoint: str | Path | None = Non
     from clsctl.engine.build import resolve_device
 
     paths = expand_images(images)
-    net, names, transform = _model_source(checkpoint, model, weights, pretrained, num_classes)
+    net, names, transform, multi_label = _model_source(checkpoint, model, weights, pretrained, num_classes)
     dev = resolve_device(device)
     net = net.to(dev).eval()
     k = min(topk, len(names))
@@ -116,7 +118,9 @@ def predict(images: Sequence[str | Path], *, checkpoint: str | Path | None = Non
                 tensors.append(transform(load_image(path)))
             except OSError as exc:
                 raise DataError(f"cannot read image {path}: {exc}") from exc
-        probs = net(torch.stack(tensors).to(dev)).float().softmax(1).cpu()
+        logits = net(torch.stack(tensors).to(dev)).float()
+        # Multi-label models score each class on its own (sigmoid); the others share one softmax.
+        probs = (logits.sigmoid() if multi_label else logits.softmax(1)).cpu()
         top = probs.topk(k, dim=1)
         for path, values, indices in zip(chunk, top.values.tolist(), top.indices.tolist()):
             results.append(Prediction(str(path), [(i, names[i], v) for i, v in zip(indices, values)]))

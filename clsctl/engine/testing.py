@@ -73,12 +73,19 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", data_root: str | Pa
         predictions = []
         k = min(topk, len(loaded.class_names))
         top = result.scores.topk(k, dim=1)
-        for (path, label), scores, indices in zip(dataset.samples, top.values.tolist(), top.indices.tolist()):
-            predictions.append({
-                "path": path, "label": label, "label_name": loaded.class_names[label],
-                "pred": indices[0], "pred_name": loaded.class_names[indices[0]], "score": scores[0],
-                "topk": [{"class": i, "name": loaded.class_names[i], "score": s} for i, s in zip(indices, scores)],
-            })
+        names = loaded.class_names
+        multi_label = result.extra.get("multi_label", False)
+        for row, ((path, label), scores, indices) in enumerate(zip(dataset.samples, top.values.tolist(),
+                                                                  top.indices.tolist())):
+            entry: dict[str, Any] = {"path": path}
+            if multi_label:  # label is a tuple of class indices; scores are independent sigmoids
+                entry.update({"labels": list(label), "label_names": [names[i] for i in label],
+                              "pred_labels": [i for i, s in enumerate(result.scores[row].tolist()) if s >= 0.5]})
+            else:
+                entry.update({"label": label, "label_name": names[label], "pred": indices[0],
+                              "pred_name": names[indices[0]], "score": scores[0]})
+            entry["topk"] = [{"class": i, "name": names[i], "score": s} for i, s in zip(indices, scores)]
+            predictions.append(entry)
         payload = {"checkpoint": str(checkpoint), "class_names": loaded.class_names, "metrics": result.metrics,
                    "predictions": predictions, "scores": result.scores.tolist()}
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -134,17 +134,37 @@ def validate_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:
 
 
 def format_validation_errors(exc: ValidationError, data: Any, root: type[BaseModel]) -> list[str]:
-    """One ``path.to.key: message (got X)`` line per pydantic error, tags of unions removed."""
-    lines = []
+    """One ``path.to.key: message (got X)`` line per pydantic error.
+
+    Tags of discriminated unions and the member labels pydantic adds for plain unions (``list[...]``,
+    ``tagged-union[...]``, ``int``) are removed from paths; of the errors a union produces, only those of the
+    members whose shape fits what the user wrote (a mapping, a list, a scalar) are kept.
+    """
+    found = []
     for error in exc.errors():
-        path, parent, model = _walk(data, root, error["loc"])
+        path, parent, model, labels = _walk(data, root, error["loc"])
         message = _message(error, parent, model)
         where = ".".join(str(p) for p in path) or "(top level)"
         got = ""
         if error["type"] not in ("missing",) and not isinstance(error.get("input"), dict):
             got = f" (got {_short(error.get('input'))})"
-        lines.append(f"{where}: {message}{got}")
-    return list(dict.fromkeys(lines))
+        found.append((where, labels, f"{where}: {message}{got}"))
+    lines = []
+    for where, labels, line in found:
+        competing = [other for other in found if other[0] == where and other[1] != labels]
+        if labels and competing and not all(fits for _, fits in labels):
+            continue  # a union member the input's shape does not match
+        lines.append(line)
+    return list(dict.fromkeys(lines or [line for _, _, line in found]))
+
+
+def _fits(label: str, value: Any) -> bool:
+    """Whether a union member labelled ``label`` by pydantic could take ``value``."""
+    if label.startswith(("list[", "tuple[", "set[")):
+        return isinstance(value, (list, tuple))
+    if label.startswith(("tagged-union[", "function-", "dict[", "model[")) or label[:1].isupper():
+        return isinstance(value, dict)
+    return not isinstance(value, (dict, list))
 
 
 def _short(value: Any) -> str:
@@ -155,13 +175,16 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _walk(data: Any, root: type[BaseModel], loc: Iterable[Any]) -> tuple[list[Any], Any, type[BaseModel] | None]:
-    """Follow ``loc`` through the data and the schema, dropping union tags pydantic inserts.
+def _walk(data: Any, root: type[BaseModel], loc: Iterable[Any]) -> tuple[list[Any], Any, type[BaseModel] | None,
+                                                                           list[tuple[str, bool]]]:
+    """Follow ``loc`` through the data and the schema, dropping the labels pydantic inserts for unions.
 
     Returns:
-        The user-facing path, the data node holding the last key, and the pydantic model at that node.
+        The user-facing path, the data node holding the last key, the pydantic model at that node, and the
+        union-member labels met on the way, each with whether the data there fits it.
     """
     path: list[Any] = []
+    labels: list[tuple[str, bool]] = []
     node, parent = data, None
     annotation: Any = root
     model: type[BaseModel] | None = root
@@ -171,6 +194,11 @@ def _walk(data: Any, root: type[BaseModel], loc: Iterable[Any]) -> tuple[list[An
         if isinstance(node, dict) and key not in node and tagged:
             annotation, model = tagged[0], tagged[0]
             continue  # a discriminator tag, not a key the user wrote
+        if isinstance(key, str) and not (isinstance(node, dict) and key in node) and _is_union_label(key, model):
+            labels.append((key, _fits(key, node)))
+            if key.startswith(("list[", "tuple[")):
+                annotation = _list_member(annotation)
+            continue
         if len(candidates) == 1:
             model = candidates[0]
         elif isinstance(node, dict):
@@ -186,7 +214,21 @@ def _walk(data: Any, root: type[BaseModel], loc: Iterable[Any]) -> tuple[list[An
         else:
             node = None
         annotation = _child_annotation(annotation, model, key)
-    return path, parent, model
+    return path, parent, model, labels
+
+
+def _is_union_label(key: str, model: type[BaseModel] | None) -> bool:
+    """Pydantic names plain-union members by their type: ``list[...]``, ``tagged-union[...]``, ``int``."""
+    if model is not None and key in model.model_fields:
+        return False
+    return "[" in key or key in ("int", "float", "str", "bool", "none", "dict")
+
+
+def _list_member(annotation: Any) -> Any:
+    for arg in typing.get_args(_strip(annotation)) or ():
+        if typing.get_origin(_strip(arg)) is list:
+            return arg
+    return annotation
 
 
 def _strip(annotation: Any) -> Any:

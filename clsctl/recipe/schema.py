@@ -186,11 +186,12 @@ class RandomRotation(Section):
 
 
 class ResizeEdge(Section):
-    """Resize so the shorter (or longer) edge is ``size``, keeping the aspect ratio."""
+    """Resize so the shorter (``short``), longer, ``width`` or ``height`` edge is ``size``, keeping the aspect
+    ratio."""
 
     type: Literal["resize_edge"]
     size: Annotated[int, Field(gt=0)]
-    edge: Literal["short", "long"] = "short"
+    edge: Literal["short", "long", "width", "height"] = "short"
     interpolation: Interpolation = "bilinear"
 
 
@@ -474,6 +475,7 @@ class LoaderConfig(Section):
     num_workers: Annotated[int, Field(ge=0)] = 2
     pin_memory: bool | None = Field(None, description="Default: on when training on CUDA.")
     persistent_workers: bool = True
+    prefetch_factor: Annotated[int, Field(gt=0)] = Field(4, description="Batches each worker loads ahead.")
     drop_last: bool = False
 
 

@@ -1,0 +1,53 @@
+"""Pillow vs OpenCV image decoding, to PIL RGB images (what the transform pipeline takes).
+
+Run: ``python benchmarks/decode.py``. Writes test images to a temporary folder, times each decoder in
+interleaved rounds (so machine load affects both alike) and prints the best time per image.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def _test_image(size: int, seed: int = 0) -> np.ndarray:
+    """A smooth colour image with mild noise: compresses like a photo, unlike pure noise."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 255, (size // 8 + 1, size // 8 + 1, 3), dtype=np.uint8))
+    smooth = np.asarray(coarse.resize((size, size), Image.BICUBIC), dtype=np.int16)
+    return np.clip(smooth + rng.integers(-8, 8, smooth.shape), 0, 255).astype(np.uint8)
+
+
+def _time(fn: Callable[[], object], number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number
+
+
+def main(rounds: int = 7) -> None:
+    from clsctl.data.decode import decode_cv2, decode_pil
+
+    folder = Path(tempfile.mkdtemp(prefix="clsctl-decode-"))
+    print(f"{'image':14s} {'pillow us':>10s} {'opencv us':>10s} {'speed-up':>9s}")
+    for size in (32, 224):
+        pixels = _test_image(size)
+        for ext in ("png", "jpg"):
+            path = folder / f"{size}.{ext}"
+            Image.fromarray(pixels).save(path, **({"quality": 90} if ext == "jpg" else {}))
+            number = 1000 if size == 32 else 200
+            best = {"pil": float("inf"), "cv2": float("inf")}
+            for _ in range(rounds):
+                best["pil"] = min(best["pil"], _time(lambda: decode_pil(path), number))
+                best["cv2"] = min(best["cv2"], _time(lambda: decode_cv2(path), number))
+            print(f"{size}px {ext:9s} {best['pil'] * 1e6:10.1f} {best['cv2'] * 1e6:10.1f} "
+                  f"{best['pil'] / best['cv2']:8.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""``get-flops``: FLOPs, parameters and activations of a model, counted with fvcore.
+
+Convention: one fused multiply-add counts as one FLOP, as fvcore and the published model-zoo tables (torchvision,
+MMPretrain, timm) count them, so a ResNet-50 at 224x224 is 4.1 G. Element-wise operators (additions, activations,
+normalisation arithmetic) are mostly not counted; :attr:`FlopsReport.uncounted` lists the ones this model runs.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clsctl.errors import ClsctlError
+
+CONVENTION = "one fused multiply-add = one FLOP (fvcore / model-zoo convention)"
+RECIPE_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class FlopsReport:
+    """What :func:`count_flops` measured.
+
+    Attributes:
+        source: Model name, recipe or checkpoint the model came from.
+        model_name: Registered model name.
+        input_shape: ``(1, 3, H, W)``.
+        flops: Fused multiply-adds of one forward pass.
+        params: Parameters.
+        activations: Output elements of convolutions, linear layers and matrix products (fvcore's activation count).
+        uncounted: Operators that ran but were not counted, with how many times each ran.
+        by_operator: FLOPs per counted operator kind.
+        table: Per-module breakdown (when asked for).
+    """
+
+    source: str
+    model_name: str
+    input_shape: tuple[int, ...]
+    flops: int
+    params: int
+    activations: int
+    uncounted: dict[str, int] = field(default_factory=dict)
+    by_operator: dict[str, int] = field(default_factory=dict)
+    table: str | None = None
+    convention: str = CONVENTION
+
+
+def sdpa_flop_handle(inputs: list[Any], outputs: list[Any]) -> int:
+    """fvcore handle for ``aten::scaled_dot_product_attention``: the two matrix products it does.
+
+    ``Q K^T`` costs ``L * S * E`` multiply-adds per batch-and-head and ``softmax(.) V`` costs ``L * S * Ev``;
+    the softmax and scaling are element-wise and left out, as for every other operator.
+    """
+    from fvcore.nn.jit_handles import get_shape
+
+    query, key, value = (get_shape(x) for x in inputs[:3])
+    batch = math.prod(query[:-2])
+    length, embed = query[-2], query[-1]
+    return int(batch * length * key[-2] * (embed + value[-1]))
+
+
+def native_mha_flop_handle(inputs: list[Any], outputs: list[Any]) -> int:
+    """fvcore handle for ``aten::_native_multi_head_attention``, the fused path ``nn.MultiheadAttention`` takes
+    when no gradient is needed: input projections, the two attention products and the output projection."""
+    from fvcore.nn.jit_handles import get_shape
+
+    query, key, value = (get_shape(x) for x in inputs[:3])
+    batch = math.prod(query[:-2])
+    length, embed, source = query[-2], query[-1], key[-2]
+    projections = length * embed * embed + 2 * source * embed * embed + length * embed * embed
+    attention = 2 * length * source * embed  # summed over heads: each head works on embed / heads channels
+    return int(batch * (projections + attention))
+
+
+def _parse_shape(shape: tuple[int, ...] | list[int] | None, default: tuple[int, int]) -> tuple[int, int]:
+    if not shape:
+        return int(default[0]), int(default[1])
+    if len(shape) == 1:
+        return int(shape[0]), int(shape[0])
+    if len(shape) == 2:
+        return int(shape[0]), int(shape[1])
+    raise ClsctlError(f"--shape takes one size (square) or two (height width), got {len(shape)} values")
+
+
+def load_model_for_counting(source: str | Path) -> tuple[Any, str, tuple[int, int]]:
+    """A model in eval mode from a registered name, a recipe YAML or a checkpoint, with its name and input size.
+
+    A recipe's model gets the class count of ``model.num_classes``, else of its train dataset when that can be
+    scanned, else the family default; no weights are loaded (they do not change the count).
+    """
+    from clsctl.models import create_model, model_info
+
+    path = Path(source)
+    if path.is_file() and path.suffix.lower() in RECIPE_SUFFIXES:
+        from clsctl.engine.build import build_model, dataset_config
+        from clsctl.recipe import load_recipe
+
+        recipe = load_recipe(path)
+        num_classes = recipe.model.num_classes
+        if num_classes is None:
+            try:
+                from clsctl.data.datasets import build_dataset
+
+                num_classes = len(build_dataset(dataset_config(recipe, "train")).classes)
+            except ClsctlError:
+                num_classes = model_info(recipe.model.name).num_classes
+        model = build_model(recipe, num_classes, load_weights=False)
+        return model.eval(), recipe.model.name, model_info(recipe.model.name).input_size
+    if path.is_file():
+        from clsctl.engine.build import model_from_checkpoint
+
+        loaded = model_from_checkpoint(path)
+        size = loaded.preprocessing.get("input_size") or model_info(loaded.recipe.model.name).input_size
+        return loaded.model.eval(), loaded.recipe.model.name, (int(size[0]), int(size[1]))
+    if path.suffix.lower() in RECIPE_SUFFIXES or path.suffix.lower() in (".pt", ".pth"):
+        raise ClsctlError(f"file not found: {path}")
+    meta = model_info(str(source))  # unknown names raise with suggestions
+    return create_model(str(source)).eval(), meta.name, meta.input_size
+
+
+def count_flops(source: str | Path, shape: tuple[int, ...] | list[int] | None = None, *, table: bool = False,
+                depth: int = 3) -> FlopsReport:
+    """Count FLOPs, parameters and activations of one forward pass on a ``1 x 3 x H x W`` input.
+
+    Args:
+        source: Registered model name (``convnext-tiny``), recipe YAML or checkpoint.
+        shape: ``(size,)`` or ``(height, width)``; default the model's input size.
+        table: Also build the per-module breakdown.
+        depth: Module depth of the breakdown.
+    """
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fvcore's import touches deprecated torch.jit APIs
+        from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis, flop_count_table, parameter_count
+
+    model, name, default_size = load_model_for_counting(source)
+    height, width = _parse_shape(shape, default_size)
+    if height < 1 or width < 1:
+        raise ClsctlError(f"--shape must be positive, got {height}x{width}")
+    inputs = (torch.zeros(1, 3, height, width),)
+    # Traced with gradients enabled, as in training: under no_grad nn.MultiheadAttention switches to a fused
+    # kernel (counted by native_mha_flop_handle too, but the unfused path is what the published figures count).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer and deprecation chatter from torch.jit
+        flops = FlopCountAnalysis(model, inputs).set_op_handle(
+            "aten::scaled_dot_product_attention", sdpa_flop_handle,
+            "aten::_native_multi_head_attention", native_mha_flop_handle)
+        flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        activations = ActivationCountAnalysis(model, inputs)
+        activations.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        try:
+            total = int(flops.total())
+        except (RuntimeError, AssertionError, ValueError) as exc:  # e.g. a ViT asserting its built-in image size
+            raise ClsctlError(f"{name} does not run on a {height}x{width} input: {str(exc).splitlines()[0]}") from exc
+        report = FlopsReport(
+            source=str(source), model_name=name, input_shape=tuple(inputs[0].shape), flops=total,
+            params=int(parameter_count(model)[""]), activations=int(activations.total()),
+            uncounted=dict(Counter(flops.unsupported_ops()).most_common()),
+            by_operator=dict(Counter(flops.by_operator()).most_common()),
+        )
+        if table:
+            report.table = flop_count_table(flops, max_depth=depth, activations=activations, show_param_shapes=False)
+    return report

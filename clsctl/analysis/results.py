@@ -1,0 +1,185 @@
+"""``analyze-results`` and ``confusion-matrix``: look at the predictions file ``clsctl test --out`` writes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clsctl.analysis._draw import caption, pyplot, rescale, safe_name, save_png, to_rgb_array
+from clsctl.errors import ClsctlError
+
+
+@dataclass
+class Predictions:
+    """Contents of a predictions file: class names and one record per sample (path, label, pred, score, ...)."""
+
+    class_names: list[str]
+    records: list[dict[str, Any]]
+
+
+def load_predictions(path: str | Path) -> Predictions:
+    """Read and check a predictions JSON file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ClsctlError(f"predictions file not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ClsctlError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(data, dict) or "class_names" not in data or "predictions" not in data:
+        raise ClsctlError(f"{path} is not a predictions file (write one with `clsctl test CKPT --out {path.name}`)")
+    records = data["predictions"]
+    for index, record in enumerate(records):
+        missing = [k for k in ("path", "label", "pred", "score") if k not in record]
+        if missing:
+            raise ClsctlError(f"{path}: prediction {index} lacks {', '.join(missing)}")
+    return Predictions(list(data["class_names"]), list(records))
+
+
+def display_steps(source: str | Path | None) -> list[Any]:
+    """The evaluation transform steps (without tensor conversion) of a recipe or checkpoint, built.
+
+    Images are shown as the model saw them: resized and cropped by the test pipeline.
+    """
+    if source is None:
+        return []
+    from clsctl.data.transforms import build_step, pipeline_from_dicts
+
+    path = Path(source)
+    if not path.is_file():
+        raise ClsctlError(f"file not found: {path}")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        from clsctl.engine.build import effective_pipeline
+        from clsctl.recipe import load_recipe
+
+        recipe = load_recipe(path)
+        split = "test" if (recipe.data.test or recipe.data.val) is not None else "train"
+        return [build_step(step) for step in effective_pipeline(recipe, split)]
+    from clsctl.engine.checkpoint import load_checkpoint
+
+    return [build_step(step) for step in pipeline_from_dicts(load_checkpoint(path)["preprocessing"]["pipeline"])]
+
+
+def select(records: Sequence[dict[str, Any]], topk: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The ``topk`` most confident correct and the ``topk`` most confident wrong predictions."""
+    ranked = sorted(records, key=lambda r: float(r["score"]), reverse=True)
+    correct = [r for r in ranked if int(r["label"]) == int(r["pred"])]
+    wrong = [r for r in ranked if int(r["label"]) != int(r["pred"])]
+    return correct[:topk], wrong[:topk]
+
+
+def analyze_results(predictions: str | Path, out_dir: str | Path, *, source: str | Path | None = None,
+                    topk: int = 20, rescale_factor: float = 1.0) -> dict[str, list[Path]]:
+    """Save the most confident correct predictions under ``out_dir/success`` and wrong ones under ``out_dir/fail``.
+
+    Each PNG shows the image (through the test pipeline of ``source`` when given) with its true and predicted
+    class and the score; names start with the rank, most confident first.
+
+    Args:
+        predictions: JSON written by ``clsctl test --out``.
+        out_dir: Output folder.
+        source: Recipe or checkpoint whose test pipeline prepares the images for display.
+        topk: Images per group.
+        rescale_factor: Nearest-neighbour upscaling of each image.
+    """
+    from PIL import Image
+
+    if topk < 1:
+        raise ClsctlError(f"--topk must be at least 1, got {topk}")
+    if rescale_factor <= 0:
+        raise ClsctlError(f"rescale factor must be positive, got {rescale_factor}")
+    preds = load_predictions(predictions)
+    steps = display_steps(source)
+    names = preds.class_names
+    out = Path(out_dir)
+    written: dict[str, list[Path]] = {}
+    for group, records in zip(("success", "fail"), select(preds.records, topk)):
+        written[group] = []
+        for rank, record in enumerate(records, start=1):
+            try:
+                with Image.open(record["path"]) as file:
+                    image = file.convert("RGB")
+            except OSError as exc:
+                raise ClsctlError(f"cannot read image {record['path']}: {exc}") from exc
+            for step in steps:
+                image = step(image)
+            true_name, pred_name = names[int(record["label"])], names[int(record["pred"])]
+            color = (0, 110, 0) if group == "success" else (190, 0, 0)
+            picture = caption(rescale(to_rgb_array(image), rescale_factor),
+                              [f"true: {true_name}", f"pred: {pred_name} ({float(record['score']):.2f})"], color)
+            file_name = f"{rank:03d}_{safe_name(Path(record['path']).stem)}_{safe_name(pred_name)}.png"
+            written[group].append(save_png(picture, out / group / file_name))
+    return written
+
+
+def confusion_matrix(preds: Predictions, classes: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Counts ``matrix[true, predicted]`` over the predictions, optionally restricted to ``classes``.
+
+    With ``classes``, rows and columns are those classes in the given order; samples whose true class is not
+    among them are left out, and predictions of other classes are not shown (so rows may sum to less).
+    """
+    names = preds.class_names
+    full = np.zeros((len(names), len(names)), dtype=np.int64)
+    for record in preds.records:
+        full[int(record["label"]), int(record["pred"])] += 1
+    if not classes:
+        return full, list(names)
+    unknown = [c for c in classes if c not in names]
+    if unknown:
+        raise ClsctlError(f"unknown classes {unknown}; the predictions have: {', '.join(names)}")
+    index = [names.index(c) for c in classes]
+    return full[np.ix_(index, index)], list(classes)
+
+
+def plot_confusion_matrix(predictions: str | Path, out: str | Path, *, normalize: bool = False,
+                          classes: Sequence[str] | None = None, title: str | None = None) -> tuple[Path, np.ndarray]:
+    """Draw the confusion matrix with the value in every cell and class names on both axes.
+
+    Args:
+        predictions: JSON written by ``clsctl test --out``.
+        out: PNG path.
+        normalize: Show each row as percentages of its true class (recall on the diagonal).
+        classes: Only these classes, in this order.
+        title: Figure title.
+
+    Returns:
+        The PNG path and the matrix drawn (percentages when ``normalize``).
+    """
+    preds = load_predictions(predictions)
+    counts, names = confusion_matrix(preds, classes)
+    values = counts.astype(float)
+    if normalize:
+        totals = counts.sum(axis=1, keepdims=True)
+        values = np.divide(100.0 * counts, totals, out=np.zeros_like(values), where=totals > 0)
+    plt = pyplot()
+    n = len(names)
+    side = min(max(4.0, 0.55 * n + 2.5), 40.0)  # cells stay readable for 2 to ~70 classes
+    fig, ax = plt.subplots(figsize=(side + 1.2, side), dpi=100)
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=100 if normalize else max(values.max(), 1))
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="% of true class" if normalize else "samples")
+    ax.set_xticks(range(n), labels=names, rotation=45 if n > 4 else 0, ha="right" if n > 4 else "center")
+    ax.set_yticks(range(n), labels=names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    threshold = (100 if normalize else values.max()) / 2
+    font = max(5.0, min(12.0, 0.25 * 72 * side / n))  # points: about a quarter of a cell's side
+    for row in range(n):
+        for col in range(n):
+            if n > 10 and counts[row, col] == 0:
+                continue  # with many classes, a sea of zeros hides the few cells that matter
+            text = f"{values[row, col]:.1f}" if normalize else str(int(counts[row, col]))
+            ax.text(col, row, text, ha="center", va="center", fontsize=font,
+                    color="white" if values[row, col] > threshold else "black")
+    total = int(counts.sum())
+    accuracy = 100.0 * np.trace(counts) / total if total else 0.0
+    ax.set_title(title or f"confusion matrix ({total} samples, accuracy {accuracy:.1f} %)")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, bbox_inches="tight")
+    plt.close(fig)
+    return out, values

@@ -1,0 +1,39 @@
+"""``clsctl vis-scheduler``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from clsctl.cli._options import RecipeArg
+from clsctl.cli._render import console, handle_errors
+
+
+@handle_errors
+def vis_scheduler_command(
+    recipe: RecipeArg,
+    parameter: Annotated[str, typer.Option("--parameter", "-p", help="lr or momentum.")] = "lr",
+    dataset_size: Annotated[Optional[int], typer.Option(
+        "--dataset-size", "-d", min=1, help="Training images (default: count the train split).")] = None,
+    gpus: Annotated[int, typer.Option("--gpus", min=1, help="Processes sharing each global batch.")] = 1,
+    save_path: Annotated[Path, typer.Option("--save-path", "-s", help="PNG to write.")] = Path("schedule.png"),
+    title: Annotated[Optional[str], typer.Option("--title", help="Figure title.")] = None,
+    window_size: Annotated[str, typer.Option("--window-size", help="Figure size WxH in inches.")] = "12x7",
+    overrides: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override a recipe value: path.to.key=value. Repeatable.", show_default=False)] = None,
+) -> None:
+    """Plot the learning-rate (or momentum) curve of a recipe's schedule, per iteration, without training."""
+    from clsctl.analysis.logs import parse_window_size
+    from clsctl.analysis.schedule_plot import plot_schedule, schedule_curve
+    from clsctl.recipe import load_recipe
+
+    size = parse_window_size(window_size)
+    curve = schedule_curve(load_recipe(recipe, overrides or ()), parameter, dataset_size=dataset_size, gpus=gpus)
+    plot_schedule(curve, save_path, title=title, window_size=size)
+    values = curve.values
+    console.print(f"{parameter}: {curve.epochs} epochs x {curve.steps_per_epoch} iterations = {len(values)} "
+                  f"(dataset {curve.dataset_size}, {gpus} GPU(s)); first {values[0]:.6g}, max {max(values):.6g}, "
+                  f"last {values[-1]:.6g}", highlight=False)
+    console.print(f"saved {save_path}", highlight=False)

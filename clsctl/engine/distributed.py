@@ -1,0 +1,310 @@
+"""Distributed training on torch.distributed: launching workers, joining a run, gathering results.
+
+Three ways to get N processes, one code path once they run:
+
+* ``clsctl train RECIPE --gpus N`` starts them through torch's elastic launcher (``LaunchConfig`` +
+  ``elastic_launch``, the API behind ``torchrun``), on this machine or on ``--nnodes`` machines;
+* ``torchrun ... -m clsctl train RECIPE`` sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``;
+* ``srun ... clsctl train RECIPE`` sets ``SLURM_PROCID``/``SLURM_NTASKS``/``SLURM_LOCALID``.
+
+Each worker then calls :func:`setup`, which joins the process group (NCCL on CUDA, gloo on the CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from clsctl.engine.build import resolve_device
+from clsctl.errors import ClsctlError
+
+logger = logging.getLogger("clsctl")
+
+
+@dataclass
+class DistContext:
+    """Where this process stands in the run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    owns_group: bool = False  # this process initialised the process group, so it also tears it down
+
+    @property
+    def distributed(self) -> bool:
+        """More than one process."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that logs and writes files."""
+        return self.rank == 0
+
+
+def env_ranks(env: dict[str, str] | None = None) -> tuple[int, int, int] | None:
+    """``(rank, world_size, local_rank)`` of a process started by torchrun/elastic or Slurm's srun; ``None``
+    for a plain single process.
+
+    torchrun's variables win; Slurm's count only inside a job step (``srun``) with more than one task, since
+    an ``sbatch`` script alone also carries ``SLURM_PROCID``.
+    """
+    env = dict(os.environ if env is None else env)
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0))
+    tasks = int(env.get("SLURM_NTASKS", "1") or 1)
+    if tasks > 1 and "SLURM_PROCID" in env and ("SLURM_STEP_ID" in env or "SLURM_STEPID" in env):
+        return int(env["SLURM_PROCID"]), tasks, int(env.get("SLURM_LOCALID", 0))
+    return None
+
+
+def _slurm_master_addr(env: dict[str, str]) -> str:
+    """The first host of the Slurm step: where rank 0 runs."""
+    nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or ""
+    if nodes:
+        import subprocess
+
+        try:
+            out = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True, check=True)
+            return out.stdout.split()[0]
+        except (OSError, subprocess.CalledProcessError, IndexError):
+            pass
+    return env.get("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1")
+
+
+def setup(device_spec: str | None) -> DistContext:
+    """Join the process group when the environment says this process is one of several.
+
+    Args:
+        device_spec: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; in a distributed CUDA run each process takes
+            ``cuda:LOCAL_RANK``.
+
+    Raises:
+        ClsctlError: A CUDA run with more processes on this node than GPUs.
+    """
+    device = resolve_device(device_spec)
+    ranks = env_ranks()
+    if ranks is None or ranks[1] <= 1:
+        return DistContext(device=device)
+    rank, world_size, local_rank = ranks
+    if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ClsctlError(f"process {rank} wants GPU {local_rank}, but this machine has "
+                              f"{torch.cuda.device_count()}; start fewer processes per node")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if dist.is_initialized():
+        return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, device)
+    # Slurm starts the processes but leaves the rendezvous to us: rank 0's host and a fixed port.
+    os.environ.setdefault("MASTER_ADDR", _slurm_master_addr(dict(os.environ)))
+    os.environ.setdefault("MASTER_PORT", "29500")
+    os.environ.setdefault("RANK", str(rank))
+    os.environ.setdefault("WORLD_SIZE", str(world_size))
+    os.environ.setdefault("LOCAL_RANK", str(local_rank))
+    if rank != 0:  # rank 0 speaks for the run; the others only warn
+        log = logging.getLogger("clsctl")
+        log.setLevel(max(log.getEffectiveLevel(), logging.WARNING))
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world_size)
+    logger.debug("rank %d of %d joined (%s on %s)", rank, world_size, backend, device)
+    return DistContext(rank, world_size, local_rank, device, owns_group=True)
+
+
+def teardown(ctx: DistContext) -> None:
+    """Leave the process group if :func:`setup` joined it."""
+    if ctx.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(ctx: DistContext) -> None:
+    """Wait for every process (no-op in a single process)."""
+    if ctx.distributed:
+        dist.barrier()
+
+
+def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Sum ``tensor`` over the processes, in place (no-op in a single process)."""
+    if ctx.distributed:
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def gather_by_index(indices: Sequence[int], *tensors: torch.Tensor, ctx: DistContext) -> tuple[torch.Tensor, ...]:
+    """Collect per-sample rows from every process, in dataset order, each sample once.
+
+    The distributed sampler pads the last round by repeating samples so every process takes the same number
+    of steps; keeping the first row of each dataset index drops those repeats, and sorting by index restores
+    the dataset order, so the result equals a single process's pass.
+
+    Args:
+        indices: Dataset index of each row this process computed.
+        tensors: Per-sample rows (same length as ``indices``), on the CPU.
+        ctx: The run's distributed context.
+    """
+    index = torch.as_tensor(list(indices), dtype=torch.long)
+    if ctx.distributed:
+        parts: list[Any] = [None] * ctx.world_size
+        dist.all_gather_object(parts, (index, *tensors))
+        index = torch.cat([p[0] for p in parts])
+        tensors = tuple(torch.cat([p[i + 1] for p in parts]) for i in range(len(tensors)))
+    order = torch.argsort(index, stable=True)
+    index = index[order]
+    first = torch.ones_like(index, dtype=torch.bool)
+    first[1:] = index[1:] != index[:-1]
+    keep = order[first]
+    return tuple(t[keep] for t in tensors)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LaunchOptions:
+    """How many processes to start, and where the run's rendezvous is."""
+
+    nproc_per_node: int
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str | None = None
+    master_port: int | None = None
+
+
+def launch_config(options: LaunchOptions) -> Any:
+    """The elastic launcher's ``LaunchConfig`` for ``options``.
+
+    One node without a master address uses a private c10d rendezvous on a free local port (torchrun's
+    ``--standalone``); several nodes use the static rendezvous at ``master_addr:master_port`` with this
+    node's rank, as ``torchrun --nnodes --node-rank --master-addr --master-port`` does.
+    """
+    from torch.distributed.launcher.api import LaunchConfig
+
+    if options.nproc_per_node < 1 or options.nnodes < 1:
+        raise ClsctlError("--gpus and --nnodes must be at least 1")
+    if not 0 <= options.node_rank < options.nnodes:
+        raise ClsctlError(f"--node-rank must be in [0, {options.nnodes - 1}], got {options.node_rank}")
+    if options.nnodes > 1 and not options.master_addr:
+        raise ClsctlError("--nnodes > 1 needs --master-addr (the host of node 0) and the same --master-port "
+                          "on every node")
+    if options.nnodes == 1 and not options.master_addr:
+        backend, endpoint, configs = "c10d", f"127.0.0.1:{options.master_port or _free_port()}", {}
+        run_id = uuid.uuid4().hex
+    else:
+        backend, endpoint = "static", f"{options.master_addr}:{options.master_port or 29500}"
+        configs = {"rank": options.node_rank}
+        run_id = "clsctl"
+    return LaunchConfig(
+        min_nodes=options.nnodes,
+        max_nodes=options.nnodes,
+        nproc_per_node=options.nproc_per_node,
+        run_id=run_id,
+        rdzv_backend=backend,
+        rdzv_endpoint=endpoint,
+        rdzv_configs=configs,
+        max_restarts=0,  # a failed training step is not something to retry silently
+        monitor_interval=0.1,
+        start_method="spawn",
+    )
+
+
+@contextlib.contextmanager
+def _worker_threads(nproc: int) -> Iterator[None]:
+    """One OpenMP thread per worker unless the user chose, as torchrun does: N processes each using every
+    core oversubscribe the CPU."""
+    if nproc > 1 and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = "1"
+        try:
+            yield
+        finally:
+            os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        yield
+
+
+def _worker(recipe_data: dict[str, Any], work_dir: str | None, resume: bool | str, device: str | None,
+            show_progress: bool, log_level: int) -> Any:
+    """Entry point of each launched process: train and hand back the result (rank 0's) or the user error."""
+    from clsctl.engine.loop import train
+    from clsctl.recipe import validate_recipe
+
+    _setup_worker_logging(log_level)
+    try:
+        result = train(validate_recipe(recipe_data), work_dir, resume=resume, device=device,
+                       show_progress=show_progress)
+    except ClsctlError as exc:
+        # Every rank hits user errors (divergence, bad data, bad recipe) together; hand the message back to
+        # the launching process, which renders it like a single-process run would.
+        return {"error": type(exc).__name__, "message": str(exc), "exit_code": exc.exit_code}
+    return result
+
+
+def _setup_worker_logging(level: int) -> None:
+    rank = int(os.environ.get("RANK", "0"))
+    log = logging.getLogger("clsctl")
+    log.handlers.clear()
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(level if rank == 0 else max(level, logging.WARNING))  # rank 0 speaks for the run
+    log.propagate = False
+
+
+class WorkerError(ClsctlError):
+    """A user error raised in the workers, re-raised in the launching process with its exit code."""
+
+
+def launch_training(recipe_data: dict[str, Any], options: LaunchOptions, *, work_dir: str | Path | None = None,
+                    resume: bool | str | Path = False, device: str | None = None, show_progress: bool = True) -> Any:
+    """Train with ``options.nproc_per_node`` processes on this node through torch's elastic launcher.
+
+    Returns:
+        Rank 0's :class:`~clsctl.engine.loop.TrainResult` (``None`` on nodes other than node 0).
+
+    Raises:
+        ClsctlError: ``--gpus`` inside a run that torchrun/srun started already, more CUDA processes than
+            GPUs, or a user error in the workers (same message and exit code as a single process).
+    """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import elastic_launch
+
+    if env_ranks() is not None:
+        raise ClsctlError("this process was started by torchrun or srun already; drop --gpus (each started "
+                          "process is one worker)")
+    spec = device or recipe_data.get("runtime", {}).get("device", "auto")
+    if resolve_device(spec).type == "cuda" and options.nproc_per_node > torch.cuda.device_count():
+        raise ClsctlError(f"--gpus {options.nproc_per_node} asked for, but this machine has "
+                          f"{torch.cuda.device_count()} GPU(s)")
+    config = launch_config(options)
+    level = logging.getLogger("clsctl").getEffectiveLevel()
+    args = (recipe_data, None if work_dir is None else str(work_dir),
+            resume if isinstance(resume, bool) else str(resume), device, show_progress, level)
+    try:
+        with _worker_threads(options.nproc_per_node):
+            results = elastic_launch(config, _worker)(*args)
+    except SignalException as exc:
+        from clsctl.engine.loop import TrainingInterrupted
+
+        raise TrainingInterrupted(f"training interrupted ({exc.sigval.name}); last.pt holds the last saved epoch; "
+                                  f"continue with --resume") from None
+    except ChildFailedError as exc:
+        raise RuntimeError(f"a training worker failed:\n{exc.format_msg()}") from None
+    results = results or {}
+    for value in results.values():
+        if isinstance(value, dict) and "error" in value:
+            error = WorkerError(value["message"])
+            error.exit_code = int(value["exit_code"])
+            raise error
+    return results.get(0)

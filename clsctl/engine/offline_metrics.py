@@ -1,0 +1,155 @@
+"""Metrics of saved predictions (the JSON ``clsctl test --out`` writes), without a model or images.
+
+The file holds ``class_names``, ``predictions`` (one dict per sample with ``label`` and ``pred``, or for
+multi-label data ``labels``: a list of label indices, ``-1`` entries excluded) and optionally ``scores``
+(``N x C``). Metrics needing a ranking (top-k with k > 1, mAP) need ``scores``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clsctl.errors import ClsctlError
+
+SINGLE_LABEL_METRICS = ("accuracy", "precision", "recall", "f1", "confusion_matrix")
+MULTI_LABEL_METRICS = ("map", "cp", "cr", "cf1", "op", "or", "of1")
+METRICS = SINGLE_LABEL_METRICS + MULTI_LABEL_METRICS
+
+
+@dataclass
+class SavedPredictions:
+    """Predictions read back from a file."""
+
+    class_names: list[str]
+    multi_label: bool
+    targets: Any  # (N,) long, or (N, C) 0/1 for multi-label
+    preds: Any | None  # (N,) long (single-label), when the file has ``pred``
+    scores: Any | None  # (N, C) float, when the file has ``scores``
+
+
+@dataclass
+class OfflineMetrics:
+    """What :func:`evaluate_predictions` computed."""
+
+    metrics: dict[str, float]
+    class_names: list[str]
+    num_samples: int
+    multi_label: bool
+    per_class: dict[str, list[float]] = field(default_factory=dict)
+    confusion: list[list[int]] | None = None
+
+
+def load_predictions(path: str | Path) -> SavedPredictions:
+    """Read and check a predictions file."""
+    import torch
+
+    from clsctl.engine.metrics import multi_hot
+
+    path = Path(path)
+    if not path.is_file():
+        raise ClsctlError(f"predictions file not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ClsctlError(f"{path} is not a JSON file: {exc}") from exc
+    items = data.get("predictions") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items:
+        raise ClsctlError(f"{path}: expected a 'predictions' list (the file `clsctl test --out` writes)")
+    try:
+        scores = torch.tensor(data["scores"], dtype=torch.float64) if data.get("scores") is not None else None
+    except (TypeError, ValueError) as exc:
+        raise ClsctlError(f"{path}: 'scores' must be an N x C table of numbers ({exc})") from exc
+    names = data.get("class_names")
+    num_classes = len(names) if names else scores.shape[1] if scores is not None else None
+    multi_label = "labels" in items[0]
+    try:
+        if multi_label:
+            labels = [[int(i) for i in item["labels"]] for item in items]
+            if num_classes is None:
+                num_classes = 1 + max((max(ls) for ls in labels if ls), default=0)
+            if any(not 0 <= i < num_classes for ls in labels for i in ls):
+                raise ClsctlError(f"{path}: a label is outside 0..{num_classes - 1}")
+            targets, preds = multi_hot(labels, num_classes), None
+        else:
+            targets = torch.tensor([int(item["label"]) for item in items])
+            has_pred = all("pred" in item for item in items)
+            preds = torch.tensor([int(item["pred"]) for item in items]) if has_pred else None
+            if num_classes is None:
+                num_classes = 1 + int(max(targets.max(), preds.max() if preds is not None else 0))
+    except (KeyError, TypeError, ValueError) as exc:
+        key = "labels" if multi_label else "label"
+        raise ClsctlError(f"{path}: every prediction needs an integer '{key}' ({exc!r})") from exc
+    if scores is not None and tuple(scores.shape) != (len(items), num_classes):
+        raise ClsctlError(f"{path}: 'scores' is {tuple(scores.shape)}, expected ({len(items)}, {num_classes})")
+    if not multi_label and preds is None and scores is not None:
+        preds = scores.argmax(1)
+    if not multi_label and preds is None:
+        raise ClsctlError(f"{path}: predictions need 'pred' or the file needs 'scores'")
+    indices = [] if multi_label else [targets, *([preds] if preds is not None else [])]
+    if any(int(t.min()) < 0 or int(t.max()) >= num_classes for t in indices):
+        raise ClsctlError(f"{path}: a label or prediction is outside 0..{num_classes - 1}")
+    return SavedPredictions(list(names or [str(i) for i in range(num_classes)]), multi_label, targets, preds, scores)
+
+
+def evaluate_predictions(path: str | Path, metrics: Sequence[str] | None = None, *, topk: Sequence[int] = (1, 5),
+                         threshold: float = 0.5, multi_label_topk: int | None = None) -> OfflineMetrics:
+    """Compute the named metrics of a saved predictions file.
+
+    Args:
+        path: JSON written by ``clsctl test --out`` (or the same layout).
+        metrics: Names from :data:`METRICS`; ``accuracy``, ``precision``, ``recall``, ``f1`` and
+            ``confusion_matrix`` are single-label, ``map`` and ``cp``..``of1`` multi-label (``precision``,
+            ``recall``, ``f1`` on multi-label files mean CP/OP, CR/OR, CF1/OF1). Default: ``accuracy``, or
+            ``map`` for multi-label files.
+        topk: The k values of ``accuracy``.
+        threshold: Multi-label: a class is predicted when its score is at least this.
+        multi_label_topk: Multi-label: predict each sample's k best classes instead of thresholding.
+    """
+    from clsctl.engine.metrics import confusion_matrix, multilabel_metrics, precision_recall_f1, topk_accuracy
+
+    unknown = [m for m in metrics or () if m.lower() not in METRICS]
+    if unknown:
+        raise ClsctlError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+    saved = load_predictions(path)
+    wanted = [m.lower() for m in metrics] if metrics else ["map" if saved.multi_label else "accuracy"]
+    result = OfflineMetrics({}, saved.class_names, len(saved.targets), saved.multi_label)
+    if saved.multi_label:
+        single = [m for m in wanted if m in ("accuracy", "confusion_matrix")]
+        if single:
+            raise ClsctlError(f"{', '.join(single)} need single-label predictions; this file is multi-label")
+        if saved.scores is None:
+            raise ClsctlError(f"{path}: multi-label metrics need 'scores'")
+        values = multilabel_metrics(saved.scores, saved.targets, threshold=threshold, topk=multi_label_topk)
+        aliases = {"precision": ("CP", "OP"), "recall": ("CR", "OR"), "f1": ("CF1", "OF1"), "map": ("mAP",)}
+        for name in wanted:
+            for key in aliases.get(name, (name.upper(),)):
+                result.metrics[key] = values[key]
+        result.per_class = {k: values[k] for k in ("ap", "precision", "recall", "f1", "support")}
+        return result
+    multi = [m for m in wanted if m in MULTI_LABEL_METRICS]
+    if multi:
+        raise ClsctlError(f"{', '.join(multi)} need multi-label predictions (entries with 'labels' lists)")
+    num_classes = len(saved.class_names)
+    if "accuracy" in wanted:
+        if saved.scores is None:
+            if any(k != 1 for k in topk):
+                raise ClsctlError(f"{path}: top-k accuracy with k > 1 needs 'scores'")
+            result.metrics["accuracy/top1"] = float((saved.preds == saved.targets).double().mean() * 100)
+        else:
+            for k, value in topk_accuracy(saved.scores, saved.targets, sorted(set(topk))).items():
+                result.metrics[f"accuracy/top{k}"] = value
+    matrix = confusion_matrix(saved.preds, saved.targets, num_classes)
+    prf = precision_recall_f1(matrix)
+    for name in ("precision", "recall", "f1"):
+        if name in wanted:
+            result.metrics[f"{name}/macro"] = prf[f"macro_{name}"]
+            result.metrics[f"{name}/micro"] = prf[f"micro_{name}"]
+    if any(m in wanted for m in ("precision", "recall", "f1")):
+        result.per_class = {k: prf[k] for k in ("precision", "recall", "f1", "support")}
+    if "confusion_matrix" in wanted:
+        result.confusion = matrix.tolist()
+    return result

@@ -1,0 +1,1 @@
+complete --command clsctl --no-files --arguments "(env _CLSCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) clsctl)" --condition "env _CLSCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) clsctl"

@@ -1,0 +1,101 @@
+"""clsctl train --gpus N: worker processes through torch's elastic launcher (gloo on the CPU here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from clsctl.cli.main import app
+from clsctl.engine.checkpoint import load_checkpoint
+from clsctl.engine.loop import train
+from clsctl.recipe import validate_recipe
+
+from helpers import tiny_recipe_dict, write_image_folder
+
+
+def _records(run: Path, mode: str) -> list[dict]:
+    return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["mode"] == mode]
+
+
+@pytest.fixture()
+def ddp_recipe(tmp_path: Path) -> dict:
+    """The tiny recipe on LeNet-5, 4 images per process.
+
+    LeNet-5 has no BatchNorm and no dropout. With BatchNorm each process would normalise its 4 images by
+    their own statistics, not by the 8 of the global batch, and the runs would differ by design
+    (SyncBatchNorm, the fix, runs on CUDA only). Without it, DDP's gradient average over 2 x 4 images must
+    equal one process's gradient over the same 8.
+    """
+    write_image_folder(tmp_path / "data" / "train", per_class=8, seed=1)  # 24 images: 3 steps of 8
+    write_image_folder(tmp_path / "data" / "val", per_class=3, seed=2)  # 9 images: uneven over 2 processes
+    data = tiny_recipe_dict(tmp_path / "data", tmp_path / "run", epochs=2)
+    data["model"]["name"] = "lenet5"
+    data["data"]["loader"]["batch_size"] = 4
+    return data
+
+
+@pytest.mark.slow  # two spawned workers importing torch: about 15 s
+def test_two_gloo_workers_match_one_process_with_the_same_global_batch(
+        runner: CliRunner, ddp_recipe: dict, tmp_path: Path) -> None:
+    path = tmp_path / "ddp.yaml"
+    path.write_text(yaml.safe_dump(ddp_recipe), encoding="utf-8")
+    ddp_run = tmp_path / "ddp"
+    result = runner.invoke(app, ["train", str(path), "--gpus", "2", "--device", "cpu", "--no-progress",
+                                 "--work-dir", str(ddp_run)])
+    assert result.exit_code == 0, result.output
+    assert f"last checkpoint: {ddp_run / 'last.pt'}" in result.output
+
+    single = dict(ddp_recipe, data={**ddp_recipe["data"], "loader": {"batch_size": 8, "num_workers": 0}})
+    train(validate_recipe(single), tmp_path / "single", device="cpu", show_progress=False)
+
+    got = load_checkpoint(ddp_run / "last.pt")["model"]
+    expected = load_checkpoint(tmp_path / "single" / "last.pt")["model"]
+    assert got.keys() == expected.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], atol=1e-5, rtol=0, msg=key)
+    # Rank 0 alone writes the log: one record per step (3 per epoch), with the loss averaged over both ranks.
+    ddp_train, single_train = _records(ddp_run, "train"), _records(tmp_path / "single", "train")
+    assert [r["step"] for r in ddp_train] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in ddp_train] == pytest.approx([r["loss"] for r in single_train], abs=1e-5)
+    # Validation gathered over ranks: 9 images split 5 + 4 (one padding repeat dropped), same metrics.
+    ddp_val, single_val = _records(ddp_run, "val"), _records(tmp_path / "single", "val")
+    assert len(ddp_val) == 2
+    for mine, theirs in zip(ddp_val, single_val):
+        for key in ("accuracy/top1", "accuracy/top5", "loss", "macro/f1"):
+            assert mine[key] == pytest.approx(theirs[key], abs=1e-5), key
+    assert sorted(p.name for p in ddp_run.iterdir()) == ["best.pt", "last.pt", "metrics.jsonl", "recipe.yaml"]
+
+
+@pytest.mark.slow  # two spawned workers importing torch: about 15 s
+def test_divergence_in_workers_stops_all_and_exits_like_one_process(
+        runner: CliRunner, ddp_recipe: dict, tmp_path: Path) -> None:
+    ddp_recipe["schedule"] = {"type": "multistep", "milestones": [1], "gamma": 1e30}  # lr 5e28 from epoch 2
+    path = tmp_path / "diverge.yaml"
+    path.write_text(yaml.safe_dump(ddp_recipe), encoding="utf-8")
+    result = runner.invoke(app, ["train", str(path), "--gpus", "2", "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 3, result.output
+    assert "at epoch 2" in result.output and "last good checkpoint is kept" in result.output
+    assert "Traceback" not in result.output
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+
+
+def test_several_nodes_need_a_master_address(runner: CliRunner, ddp_recipe: dict, tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(ddp_recipe), encoding="utf-8")
+    result = runner.invoke(app, ["train", str(path), "--gpus", "2", "--nnodes", "2", "--device", "cpu"])
+    assert result.exit_code == 2 and "needs --master-addr" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_more_cuda_workers_than_gpus_is_a_clear_error(runner: CliRunner, ddp_recipe: dict, tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("about machines without enough GPUs")
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(ddp_recipe), encoding="utf-8")
+    result = runner.invoke(app, ["train", str(path), "--gpus", "2", "--device", "cuda"])
+    assert result.exit_code == 2 and "CUDA is not available" in result.output

@@ -1,0 +1,242 @@
+"""The training toolbox in the loop: accumulation, clipping, AMP, EMA, checkpoint policy, load_from,
+divergence, auto-scaled lr, determinism, torch.compile. Models are LeNet-5 (no BatchNorm, no dropout) on
+tiny generated folders, so runs take about a second and can be compared exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from clsctl.engine import loop
+from clsctl.engine.checkpoint import load_checkpoint
+from clsctl.engine.loop import TrainResult, train
+from clsctl.errors import RecipeError, TrainingDivergedError
+from clsctl.models import create_model
+from clsctl.recipe import validate_recipe
+
+from helpers import tiny_recipe_dict, write_image_folder
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_image_folder(root / "train", per_class=8, seed=1)  # 24 images
+    write_image_folder(root / "val", per_class=2, seed=2)
+    return root
+
+
+def _recipe(data_root: Path, run: Path, *, batch: int = 8, **runtime: Any) -> dict:
+    data = tiny_recipe_dict(data_root, run, **runtime)
+    data["model"]["name"] = "lenet5"
+    data["data"]["loader"]["batch_size"] = batch
+    data["schedule"] = {"type": "constant"}
+    return data
+
+
+def _run(data: dict, **kwargs: Any) -> TrainResult:
+    return train(validate_recipe(data), show_progress=False, device="cpu", **kwargs)
+
+
+def _records(run: Path, mode: str) -> list[dict]:
+    return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["mode"] == mode]
+
+
+def _weights(path: Path, key: str = "model") -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)[key]
+
+
+def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float = 1e-6) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=atol, rtol=0, msg=key)
+
+
+def test_gradient_accumulation_equals_the_large_batch(data_root: Path, tmp_path: Path) -> None:
+    # 24 images: batch 16 gives steps of 16 and 8 images; batch 4 x 4 accumulated gives groups of 4 and 2
+    # batches, the short last group divided by its real size.
+    big = _recipe(data_root, tmp_path / "big", batch=16, epochs=2)
+    small = _recipe(data_root, tmp_path / "small", batch=4, epochs=2)
+    small["optim"]["accumulate_steps"] = 4
+    _run(big)
+    _run(small)
+    _assert_same(_weights(tmp_path / "small" / "last.pt"), _weights(tmp_path / "big" / "last.pt"), atol=1e-5)
+    # One record per batch (log_interval 1); "step" counts optimizer steps: after batches 4 and 6 of each epoch.
+    assert [r["step"] for r in _records(tmp_path / "small", "train")] == [0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 4]
+
+
+def _initial_weights() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)  # what train() does before building the model
+    return create_model("lenet5", num_classes=3).state_dict()
+
+
+@pytest.mark.parametrize(("clip", "bound"), [({"type": "norm", "max_norm": 1e-3}, 3e-3),
+                                             ({"type": "value", "max_norm": 1e-6}, 3e-6)])
+def test_gradient_clipping_bounds_each_update(data_root: Path, tmp_path: Path, clip: dict, bound: float) -> None:
+    data = _recipe(data_root, tmp_path / "run", epochs=1)  # 3 steps of plain SGD with lr 1
+    data["optim"] = {"type": "sgd", "lr": 1.0, "momentum": 0.0, "weight_decay": 0.0, "clip_grad": clip}
+    _run(data)
+    final, start = _weights(tmp_path / "run" / "last.pt"), _initial_weights()
+    deltas = torch.cat([(final[k] - start[k]).flatten() for k in start])
+    if clip["type"] == "norm":
+        assert 0 < deltas.norm() <= bound + 1e-7  # 3 updates of norm <= max_norm each (+ float32 rounding)
+    else:
+        assert 0 < deltas.abs().max() <= bound + 1e-7  # each entry moves <= max_norm per update
+
+
+def test_bf16_autocast_on_cpu(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dtypes: set[torch.dtype] = set()
+    original = loop.build_model
+
+    def build_and_watch(recipe: Any, num_classes: int) -> torch.nn.Module:
+        model = original(recipe, num_classes)
+        model.register_forward_hook(lambda module, args, out: dtypes.add(out.dtype))
+        return model
+
+    monkeypatch.setattr(loop, "build_model", build_and_watch)
+    result = _run(_recipe(data_root, tmp_path / "run", epochs=1, amp="bf16"))
+    assert dtypes == {torch.bfloat16}
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in _records(tmp_path / "run", "train"))
+    assert result.val_metrics["accuracy/top1"] >= 0
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["model"]["classifier.2.weight"].dtype == torch.float32
+
+
+def test_amp_true_means_fp16_and_is_off_on_cpu() -> None:
+    assert loop.amp_dtype(True, torch.device("cpu")) is None
+    assert loop.amp_dtype("fp16", torch.device("cuda")) == torch.float16
+    assert loop.amp_dtype(True, torch.device("cuda")) == torch.float16
+    assert loop.amp_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    assert loop.amp_dtype(False, torch.device("cuda")) is None
+
+
+def test_ema_is_validated_saved_and_resumed(data_root: Path, tmp_path: Path) -> None:
+    data = _recipe(data_root, tmp_path / "full", epochs=2)
+    data["ema"] = {"decay": 0.6, "warmup": False}
+    _run(data)
+    full = tmp_path / "full"
+    assert [r["epoch"] for r in _records(full, "val_ema")] == [1, 2]
+    assert {"accuracy/top1", "loss"} <= _records(full, "val_ema")[0].keys()
+    last = load_checkpoint(full / "last.pt")
+    assert last["ema"]["updates"] == 6
+    best_ema = load_checkpoint(full / "best_ema.pt")
+    assert best_ema["ema_weights"] is True
+    assert not torch.equal(best_ema["model"]["classifier.2.weight"], last["model"]["classifier.2.weight"])
+    # Resuming restores the average too: 1 epoch + resume = 2 epochs straight.
+    part = tmp_path / "part"
+    _run({**data, "runtime": {**data["runtime"], "epochs": 1, "work_dir": str(part)}})
+    _run({**data, "runtime": {**data["runtime"], "work_dir": str(part)}}, resume=True)
+    _assert_same(load_checkpoint(part / "last.pt")["ema"]["module"], last["ema"]["module"], atol=0)
+
+
+def test_epoch_checkpoints_rotate_and_interval_applies(data_root: Path, tmp_path: Path) -> None:
+    result = _run(_recipe(data_root, tmp_path / "run", epochs=4, keep_checkpoints=2, checkpoint_interval=1))
+    run = result.work_dir
+    assert sorted(p.name for p in run.glob("epoch_*.pt")) == ["epoch_3.pt", "epoch_4.pt"]
+    assert load_checkpoint(run / "epoch_3.pt")["epoch"] == 3
+    _assert_same(_weights(run / "epoch_4.pt"), _weights(run / "last.pt"), atol=0)
+    result = _run(_recipe(data_root, tmp_path / "every2", epochs=3, keep_checkpoints=-1, checkpoint_interval=2))
+    assert sorted(p.name for p in result.work_dir.glob("epoch_*.pt")) == ["epoch_2.pt", "epoch_3.pt"]
+
+
+def test_save_best_on_a_chosen_metric_or_not_at_all(data_root: Path, tmp_path: Path) -> None:
+    result = _run(_recipe(data_root, tmp_path / "loss", epochs=3, save_best="loss"))
+    losses = [r["loss"] for r in _records(result.work_dir, "val")]
+    best = load_checkpoint(result.work_dir / "best.pt")
+    assert result.best_metric == min(losses) == best["best_metric"]
+    assert best["epoch"] == losses.index(min(losses)) + 1
+    result = _run(_recipe(data_root, tmp_path / "none", epochs=1, save_best=None))
+    assert result.best_checkpoint is None and not (tmp_path / "none" / "best.pt").exists()
+    with pytest.raises(RecipeError, match="no metric 'accuracy/top9'; it reports: accuracy/top1"):
+        _run(_recipe(data_root, tmp_path / "bad", epochs=1, save_best="accuracy/top9"))
+
+
+def test_load_from_takes_weights_only(data_root: Path, tmp_path: Path) -> None:
+    first = _run(_recipe(data_root, tmp_path / "first", epochs=1))
+    data = _recipe(data_root, tmp_path / "second", epochs=1, load_from=str(first.last_checkpoint))
+    data["optim"] = {"type": "sgd", "lr": 1e-12, "momentum": 0.0, "weight_decay": 0.0}
+    _run(data)
+    second = load_checkpoint(tmp_path / "second" / "last.pt")
+    _assert_same(second["model"], _weights(first.last_checkpoint))  # lr 1e-12 keeps the loaded weights
+    assert second["epoch"] == 1 and second["schedule"] == {"step": 3}  # the run itself started fresh
+
+
+def test_huge_lr_stops_with_a_clear_error_and_keeps_the_good_checkpoint(data_root: Path, tmp_path: Path) -> None:
+    data = _recipe(data_root, tmp_path / "run", epochs=3)
+    data["schedule"] = {"type": "multistep", "milestones": [1], "gamma": 1e30}  # lr 0.05, then 5e28
+    with pytest.raises(TrainingDivergedError, match="at epoch 2, step .*last good checkpoint is kept"):
+        _run(data)
+    kept = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert kept["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in kept["model"].values())
+
+
+def test_inf_weights_are_never_checkpointed() -> None:
+    model = torch.nn.Linear(2, 2)
+    loop._check_finite_weights(model, 0)
+    with torch.no_grad():
+        model.weight[0, 0] = float("inf")
+    with pytest.raises(TrainingDivergedError, match="weights became inf/NaN at the end of epoch 4"):
+        loop._check_finite_weights(model, 3)
+
+
+def test_auto_scale_lr_uses_the_global_batch(data_root: Path, tmp_path: Path) -> None:
+    data = _recipe(data_root, tmp_path / "run", batch=4, epochs=1, auto_scale_lr=True)
+    data["optim"]["base_batch_size"] = 32
+    data["optim"]["accumulate_steps"] = 2  # global batch 4 x 1 process x 2 = 8
+    _run(data)
+    assert [r["lr"] for r in _records(tmp_path / "run", "train")] == pytest.approx([0.05 * 8 / 32] * 6)
+    del data["optim"]["base_batch_size"]
+    with pytest.raises(RecipeError, match="auto_scale_lr needs optim.base_batch_size"):
+        validate_recipe(data)
+
+
+@pytest.fixture()
+def restore_determinism() -> Any:
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
+def test_deterministic_runs_repeat_exactly(data_root: Path, tmp_path: Path, restore_determinism: Any) -> None:
+    for name in ("a", "b"):
+        _run(_recipe(data_root, tmp_path / name, epochs=1, deterministic=True))
+        assert torch.are_deterministic_algorithms_enabled()
+    _assert_same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"), atol=0)
+
+
+def test_compile_wraps_the_training_model(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def fake_compile(model: torch.nn.Module, mode: str | None = None) -> torch.nn.Module:
+        calls.append((type(model).__name__, mode))
+        return model  # compiling for real takes tens of seconds on this CPU
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    _run(_recipe(data_root, tmp_path / "run", epochs=1, compile="reduce-overhead"))
+    assert calls == [("LeNet5", "reduce-overhead")]
+    # Checkpoints hold the plain model's keys, not a wrapper's.
+    assert all(not k.startswith(("_orig_mod.", "module.")) for k in _weights(tmp_path / "run" / "last.pt"))
+
+
+def test_batch_mixup_feeds_soft_targets_and_resumes_exactly(data_root: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[torch.Tensor] = []
+
+    class Recording(torch.nn.CrossEntropyLoss):
+        def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            seen.append(targets.detach().clone())
+            return super().forward(logits, targets)
+
+    monkeypatch.setattr(loop, "build_criterion", lambda recipe: Recording())
+    data = _recipe(data_root, tmp_path / "full", epochs=2)
+    data["data"]["batch_augments"] = [{"type": "mixup", "alpha": 1.0, "prob": 1.0}]
+    _run(data)
+    assert len(seen) == 6 and all(t.shape == (8, 3) for t in seen)
+    assert all(torch.allclose(t.sum(1), torch.ones(8)) for t in seen)
+    assert any(((t > 0) & (t < 1)).any() for t in seen)  # mixed, not one-hot
+    part = tmp_path / "part"
+    _run({**data, "runtime": {**data["runtime"], "epochs": 1, "work_dir": str(part)}})
+    _run({**data, "runtime": {**data["runtime"], "work_dir": str(part)}}, resume=True)
+    _assert_same(_weights(part / "last.pt"), _weights(tmp_path / "full" / "last.pt"), atol=0)

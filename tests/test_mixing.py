@@ -1,0 +1,119 @@
+"""Mixup, CutMix, ResizeMix, augment choice and the soft-target cross-entropy."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clsctl.data.mixing import (apply_batch_augment, choose_augment, cutmix, mixup, resizemix, resolve_probs,
+                                soft_cross_entropy, to_soft_targets)
+from clsctl.recipe import schema as S
+
+
+def _batch(n: int = 6, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(n, 3, size, size, generator=g), torch.arange(n) % 4
+
+
+def test_mixup_blends_images_and_targets_by_lam() -> None:
+    images, labels = _batch()
+    soft = to_soft_targets(labels, 4)
+    mixed, targets, lam, perm = mixup(images, soft, 0.8, torch.Generator().manual_seed(1))
+    assert 0 < lam < 1 and sorted(perm.tolist()) == list(range(6))
+    torch.testing.assert_close(mixed, lam * images + (1 - lam) * images[perm])
+    torch.testing.assert_close(targets, lam * soft + (1 - lam) * soft[perm])
+    torch.testing.assert_close(targets.sum(1), torch.ones(6))
+
+
+def _constant_batch(n: int = 6, size: int = 20) -> torch.Tensor:
+    """Image i is filled with the value i + 1, so every pixel tells which image it came from."""
+    return (torch.arange(n, dtype=torch.float32) + 1)[:, None, None, None].expand(n, 3, size, size).clone()
+
+
+def _share_from_partner(mixed: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """Per sample: fraction of pixels whose value is the permuted partner's."""
+    partner_value = (perm.float() + 1)[:, None, None]
+    return ((mixed[:, 0] - partner_value).abs() < 1e-4).float().mean(dim=(1, 2))  # resizing is not exact
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cutmix_box_area_matches_lam(seed: int) -> None:
+    images = _constant_batch()
+    soft = to_soft_targets(torch.arange(6) % 4, 4)
+    mixed, targets, lam, perm = cutmix(images, soft, 1.0, torch.Generator().manual_seed(seed))
+    moved = perm != torch.arange(6)
+    assert moved.any()
+    torch.testing.assert_close(_share_from_partner(mixed, perm)[moved], torch.full((int(moved.sum()),), 1 - lam))
+    # the rest of the image is untouched
+    own = (mixed[:, 0] == (torch.arange(6).float() + 1)[:, None, None]).float().mean(dim=(1, 2))
+    torch.testing.assert_close(own[moved], torch.full((int(moved.sum()),), lam))
+    torch.testing.assert_close(targets, lam * soft + (1 - lam) * soft[perm])
+    torch.testing.assert_close(targets.sum(1), torch.ones(6))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_resizemix_pastes_a_resized_image(seed: int) -> None:
+    images = _constant_batch(size=32)
+    soft = to_soft_targets(torch.arange(6) % 4, 4)
+    mixed, targets, lam, perm = resizemix(images, soft, 1.0, 0.1, 0.8, torch.Generator().manual_seed(seed))
+    assert 0.1 <= lam <= 1.0
+    moved = perm != torch.arange(6)
+    torch.testing.assert_close(_share_from_partner(mixed, perm)[moved], torch.full((int(moved.sum()),), 1 - lam))
+    torch.testing.assert_close(targets.sum(1), torch.ones(6))
+    # the pasted content is the whole partner image shrunk, not a crop of it: a gradient image keeps its range
+    ramp = torch.linspace(0, 1, 32)[None, None, None, :].expand(2, 3, 32, 32).clone()
+    ramp[1] = 1 - ramp[1]
+    out, _, lam2, perm2 = resizemix(ramp, torch.eye(2), 1.0, 0.1, 0.8, torch.Generator().manual_seed(2))
+    assert lam2 < 1 and perm2.tolist() == [1, 0]  # this seed swaps the two images
+    pasted = out[0, 0][out[0, 0] != ramp[0, 0]]
+    assert pasted.max() - pasted.min() > 0.5
+
+
+def test_resolve_probs_and_choice_frequencies() -> None:
+    configs = [S.Mixup(type="mixup", prob=0.2), S.CutMix(type="cutmix"), S.ResizeMix(type="resizemix")]
+    assert resolve_probs(configs) == pytest.approx([0.2, 0.4, 0.4])
+    partial = [S.Mixup(type="mixup", prob=0.3), S.CutMix(type="cutmix", prob=0.3)]
+    g = torch.Generator().manual_seed(0)
+    picks = [choose_augment(partial, g) for _ in range(3000)]
+    share_none = sum(p is None for p in picks) / len(picks)
+    share_mixup = sum(isinstance(p, S.Mixup) for p in picks) / len(picks)
+    assert share_none == pytest.approx(0.4, abs=0.04) and share_mixup == pytest.approx(0.3, abs=0.04)
+    assert choose_augment([], g) is None
+
+
+def test_apply_batch_augment_is_reproducible_and_sums_to_one() -> None:
+    images, labels = _batch()
+    configs = [S.Mixup(type="mixup", alpha=0.8), S.CutMix(type="cutmix", alpha=1.0)]
+    a = apply_batch_augment(images, labels, 5, configs, torch.Generator().manual_seed(7))
+    b = apply_batch_augment(images, labels, 5, configs, torch.Generator().manual_seed(7))
+    torch.testing.assert_close(a[0], b[0])
+    torch.testing.assert_close(a[1], b[1])
+    assert a[1].shape == (6, 5)
+    torch.testing.assert_close(a[1].sum(1), torch.ones(6))
+    untouched, soft = apply_batch_augment(images, labels, 5, [S.Mixup(type="mixup", prob=0.0)],
+                                          torch.Generator().manual_seed(7))
+    assert untouched is images and torch.equal(soft, F.one_hot(labels, 5).float())
+    multi = torch.tensor([[1, 0, -1]] * 6)
+    _, mixed_multi = apply_batch_augment(images, multi, 3, configs, torch.Generator().manual_seed(1))
+    assert mixed_multi.min() >= 0 and torch.allclose(mixed_multi[:, 0], torch.ones(6))
+
+
+def test_recipe_rejects_probabilities_over_one() -> None:
+    with pytest.raises(ValueError, match="add up to"):
+        S.DataConfig(batch_augments=[{"type": "mixup", "prob": 0.7}, {"type": "cutmix", "prob": 0.5}])
+    with pytest.raises(ValueError, match="lam_min"):
+        S.ResizeMix(type="resizemix", lam_min=0.9, lam_max=0.2)
+
+
+def test_soft_cross_entropy_matches_torch() -> None:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(8, 5, generator=g)
+    labels = torch.randint(0, 5, (8,), generator=g)
+    for eps in (0.0, 0.1):
+        expected = F.cross_entropy(logits, labels, label_smoothing=eps)
+        torch.testing.assert_close(soft_cross_entropy(logits, labels, eps), expected)
+        torch.testing.assert_close(soft_cross_entropy(logits, F.one_hot(labels, 5).float(), eps), expected)
+    soft = torch.softmax(torch.randn(8, 5, generator=g), 1)
+    torch.testing.assert_close(soft_cross_entropy(logits, soft), F.cross_entropy(logits, soft))
+    logits.requires_grad_(True)
+    soft_cross_entropy(logits, soft, 0.1).backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
