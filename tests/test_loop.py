@@ -169,3 +169,49 @@ def test_validation_and_checkpoint_intervals(tmp_path: Path, image_root: Path) -
     records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records if r["mode"] == "val"] == [2, 3]  # every 2nd epoch, and the last
     assert [r["iter"] for r in records if r["mode"] == "train"] == [2, 3] * 3  # every 2nd step, and epoch ends
+
+
+def test_ctrl_c_saves_the_position_inside_an_epoch_and_resume_is_exact(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clsctl.engine import loop
+    from clsctl.engine.loop import TrainingInterrupted
+
+    write_image_folder(tmp_path / "data" / "train", per_class=16, seed=1)
+    write_image_folder(tmp_path / "data" / "val", per_class=4, seed=2)
+    data = tiny_recipe_dict(tmp_path / "data", tmp_path / "reference", epochs=3)
+    data["model"]["kwargs"] = {"drop_rate": 0.3}  # dropout: the RNG state mid-epoch must be restored
+    data["data"]["batch_augments"] = [{"type": "mixup", "alpha": 0.4}]  # so must the mixing generator
+    reference = train(validate_recipe(data), show_progress=False)
+
+    original = loop.build_criterion
+
+    class CtrlCAfter(torch.nn.Module):
+        """The loss of the recipe, pressing Ctrl-C during the 9th batch (epoch 2, batch 3 of 6)."""
+
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner, self.calls = inner, 0
+
+        def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            if self.calls == 9:
+                os.kill(os.getpid(), signal.SIGINT)
+            return self.inner(logits, targets)
+
+    monkeypatch.setattr(loop, "build_criterion", lambda recipe: CtrlCAfter(original(recipe)))
+    data["runtime"]["work_dir"] = str(tmp_path / "stopped")
+    with pytest.raises(TrainingInterrupted, match="interrupted at epoch 2, batch 3"):
+        train(validate_recipe(data), show_progress=False)
+    ckpt = load_checkpoint(tmp_path / "stopped" / "last.pt")
+    assert ckpt["epoch"] == 1 and ckpt["position"] == 3 and ckpt["schedule"]["step"] == 9
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+    monkeypatch.setattr(loop, "build_criterion", original)
+    resumed = train(validate_recipe(data), resume=True, show_progress=False)
+    final = load_checkpoint(resumed.last_checkpoint)["model"]
+    expected = load_checkpoint(reference.last_checkpoint)["model"]
+    assert all(torch.equal(final[k], expected[k]) for k in expected)
+    iters = [(r["epoch"], r["iter"]) for r in map(json.loads, (tmp_path / "stopped" / "metrics.jsonl").read_text().splitlines())
+             if r["mode"] == "train"]
+    assert iters[:9] == [(1, i) for i in range(1, 7)] + [(2, i) for i in range(1, 4)]
+    assert iters[9:] == [(2, i) for i in range(4, 7)] + [(3, i) for i in range(1, 7)]

@@ -38,13 +38,24 @@ class SeededSampler(Sampler):
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose order and seeds the next iteration yields."""
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Choose the epoch whose order and seeds the next iteration yields.
+
+        Args:
+            epoch: Epoch index.
+            start: Samples of this rank's share to skip (resuming in the middle of an epoch).
+        """
         self.epoch = epoch
+        self.start = start
+
+    def per_replica(self) -> int:
+        """Samples each rank takes in a whole epoch."""
+        return -(-self.length // self.num_replicas)
 
     def __len__(self) -> int:
-        return -(-self.length // self.num_replicas)
+        return max(self.per_replica() - self.start, 0)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         if self.shuffle:
@@ -52,9 +63,9 @@ class SeededSampler(Sampler):
             order = torch.randperm(self.length, generator=generator).tolist()
         else:
             order = list(range(self.length))
-        total = len(self) * self.num_replicas
+        total = self.per_replica() * self.num_replicas
         order += order[: total - len(order)]
-        for index in order[self.rank : total : self.num_replicas]:
+        for index in order[self.rank : total : self.num_replicas][self.start :]:
             yield index, sample_seed(self.seed, self.epoch, index)
 
 

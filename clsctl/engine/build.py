@@ -110,8 +110,9 @@ def build_model(recipe: Recipe, num_classes: int, *, load_weights: bool = True) 
     try:
         model = create_model(config.name, pretrained=config.pretrained and load_weights, num_classes=num_classes,
                              **config.kwargs)
-    except TypeError as exc:  # an option the family does not take
-        raise RecipeError(f"model.kwargs: {exc}") from exc
+    except (TypeError, ValueError) as exc:  # an option the family does not take, or a value out of range
+        message = exc.message if isinstance(exc, ClsctlError) else str(exc)
+        raise RecipeError(f"model.kwargs: {message}") from exc
     apply_neck_and_head(model, config.neck, config.head, num_classes)
     if load_weights and config.weights is not None:
         load_weights_file(model, config.weights)

@@ -14,7 +14,10 @@ import logging
 import math
 import os
 import random
+import signal
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,39 @@ class TrainResult:
     best_metric: float | None
     epochs: int
     val_metrics: dict[str, float] = field(default_factory=dict)
+
+
+class GracefulStop:
+    """Turns the first Ctrl-C during training into a request to stop after the current optimizer step (so the
+    position can be saved and resumed exactly); a second Ctrl-C interrupts at once.
+
+    Only in single-process runs from the main thread: under the elastic launcher the agent owns the signals.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self._asked = False
+        self._previous: Any = None
+
+    def requested(self) -> bool:
+        """Whether Ctrl-C was pressed."""
+        return self._asked
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self._asked:
+            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+            raise KeyboardInterrupt
+        self._asked = True
+        logger.warning("stopping after this step and saving the position (Ctrl-C again to stop at once)")
+
+    def __enter__(self) -> GracefulStop:
+        if self.enabled:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
 
 
 def build_criterion(recipe: Recipe) -> nn.Module:
@@ -217,6 +253,7 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
                           "cross_entropy")
 
     start_epoch, best_metric, best_ema_metric = 0, None, None
+    start_batch, mix_state = 0, None  # a run stopped by Ctrl-C resumes inside its epoch
     if resume:
         path = latest_checkpoint(run_dir) if resume is True else Path(resume)
         ckpt = load_checkpoint(path)
@@ -236,7 +273,10 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
         set_rng_state(ckpt["rng"])
         start_epoch, best_metric = int(ckpt["epoch"]), ckpt.get("best_metric")
         best_ema_metric = ckpt.get("best_ema_metric")
-        logger.info("resumed from %s at epoch %d (lr %.6g)", path, start_epoch, schedule.current_lr())
+        start_batch = int(ckpt.get("position", 0))
+        mix_state = ckpt.get("mix_state")
+        where = f", batch {start_batch} of epoch {start_epoch + 1}" if start_batch else ""
+        logger.info("resumed from %s at epoch %d%s (lr %.6g)", path, start_epoch, where, schedule.current_lr())
         if start_epoch >= rt.epochs:
             logger.warning("%s already finished all %d epochs; nothing to train", path, rt.epochs)
     if ctx.distributed:
@@ -249,10 +289,15 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
     log = _Records(run_dir, enabled=ctx.is_main, tensorboard=rt.tensorboard)
     common = {"recipe": recipe.to_dict(), "class_names": class_names, "preprocessing": preprocessing(recipe)}
 
-    def checkpoint(epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
+    def checkpoint(epoch: int, metrics: dict[str, float], position: int = 0, mix: Any = None) -> dict[str, Any]:
+        """Everything to continue from: ``epoch`` finished epochs plus ``position`` batches of the next."""
         state = {**common, "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                  "schedule": schedule.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
                  "rng": rng_state(), "best_metric": best_metric, "metrics": metrics}
+        if position:
+            state["position"] = position
+            if mix is not None:
+                state["mix_state"] = mix.keywords["generator"].get_state()
         if ema is not None:
             state["ema"] = ema.state_dict()
             state["best_ema_metric"] = best_ema_metric
@@ -261,19 +306,34 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
     last_path, best_path, best_ema_path = run_dir / "last.pt", run_dir / "best.pt", run_dir / "best_ema.pt"
     val_metrics: dict[str, float] = {}
     best_key: str | None = None
+    stop = GracefulStop(enabled=not ctx.distributed)
     try:
-        with make_progress(show_progress and ctx.is_main) as progress:
+        with make_progress(show_progress and ctx.is_main) as progress, stop:
             for epoch in range(start_epoch, rt.epochs):
+                resuming_inside = epoch == start_epoch and start_batch > 0
                 # Re-seeding per epoch makes a resumed run draw the same random numbers (dropout, ...) as an
                 # uninterrupted one; data augmentation is seeded per sample by the sampler. Ranks get their
-                # own stream so they do not share dropout masks.
-                torch.manual_seed(rt.seed + epoch + 1_000_003 * ctx.rank)
-                train_loader.sampler.set_epoch(epoch)
+                # own stream so they do not share dropout masks. Inside an epoch the saved RNG state is used.
+                if not resuming_inside:
+                    torch.manual_seed(rt.seed + epoch + 1_000_003 * ctx.rank)
+                first = start_batch if resuming_inside else 0
+                train_loader.sampler.set_epoch(epoch, start=first * recipe.data.loader.batch_size)
                 mix = _batch_mixer(batch_augments, len(class_names), rt.seed, epoch, ctx.rank)
-                train_one_epoch(model, train_loader, criterion, optimizer, schedule, scaler, dev, epoch, rt.epochs,
-                                log, progress, autocast_dtype=autocast_dtype, channels_last=channels_last,
-                                log_interval=rt.log_interval, accumulate=accumulate, clip=recipe.optim.clip_grad,
-                                ema=ema, ema_interval=recipe.ema.interval if recipe.ema else 1, ctx=ctx, mix=mix)
+                if resuming_inside and mix is not None and mix_state is not None:
+                    mix.keywords["generator"].set_state(mix_state)
+                stopped_at = train_one_epoch(
+                    model, train_loader, criterion, optimizer, schedule, scaler, dev, epoch, rt.epochs, log,
+                    progress, autocast_dtype=autocast_dtype, channels_last=channels_last,
+                    log_interval=rt.log_interval, accumulate=accumulate, clip=recipe.optim.clip_grad, ema=ema,
+                    ema_interval=recipe.ema.interval if recipe.ema else 1, ctx=ctx, mix=mix, start_batch=first,
+                    stop=stop.requested)
+                if stopped_at is not None:  # Ctrl-C: keep the exact position, then stop
+                    _check_finite_weights(raw_model, epoch)
+                    if ctx.is_main:
+                        save_checkpoint(checkpoint(epoch, val_metrics, stopped_at, mix), last_path)
+                    raise TrainingInterrupted(
+                        f"training interrupted at epoch {epoch + 1}, batch {stopped_at}; {last_path} holds that "
+                        f"position; continue with --resume")
                 _check_finite_weights(raw_model, epoch)
                 is_last = epoch + 1 == rt.epochs
                 if val_loader is not None and ((epoch + 1) % rt.val_interval == 0 or is_last):
@@ -315,14 +375,23 @@ def train_one_epoch(model: nn.Module, loader: Any, criterion: nn.Module, optimiz
                     log: Any, progress: Any, *, autocast_dtype: torch.dtype | None = None,
                     channels_last: bool = False, log_interval: int = 20, accumulate: int = 1, clip: Any = None,
                     ema: ModelEma | None = None, ema_interval: int = 1, ctx: D.DistContext | None = None,
-                    mix: Any = None) -> None:
+                    mix: Any = None, start_batch: int = 0, stop: Callable[[], bool] | None = None) -> int | None:
     """One pass over ``loader``: an optimizer step every ``accumulate`` batches; records every ``log_interval``
-    batches."""
+    batches.
+
+    Args:
+        start_batch: Batches of this epoch already done (the loader's sampler skips them).
+        stop: Asked after every optimizer step; when it says yes the epoch ends there.
+
+    Returns:
+        The number of this epoch's batches done when ``stop`` ended it early, else None.
+    """
     ctx = ctx or D.DistContext(device=device)
     model.train()
-    n_batches = len(loader)
+    n_batches = start_batch + len(loader)
     world = ctx.world_size
-    task = progress.add_task(f"epoch {epoch + 1}/{epochs}", total=len(loader.sampler) * world, status="")
+    task = progress.add_task(f"epoch {epoch + 1}/{epochs}", total=loader.sampler.per_replica() * world,
+                             completed=start_batch * loader.batch_size * world, status="")
     # The loss is summed on the device and read only at log intervals: reading it every step would force
     # a GPU sync per step.
     loss_sum = torch.zeros((), device=device)
@@ -335,7 +404,7 @@ def train_one_epoch(model: nn.Module, loader: Any, criterion: nn.Module, optimiz
     full_groups_end = n_batches - n_batches % accumulate
     optimizer.zero_grad(set_to_none=True)
     fetch_start = time.perf_counter()
-    for batch_index, (images, targets) in enumerate(loader, start=1):
+    for batch_index, (images, targets) in enumerate(loader, start=start_batch + 1):
         data_time += time.perf_counter() - fetch_start
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
@@ -391,7 +460,10 @@ def train_one_epoch(model: nn.Module, loader: Any, criterion: nn.Module, optimiz
             loss_sum.zero_()
             batches, images_seen, data_time = 0, 0, 0.0
             interval_start = time.perf_counter()
+        if steps_now and stop is not None and stop() and batch_index < n_batches:
+            return batch_index  # after a whole optimizer step, so the saved state is consistent
         fetch_start = time.perf_counter()
+    return None
 
 
 @torch.no_grad()

@@ -85,7 +85,9 @@ def create_model(
         pretrained: Load the published ImageNet weights (through torch.hub's cache).
         num_classes: Size of the classifier; a head of another size than the weights' is re-initialised.
         weights: Local file with a state dict (torchvision format) or a clsctl checkpoint.
-        **kwargs: Family options (``cifar_stem``, ``frozen_stages``, ...).
+        **kwargs: Family options (``cifar_stem``, ``drop_rate``, ...). ``frozen_stages`` works for every
+            registered family: ``-1`` freezes nothing, ``0`` the stem, ``k`` the stem and the first ``k`` stages
+            (see :mod:`clsctl.models.freeze`); out of range raises ``FrozenStagesError`` (a ValueError).
 
     Returns:
         The model, with its :class:`ModelMeta` as ``model.model_meta``.
@@ -95,8 +97,13 @@ def create_model(
 
     if is_timm_name(name):
         return create_timm_model(name, pretrained, num_classes, weights=weights, **kwargs)
+    from clsctl.models.freeze import frozen_paths, freeze_stages
+
     entry = MODELS.get(name)
     meta = entry.meta
+    # Handled here for every family (builders never see it), checked before the possibly slow build.
+    frozen_stages = kwargs.pop("frozen_stages", -1)
+    frozen_paths(meta.extra.get("stages") or [[]], frozen_stages)
     classes = num_classes if num_classes is not None else meta.num_classes
     model = entry.build(num_classes=classes, **kwargs)
     model.model_meta = replace(meta, num_classes=classes)
@@ -104,4 +111,6 @@ def create_model(
         load_pretrained(model, meta)
     if weights is not None:
         load_weights_file(model, weights)
+    if frozen_stages >= 0:
+        freeze_stages(model, frozen_stages)
     return model

@@ -8,6 +8,7 @@ metadata as data, so registration needs no torchvision either.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
@@ -32,7 +33,7 @@ def tv_meta(family: str, params: int, gflops: float | None, weights_file: str | 
             a recipe's neck can replace.
         input_size: Evaluation crop of the published weights.
         weights: Name of the torchvision weights enum member the numbers come from.
-        **extra: More ``ModelMeta.extra`` entries (``cam_reshape``).
+        **extra: More ``ModelMeta.extra`` entries (``stages`` for ``frozen_stages``, ``cam_reshape``).
     """
     if pool is not None:
         extra["pool"] = pool
@@ -40,8 +41,17 @@ def tv_meta(family: str, params: int, gflops: float | None, weights_file: str | 
         family=family, num_params=params, flops=None if gflops is None else gflops * 1e9, input_size=input_size,
         param_source=TV_SOURCE, pretrained_url=None if weights_file is None else TV_URL + weights_file,
         class_names="imagenet-1k",
-        extra={"classifier": classifier, "cam_layer": cam_layer, "torchvision_weights": weights, **extra},
+        extra={"classifier": classifier, "cam_layer": cam_layer, "torchvision_weights": weights,
+               "flops_source": "torchvision weights metadata (_ops)", **extra},
     )
+
+
+def feature_stages(*groups: Sequence[int], prefix: str = "features") -> list[list[str]]:
+    """``extra["stages"]`` from groups of child indices of a ``Sequential``: the stem's first, then each stage's.
+
+    ``feature_stages([0], [1], [2, 3])`` is ``[["features.0"], ["features.1"], ["features.2", "features.3"]]``.
+    """
+    return [[f"{prefix}.{i}" for i in group] for group in groups]
 
 
 def tv_build(constructor: str, num_classes: int, **kwargs: Any) -> nn.Module:

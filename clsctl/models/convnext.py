@@ -11,12 +11,13 @@ from typing import Any
 from torch import nn
 
 from clsctl.models._factory import register_model
-from clsctl.models._tv import tv_build, tv_meta
+from clsctl.models._tv import feature_stages, tv_build, tv_meta
 
 
 def _meta(params: int, gflops: float, weights_file: str) -> dict[str, Any]:
     return tv_meta("convnext", params, gflops, weights_file, classifier="classifier.2", pool="avgpool",
-                   cam_layer="features.7")
+                   cam_layer="features.7",
+                   stages=feature_stages([0], [1], [2, 3], [4, 5], [6, 7]))
 
 
 @register_model(**_meta(28_589_128, 4.456, "convnext_tiny-983f1562.pth"))

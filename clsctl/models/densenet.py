@@ -13,10 +13,15 @@ from torch import nn
 from clsctl.models._factory import register_model
 from clsctl.models._tv import tv_build, tv_meta
 
+# Stem (conv0, norm0), then each dense block with the transition after it; the final norm goes with block 4.
+_STAGES = [["features.conv0", "features.norm0"]]
+_STAGES += [[f"features.denseblock{i}", f"features.transition{i}"] for i in range(1, 4)]
+_STAGES += [["features.denseblock4", "features.norm5"]]
+
 
 def _meta(params: int, gflops: float, weights_file: str, weights: str, size: int = 224) -> dict[str, Any]:
     return tv_meta("densenet", params, gflops, weights_file, classifier="classifier", cam_layer="features",
-                   input_size=(size, size), weights=weights)
+                   input_size=(size, size), weights=weights, stages=_STAGES)
 
 
 @register_model(**_meta(7_978_856, 2.834, "densenet121-a639ec97.pth", "IMAGENET1K_V1"))

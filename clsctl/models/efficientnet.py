@@ -12,13 +12,16 @@ from typing import Any
 from torch import nn
 
 from clsctl.models._factory import register_model
-from clsctl.models._tv import tv_build, tv_meta
+from clsctl.models._tv import feature_stages, tv_build, tv_meta
+
+# Stem, the seven MBConv stages (MMPretrain's layers); the final 1x1 conv goes with the last stage.
+_STAGES = feature_stages([0], [1], [2], [3], [4], [5], [6], [7, 8])
 
 
 def _meta(params: int, gflops: float, weights_file: str, weights: str, size: int = 224) -> dict[str, Any]:
     return tv_meta("efficientnet", params, gflops, weights_file,
                    classifier="classifier.1", pool="avgpool", cam_layer="features",
-                   input_size=(size, size), weights=weights)
+                   input_size=(size, size), weights=weights, stages=_STAGES)
 
 
 @register_model(**_meta(5_288_548, 0.386, "efficientnet_b0_rwightman-7f5810bc.pth", "IMAGENET1K_V1"))

@@ -11,16 +11,19 @@ from typing import Any
 from torch import nn
 
 from clsctl.models._factory import register_model
-from clsctl.models._tv import tv_build, tv_meta
+from clsctl.models._tv import feature_stages, tv_build, tv_meta
 
 
-def _meta(params: int, gflops: float, weights_file: str, weights: str, size: int = 224) -> dict[str, Any]:
+def _meta(params: int, gflops: float, weights_file: str, weights: str, size: int = 224,
+          num_stages: int = 7) -> dict[str, Any]:
+    # Stem, the MBConv / Fused-MBConv stages (6 in S, 7 in M and L); the final 1x1 conv goes with the last.
+    stages = feature_stages([0], *([i] for i in range(1, num_stages)), [num_stages, num_stages + 1])
     return tv_meta("efficientnet_v2", params, gflops, weights_file,
                    classifier="classifier.1", pool="avgpool", cam_layer="features",
-                   input_size=(size, size), weights=weights)
+                   input_size=(size, size), weights=weights, stages=stages)
 
 
-@register_model(**_meta(21_458_488, 8.366, "efficientnet_v2_s-dd5fe13b.pth", "IMAGENET1K_V1", 384))
+@register_model(**_meta(21_458_488, 8.366, "efficientnet_v2_s-dd5fe13b.pth", "IMAGENET1K_V1", 384, num_stages=6))
 def efficientnet_v2_s(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
     """EfficientNetV2-S."""
     return tv_build("efficientnet_v2_s", num_classes, **kwargs)

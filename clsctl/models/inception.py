@@ -19,13 +19,19 @@ from torch import nn
 from clsctl.models._factory import register_model
 from clsctl.models._tv import tv_build, tv_meta
 
+# Stem (the five plain convs), then the 35x35, 17x17 and 8x8 Inception stages; AuxLogits is a head and is
+# never frozen.
+_STAGES = [["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3"],
+           ["Mixed_5b", "Mixed_5c", "Mixed_5d"], ["Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"],
+           ["Mixed_7a", "Mixed_7b", "Mixed_7c"]]
+
 
 def _main_logits(x: torch.Tensor, aux: torch.Tensor | None) -> torch.Tensor:
     return x
 
 
 @register_model(**tv_meta("inception", 27_161_264, 5.713, "inception_v3_google-0cc3c7bd.pth", classifier="fc",
-                          pool="avgpool", cam_layer="Mixed_7c", input_size=(299, 299)))
+                          pool="avgpool", cam_layer="Mixed_7c", input_size=(299, 299), stages=_STAGES))
 def inception_v3(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
     """Inception V3 (299x299 input)."""
     kwargs.setdefault("transform_input", True)

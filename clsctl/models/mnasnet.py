@@ -11,12 +11,16 @@ from typing import Any
 from torch import nn
 
 from clsctl.models._factory import register_model
-from clsctl.models._tv import tv_build, tv_meta
+from clsctl.models._tv import feature_stages, tv_build, tv_meta
+
+# Stem (first conv and the separable conv, ``layers.0``-``layers.7``), the six inverted-residual stacks; the
+# final 1x1 conv and its BN go with the last stack.
+_STAGES = feature_stages(range(8), [8], [9], [10], [11], [12], [13, 14, 15], prefix="layers")
 
 
 def _meta(params: int, gflops: float, weights_file: str, weights: str, size: int = 224) -> dict[str, Any]:
     return tv_meta("mnasnet", params, gflops, weights_file, classifier="classifier.1", cam_layer="layers",
-                   input_size=(size, size), weights=weights)
+                   input_size=(size, size), weights=weights, stages=_STAGES)
 
 
 @register_model(**_meta(2_218_512, 0.104, "mnasnet0.5_top1_67.823-3ffadce67e.pth", "IMAGENET1K_V1"))

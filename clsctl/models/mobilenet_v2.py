@@ -11,12 +11,16 @@ from typing import Any
 from torch import nn
 
 from clsctl.models._factory import register_model
-from clsctl.models._tv import tv_build, tv_meta
+from clsctl.models._tv import feature_stages, tv_build, tv_meta
+
+# Stem, then one stage per row of the paper's Table 2 (MMPretrain's layer1..layer7); the final 1x1 conv goes
+# with the last stage.
+_STAGES = feature_stages([0], [1], [2, 3], [4, 5, 6], [7, 8, 9, 10], [11, 12, 13], [14, 15, 16], [17, 18])
 
 
 def _meta(params: int, gflops: float, weights_file: str, weights: str, size: int = 224) -> dict[str, Any]:
     return tv_meta("mobilenet_v2", params, gflops, weights_file, classifier="classifier.1", cam_layer="features",
-                   input_size=(size, size), weights=weights)
+                   input_size=(size, size), weights=weights, stages=_STAGES)
 
 
 @register_model(**_meta(3_504_872, 0.301, "mobilenet_v2-7ebf99e0.pth", "IMAGENET1K_V2"))

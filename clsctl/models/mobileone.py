@@ -153,12 +153,16 @@ class MobileOne(nn.Module):
 _SOURCE = "MobileOne paper Table 8 (deploy {}M) / MMPretrain table (deploy {}M); training form computed"
 
 
+_STAGES = [["stage0"], ["stage1"], ["stage2"], ["stage3"], ["stage4"]]
+
+
 def _meta(train: int, deploy: int, paper_deploy: str, mmpretrain_deploy: str, deploy_gflops: float,
           gflops: float | None = None) -> dict[str, Any]:
     # Only deploy-form counts are published (rounded); the training-form count is ours (tested).
     return dict(family="mobileone", num_params=train, flops=None if gflops is None else gflops * 1e9,
                 reparameterizable=True, param_source=_SOURCE.format(paper_deploy, mmpretrain_deploy),
-                extra={"classifier": "linear", "pool": "gap", "cam_layer": "stage4", "deploy_params": deploy,
+                extra={"classifier": "linear", "pool": "gap", "cam_layer": "stage4", "stages": _STAGES,
+                       "deploy_params": deploy,
                        "deploy_flops": deploy_gflops * 1e9, "paper_deploy_params": paper_deploy,
                        "mmpretrain_deploy_params": mmpretrain_deploy})
 
@@ -195,7 +199,8 @@ def mobileone_s4(*, num_classes: int = 1000, **kwargs: Any) -> MobileOne:
 
 @register_model(family="mobileone", input_size=(32, 32), num_classes=10, num_params=42_270, flops=313_920,
                 reparameterizable=True, param_source="clsctl test variant (computed)",
-                extra={"classifier": "linear", "pool": "gap", "cam_layer": "stage4", "deploy_params": 22_990,
+                extra={"classifier": "linear", "pool": "gap", "cam_layer": "stage4", "stages": _STAGES,
+                       "deploy_params": 22_990,
                        "deploy_flops": 188_480})
 def test_mobileone(*, num_classes: int = 10, **kwargs: Any) -> MobileOne:
     """A tiny MobileOne for tests: base width 16, two branches, SE, one or two blocks per stage."""

@@ -36,7 +36,8 @@ def _regnet(num_classes: int, *, depth: int, w_0: int, w_a: float, w_m: float, g
 def _meta(params: int, gflops: float, weights_file: str, weights: str, size: int = 224) -> dict[str, Any]:
     return tv_meta("regnet", params, gflops, weights_file,
                    classifier="fc", pool="avgpool", cam_layer="trunk_output",
-                   input_size=(size, size), weights=weights)
+                   input_size=(size, size), weights=weights,
+                   stages=[["stem"]] + [[f"trunk_output.block{i}"] for i in range(1, 5)])
 
 
 @register_model(**_meta(5_495_976, 0.414, "regnet_x_400mf-62229a5f.pth", "IMAGENET1K_V2"))

@@ -131,12 +131,16 @@ _G2 = tuple(range(2, 27, 2))  # the official "optional groupwise layers": every 
 _SOURCE = "MMPretrain RepVGG table / official repo (train {}M, deploy {}M, rounded)"
 
 
+_STAGES = [["stage0"], ["stage1"], ["stage2"], ["stage3"], ["stage4"]]
+
+
 def _meta(train: int, deploy: int, paper_train: str, paper_deploy: str, gflops: float,
           deploy_gflops: float) -> dict[str, Any]:
     # Published figures are rounded to 0.01M; the exact counts are ours and round to them (tested).
     return dict(family="repvgg", num_params=train, flops=gflops * 1e9, reparameterizable=True,
                 param_source=_SOURCE.format(paper_train, paper_deploy),
-                extra={"classifier": "linear", "pool": "gap", "cam_layer": "stage4", "deploy_params": deploy,
+                extra={"classifier": "linear", "pool": "gap", "cam_layer": "stage4", "stages": _STAGES,
+                       "deploy_params": deploy,
                        "deploy_flops": deploy_gflops * 1e9,
                        "paper_params": paper_train, "paper_deploy_params": paper_deploy})
 
@@ -215,7 +219,8 @@ def repvgg_b3g4(*, num_classes: int = 1000, **kwargs: Any) -> RepVGG:
 
 @register_model(family="repvgg", input_size=(32, 32), num_classes=10, num_params=41_098, flops=263_872,
                 reparameterizable=True, param_source="clsctl test variant (computed)",
-                extra={"classifier": "linear", "pool": "gap", "cam_layer": "stage4", "deploy_params": 36_474,
+                extra={"classifier": "linear", "pool": "gap", "cam_layer": "stage4", "stages": _STAGES,
+                       "deploy_params": 36_474,
                        "deploy_flops": 221_888})
 def test_repvgg(*, num_classes: int = 10, **kwargs: Any) -> RepVGG:
     """A tiny RepVGG for tests: base width 8, one or two blocks per stage, groups of 2 in every other block."""

@@ -22,6 +22,8 @@ from clsctl.models._factory import register_model
 
 _TV = "https://download.pytorch.org/models/"
 _TV_SOURCE = "torchvision weights metadata (num_params)"
+# Stem, then layer1..layer4: the units ``frozen_stages`` counts (see clsctl.models.freeze).
+RESNET_STAGES = [["conv1", "bn1"], ["layer1"], ["layer2"], ["layer3"], ["layer4"]]
 
 
 def _conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -194,7 +196,8 @@ class ResNet(nn.Module):
 def _imagenet(family: str, params: int, gflops: float, url: str | None, **meta: object) -> dict:
     return dict(family=family, num_params=params, flops=gflops * 1e9, param_source=_TV_SOURCE,
                 pretrained_url=None if url is None else _TV + url, class_names="imagenet-1k",
-                extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layer4"}, **meta)
+                extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layer4", "stages": RESNET_STAGES,
+                       "flops_source": "torchvision weights metadata (_ops)"}, **meta)
 
 
 @register_model(**_imagenet("resnet", 11_689_512, 1.814, "resnet18-f37072fd.pth"))
@@ -228,7 +231,9 @@ def resnet152(*, num_classes: int = 1000, **kwargs: object) -> ResNet:
 
 
 @register_model(family="resnet", input_size=(32, 32), num_classes=10, num_params=78_002,
-                param_source="clsctl test variant (computed)", extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layer4"})
+                flops=4_247_168, param_source="clsctl test variant (computed)",
+                extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layer4", "stages": RESNET_STAGES,
+                       "flops_source": "fvcore count (computed)"})
 def test_resnet(*, num_classes: int = 10, **kwargs: object) -> ResNet:
     """A tiny ResNet (one basic block per stage, 8-channel stem, CIFAR stem) for fast tests."""
     kwargs.setdefault("cifar_stem", True)
@@ -269,7 +274,8 @@ def _bag_of_tricks(params: int, published: str, gflops: float) -> dict:
     # MMPretrain's table rounds to 0.01M; the exact count is ours and is tested against that precision.
     return dict(family="resnet", num_params=params, flops=gflops * 1e9,
                 param_source=f"MMPretrain ResNet table ({published}M, rounded)",
-                extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layer4", "paper_params": published})
+                extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layer4", "paper_params": published,
+                       "stages": RESNET_STAGES})
 
 
 @register_model(**_bag_of_tricks(25_576_264, "25.58", 4.36))

@@ -64,37 +64,42 @@ class CifarResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(self.forward_features(x)), 1))
 
 
-def _meta(params: int, paper: str) -> dict:
+_STAGES = [["conv1", "bn1"], ["layer1"], ["layer2"], ["layer3"]]
+
+
+def _meta(params: int, paper: str, flops: int) -> dict:
     return dict(family="resnet_cifar", input_size=(32, 32), mean=_CIFAR_MEAN, std=_CIFAR_STD, num_classes=10,
-                num_params=params, param_source=f"computed (He et al. 2016 Table 6 report {paper} with option A)",
-                extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layer3", "paper_params": paper})
+                num_params=params, flops=flops,
+                param_source=f"computed (He et al. 2016 Table 6 report {paper} with option A)",
+                extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layer3", "paper_params": paper,
+                       "stages": _STAGES, "flops_source": "fvcore count (computed)"})
 
 
-@register_model(**_meta(272_474, "0.27M"))
+@register_model(**_meta(272_474, "0.27M", 41_218_688))
 def resnet20_cifar(*, num_classes: int = 10, **kwargs: object) -> CifarResNet:
     """ResNet-20 for CIFAR."""
     return CifarResNet(20, num_classes, **kwargs)
 
 
-@register_model(**_meta(466_906, "0.46M"))
+@register_model(**_meta(466_906, "0.46M", 69_759_616))
 def resnet32_cifar(*, num_classes: int = 10, **kwargs: object) -> CifarResNet:
     """ResNet-32 for CIFAR."""
     return CifarResNet(32, num_classes, **kwargs)
 
 
-@register_model(**_meta(661_338, "0.66M"))
+@register_model(**_meta(661_338, "0.66M", 98_300_544))
 def resnet44_cifar(*, num_classes: int = 10, **kwargs: object) -> CifarResNet:
     """ResNet-44 for CIFAR."""
     return CifarResNet(44, num_classes, **kwargs)
 
 
-@register_model(**_meta(855_770, "0.85M"))
+@register_model(**_meta(855_770, "0.85M", 126_841_472))
 def resnet56_cifar(*, num_classes: int = 10, **kwargs: object) -> CifarResNet:
     """ResNet-56 for CIFAR."""
     return CifarResNet(56, num_classes, **kwargs)
 
 
-@register_model(**_meta(1_730_714, "1.7M"))
+@register_model(**_meta(1_730_714, "1.7M", 255_275_648))
 def resnet110_cifar(*, num_classes: int = 10, **kwargs: object) -> CifarResNet:
     """ResNet-110 for CIFAR."""
     return CifarResNet(110, num_classes, **kwargs)

@@ -95,7 +95,8 @@ class ShuffleNetV1(nn.Module):
 
 @register_model(family="shufflenet_v1", num_params=1_865_728, flops=143_505_312,
                 param_source="MMPretrain ShuffleNet V1 table (1.87M, rounded)",
-                extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layers.2", "paper_params": "1.87"})
+                extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layers.2", "paper_params": "1.87",
+                       "stages": [["conv1"], ["layers.0"], ["layers.1"], ["layers.2"]]})
 def shufflenet_v1_1_0x(*, num_classes: int = 1000, **kwargs: Any) -> ShuffleNetV1:
     """ShuffleNet V1 1.0x, groups=3."""
     return ShuffleNetV1(num_classes=num_classes, **kwargs)

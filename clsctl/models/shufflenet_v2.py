@@ -17,7 +17,8 @@ from clsctl.models._tv import tv_build, tv_meta
 
 def _meta(params: int, gflops: float, weights_file: str, weights: str, size: int = 224) -> dict[str, Any]:
     return tv_meta("shufflenet_v2", params, gflops, weights_file, classifier="fc", cam_layer="conv5",
-                   input_size=(size, size), weights=weights)
+                   input_size=(size, size), weights=weights,
+                   stages=[["conv1"], ["stage2"], ["stage3"], ["stage4", "conv5"]])
 
 
 @register_model(**_meta(1_366_792, 0.04, "shufflenetv2_x0.5-f707e7126e.pth", "IMAGENET1K_V1"))

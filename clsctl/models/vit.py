@@ -21,8 +21,18 @@ def _cam(num_layers: int) -> dict[str, str]:
     return {"cam_layer": f"encoder.layers.encoder_layer_{num_layers - 1}.ln_1", "cam_reshape": "vit"}
 
 
+def _stages(num_layers: int) -> list[list[str]]:
+    # Stem: patch projection, class token and position embedding; one stage per encoder layer, the final norm
+    # with the last (MMPretrain's ViT freezes it when every layer is frozen).
+    stages = [["conv_proj", "class_token", "encoder.pos_embedding"]]
+    stages += [[f"encoder.layers.encoder_layer_{i}"] for i in range(num_layers)]
+    stages[-1].append("encoder.ln")
+    return stages
+
+
 def _meta(params: int, gflops: float, weights_file: str, num_layers: int) -> dict[str, Any]:
-    return tv_meta("vit", params, gflops, weights_file, classifier="heads.head", **_cam(num_layers))
+    return tv_meta("vit", params, gflops, weights_file, classifier="heads.head", stages=_stages(num_layers),
+                   **_cam(num_layers))
 
 
 def _vit(num_classes: int, *, patch_size: int, num_layers: int, num_heads: int, hidden_dim: int, mlp_dim: int,
@@ -56,7 +66,7 @@ _DEIT_SOURCE = "DeiT paper Table 1 ({}); exact count of facebookresearch/deit's 
 def _deit_meta(params: int, paper: str, gflops: float) -> dict[str, Any]:
     # FLOPs as torchvision counts ViTs (fvcore's MACs plus the attention matmuls, which fvcore skips).
     return dict(family="deit", num_params=params, flops=gflops * 1e9, param_source=_DEIT_SOURCE.format(paper),
-                extra={"classifier": "heads.head", **_cam(12), "paper_params": paper})
+                extra={"classifier": "heads.head", **_cam(12), "paper_params": paper, "stages": _stages(12)})
 
 
 @register_model(**_deit_meta(5_717_416, "5M", 1.258))
@@ -78,7 +88,9 @@ def deit_base(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
 
 
 @register_model(family="vit", input_size=(32, 32), num_classes=10, num_params=24_234, flops=427_744,
-                param_source="clsctl test variant (computed)", extra={"classifier": "heads.head", **_cam(2)})
+                param_source="clsctl test variant (computed)",
+                extra={"classifier": "heads.head", **_cam(2), "stages": _stages(2),
+                       "flops_source": "fvcore count (computed)"})
 def test_vit(*, num_classes: int = 10, **kwargs: Any) -> nn.Module:
     """A tiny ViT for tests: 32x32 input, patch 8, 2 layers, width 32, 2 heads, MLP 64."""
     kwargs.setdefault("image_size", 32)

@@ -84,3 +84,10 @@ def test_unknown_model_kwarg(runner: CliRunner, tmp_path: Path, image_root: Path
     recipe["model"]["kwargs"] = {"cifar_stm": True}
     code, output = run_train(runner, recipe, tmp_path)
     assert code == 2 and "model.kwargs:" in output and "cifar_stm" in output
+
+
+def test_frozen_stages_out_of_range(runner: CliRunner, tmp_path: Path, image_root: Path) -> None:
+    recipe = tiny_recipe_dict(image_root, tmp_path / "run")
+    recipe["model"]["kwargs"] = {"frozen_stages": 9}
+    code, output = run_train(runner, recipe, tmp_path)
+    assert code == 2 and "model.kwargs: frozen_stages must be in [-1, 4]" in output
