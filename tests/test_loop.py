@@ -200,11 +200,12 @@ def test_ctrl_c_saves_the_position_inside_an_epoch_and_resume_is_exact(
 
     monkeypatch.setattr(loop, "build_criterion", lambda recipe: CtrlCAfter(original(recipe)))
     data["runtime"]["work_dir"] = str(tmp_path / "stopped")
+    handler_before = signal.getsignal(signal.SIGINT)
     with pytest.raises(TrainingInterrupted, match="interrupted at epoch 2, batch 3"):
         train(validate_recipe(data), show_progress=False)
     ckpt = load_checkpoint(tmp_path / "stopped" / "last.pt")
     assert ckpt["epoch"] == 1 and ckpt["position"] == 3 and ckpt["schedule"]["step"] == 9
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is handler_before  # our handler is gone again
 
     monkeypatch.setattr(loop, "build_criterion", original)
     resumed = train(validate_recipe(data), resume=True, show_progress=False)

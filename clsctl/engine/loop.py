@@ -86,6 +86,8 @@ class GracefulStop:
         logger.warning("stopping after this step and saving the position (Ctrl-C again to stop at once)")
 
     def __enter__(self) -> GracefulStop:
+        if self.enabled and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            self.enabled = False  # started with Ctrl-C ignored (nohup, background job): keep it that way
         if self.enabled:
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
