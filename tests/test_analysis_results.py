@@ -95,7 +95,7 @@ def test_bad_predictions_files(tmp_path: Path) -> None:
     with pytest.raises(ClsctlError, match="not found"):
         load_predictions(tmp_path / "none.json")
     (tmp_path / "x.json").write_text("{")
-    with pytest.raises(ClsctlError, match="not JSON"):
+    with pytest.raises(ClsctlError, match="is not a JSON file"):
         load_predictions(tmp_path / "x.json")
     (tmp_path / "y.json").write_text(json.dumps({"a": 1}))
     with pytest.raises(ClsctlError, match="not a predictions file"):

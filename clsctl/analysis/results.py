@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 
 from clsctl.analysis._draw import caption, pyplot, rescale, safe_name, save_png, to_rgb_array
 from clsctl.errors import ClsctlError
+from clsctl.jsonfile import read_json_file
 
 
 @dataclass
@@ -25,12 +25,7 @@ class Predictions:
 def load_predictions(path: str | Path) -> Predictions:
     """Read and check a predictions JSON file."""
     path = Path(path)
-    if not path.is_file():
-        raise ClsctlError(f"predictions file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ClsctlError(f"{path} is not JSON: {exc}") from None
+    data = read_json_file(path, what="predictions file")
     if not isinstance(data, dict) or "class_names" not in data or "predictions" not in data:
         raise ClsctlError(f"{path} is not a predictions file (write one with `clsctl test CKPT --out {path.name}`)")
     records = data["predictions"]

@@ -6,13 +6,13 @@ an image.
 
 from __future__ import annotations
 
-import json
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 from clsctl.errors import DataError
+from clsctl.jsonfile import read_json_file
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
@@ -139,12 +139,7 @@ def read_openmmlab_json(root: Path, ann_file: Path, classes: list[str] | str | N
     """
     from clsctl.data.datasets import read_class_names
 
-    if not ann_file.is_file():
-        raise DataError(f"annotation file not found: {ann_file}")
-    try:
-        data = json.loads(ann_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{ann_file} is not valid JSON: {exc}") from exc
+    data = read_json_file(ann_file, what="annotation file", error=DataError)
     items = data.get("data_list") if isinstance(data, dict) else None
     if not isinstance(items, list) or not items:
         raise DataError(f"{ann_file}: expected a non-empty 'data_list' (OpenMMLab 2.0 annotation format)")

@@ -7,13 +7,13 @@ multi-label data ``labels``: a list of label indices, ``-1`` entries excluded) a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from clsctl.errors import ClsctlError
+from clsctl.jsonfile import read_json_file
 
 SINGLE_LABEL_METRICS = ("accuracy", "precision", "recall", "f1", "confusion_matrix")
 MULTI_LABEL_METRICS = ("map", "cp", "cr", "cf1", "op", "or", "of1")
@@ -50,12 +50,7 @@ def load_predictions(path: str | Path) -> SavedPredictions:
     from clsctl.engine.metrics import multi_hot
 
     path = Path(path)
-    if not path.is_file():
-        raise ClsctlError(f"predictions file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ClsctlError(f"{path} is not a JSON file: {exc}") from exc
+    data = read_json_file(path, what="predictions file")
     items = data.get("predictions") if isinstance(data, dict) else None
     if not isinstance(items, list) or not items:
         raise ClsctlError(f"{path}: expected a 'predictions' list (the file `clsctl test --out` writes)")
