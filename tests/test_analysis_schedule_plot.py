@@ -32,6 +32,25 @@ def test_curve_matches_the_lr_a_real_training_run_logs(tiny_recipe: Path) -> Non
     assert curve.values[0] < curve.values[5] and curve.values[6] > curve.values[-1]
 
 
+def test_accumulation_and_auto_scale_lr_match_training(tiny_recipe: Path) -> None:
+    from clsctl.engine.loop import train
+    from clsctl.engine.runlog import read_metrics
+
+    # 24 images, batch 4, 4 batches a step: 2 steps per epoch (4 batches, then 2); global batch 16 / base 8.
+    recipe = load_recipe(tiny_recipe, ["data.loader.batch_size=4", "optim.lr=0.01", "optim.accumulate_steps=4",
+                                       "optim.base_batch_size=8", "runtime.auto_scale_lr=true"])
+    curve = schedule_curve(recipe)
+    assert (curve.steps_per_epoch, curve.accumulate_steps, curve.lr_scale) == (2, 4, 2.0)
+    assert max(curve.values) == pytest.approx(0.02)  # peak lr after warm-up: 0.01 x 2
+    result = train(recipe, show_progress=False)
+    # records at the batch that completes a step (4th and 6th of each epoch) carry the lr that step used
+    logged = {r["step"]: r["lr"] for r in read_metrics(result.work_dir / "metrics.jsonl")
+              if r["mode"] == "train" and r["iter"] in (4, 6)}
+    assert sorted(logged) == [1, 2, 3, 4]
+    for step, lr in logged.items():
+        assert curve.values[step - 1] == pytest.approx(lr, rel=1e-9, abs=1e-15)
+
+
 def test_dataset_size_and_gpus_set_the_iterations(tiny_recipe: Path) -> None:
     recipe = load_recipe(tiny_recipe, ["data.loader.batch_size=10"])
     assert len(schedule_curve(recipe, dataset_size=1000).values) == 2 * 100
@@ -46,6 +65,8 @@ def test_steps_per_epoch_rounding() -> None:
     assert steps_per_epoch(25, 8, drop_last=True) == 3
     assert steps_per_epoch(25, 8, gpus=2) == 2  # 13 samples per process
     assert steps_per_epoch(3, 8, drop_last=True) == 1
+    assert steps_per_epoch(25, 8, accumulate_steps=3) == 2  # 4 batches: a step of 3 and a step of 1
+    assert steps_per_epoch(48, 8, accumulate_steps=3) == 2
 
 
 def test_multistep_curve(tiny_recipe: Path) -> None:

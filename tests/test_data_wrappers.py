@@ -7,7 +7,7 @@ import pytest
 import torch
 from pydantic import TypeAdapter, ValidationError
 
-from clsctl.data.datasets import build_dataset
+from clsctl.data.datasets import build_dataset, exclude_replaced_samples
 from clsctl.data.transforms import build_pipeline, pipeline_from_dicts
 from clsctl.data.wrappers import kfold_indices, repeat_factors
 from clsctl.errors import DataError
@@ -110,6 +110,8 @@ def test_wrappers_report_bad_images_of_their_parts(tmp_path: Path) -> None:
     broken = next(i for i, (p, _) in enumerate(dataset.samples) if p.endswith("red/0.png"))
     image, label = dataset[(broken, 0)]
     assert label == 2 and dataset.bad_image_count == 1
+    exclude_replaced_samples(dataset)  # reaches the image folder inside the wrapper
+    assert dataset[(broken, 0)][1] == -1 and dataset[(broken + 1, 0)][1] == 2
 
 
 def test_kfold_recipe_data_sets_up_one_fold(folder: dict) -> None:

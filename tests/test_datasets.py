@@ -14,7 +14,7 @@ from PIL import Image
 from pydantic import TypeAdapter
 from torch.utils.data import DataLoader
 
-from clsctl.data.datasets import ImageListDataset, build_dataset, load_image
+from clsctl.data.datasets import ImageListDataset, build_dataset, exclude_replaced_samples, load_image
 from clsctl.data.decode import decode_cv2, decode_image, decode_pil
 from clsctl.data.layouts import VOC_CLASSES
 from clsctl.data.transforms import build_pipeline, pipeline_from_dicts
@@ -116,6 +116,19 @@ def test_unreadable_image_is_replaced_by_the_next_and_counted(tmp_path: Path, ca
     copy = pickle.loads(pickle.dumps(dataset))
     copy[1]
     assert copy.bad_image_count == 5 and dataset.bad_image_count == 4
+
+
+def test_evaluation_leaves_unreadable_images_out(tmp_path: Path) -> None:
+    root = _folder_with_broken_file(tmp_path)
+    dataset = exclude_replaced_samples(build_dataset(_config(type="image_folder", root=str(root)),
+                                                     build_pipeline([], [0] * 3, [1] * 3)))
+    image, label = dataset[1]
+    assert label == -1 and image.shape == (3, 8, 8)  # a stand-in image keeps the batch shape
+    assert dataset[0][1] == 0 and dataset[2][1] == 1 and dataset.bad_image_count == 1
+    multi = ImageListDataset([(str(root / "a" / "1.png"), (0,)), (str(root / "b" / "0.png"), (1,))], ["a", "b"],
+                             multi_label=True)
+    assert exclude_replaced_samples(multi)[0][1].tolist() == [-1.0, -1.0]
+    assert multi[1][1].tolist() == [0.0, 1.0]
 
 
 def test_on_bad_image_fail_stops_with_a_clear_error(tmp_path: Path) -> None:

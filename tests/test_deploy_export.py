@@ -32,6 +32,7 @@ def test_onnx_round_trip_with_dynamic_batch(tmp_path: Path) -> None:
     assert json.loads(meta["class_names"]) == ["blue", "green", "red"]
     prep = json.loads(meta["preprocessing"])
     assert prep["input_size"] == [32, 32] and len(prep["mean"]) == 3 and meta["model_name"] == "test_resnet"
+    assert prep["channel_order"] == "rgb"  # a deployment must know whether to feed RGB or BGR
     # Our own run of the file on other images, batch 5, agrees with PyTorch.
     inputs = torch.randn(5, 3, 32, 32)
     session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])

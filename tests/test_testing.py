@@ -38,6 +38,11 @@ def test_evaluate_on_another_folder_and_overrides(trained_checkpoint: Path, tmp_
     other = write_image_folder(tmp_path / "other", per_class=2, seed=7)
     result = evaluate(trained_checkpoint, data_root=other, batch_size=2, show_progress=False)
     assert result.num_samples == 6
+    # a wrapper dataset in the recipe gives way to the folder as a whole
+    wrapped = f"data.val={{type: repeat, times: 3, dataset: {{type: image_folder, root: '{other}'}}}}"
+    assert evaluate(trained_checkpoint, overrides=[wrapped], show_progress=False).num_samples == 18
+    result = evaluate(trained_checkpoint, overrides=[wrapped], data_root=other, show_progress=False)
+    assert result.num_samples == 6
     with pytest.raises(ClsctlError, match="no folder for classes"):
         evaluate(trained_checkpoint, overrides=["data.val.classes=[cat]"], show_progress=False)
 
@@ -47,3 +52,17 @@ def test_evaluate_rejects_folder_with_other_classes(trained_checkpoint: Path, tm
     write_image_folder(tmp_path / "x", per_class=1)
     with pytest.raises(ClsctlError, match="differ from the checkpoint"):
         evaluate(trained_checkpoint, data_root=tmp_path / "x", show_progress=False)
+
+
+def test_unreadable_images_are_left_out_of_metrics_and_predictions(trained_checkpoint: Path, tmp_path: Path) -> None:
+    folder = write_image_folder(tmp_path / "val", per_class=2, seed=3)
+    (folder / "green" / "0.png").write_bytes(b"not a png")
+    out = tmp_path / "preds.json"
+    result = evaluate(trained_checkpoint, data_root=folder, out=out, show_progress=False)
+    assert result.excluded == 1 and result.num_samples == 5
+    assert sum(result.per_class["support"]) == 5 and result.per_class["support"][1] == 1
+    data = json.loads(out.read_text())
+    assert len(data["predictions"]) == 5 and len(data["scores"]) == 5
+    assert data["excluded"] == [str(folder / "green" / "0.png")]
+    assert all(not p["path"].endswith("green/0.png") for p in data["predictions"])
+

@@ -29,17 +29,21 @@ class ScheduleCurve:
     epochs: int
     dataset_size: int
     gpus: int
+    accumulate_steps: int = 1
+    lr_scale: float = 1.0  # runtime.auto_scale_lr's factor on every lr (1 when off)
 
 
-def steps_per_epoch(dataset_size: int, batch_size: int, gpus: int = 1, drop_last: bool = False) -> int:
-    """Optimizer steps per epoch, as the training loader yields them.
+def steps_per_epoch(dataset_size: int, batch_size: int, gpus: int = 1, drop_last: bool = False,
+                    accumulate_steps: int = 1) -> int:
+    """Optimizer steps per epoch, as training takes them.
 
     Each of ``gpus`` processes gets ``ceil(dataset_size / gpus)`` samples (the sampler pads), batched by
-    ``batch_size``; the global batch is therefore ``batch_size * gpus``.
+    ``batch_size``; every ``accumulate_steps`` batches make one step (a shorter last group too). The global
+    batch is therefore ``batch_size * gpus * accumulate_steps``.
     """
     per_process = -(-dataset_size // gpus)
-    steps = per_process // batch_size if drop_last else -(-per_process // batch_size)
-    return max(steps, 1)
+    batches = per_process // batch_size if drop_last else -(-per_process // batch_size)
+    return max(-(-batches // accumulate_steps), 1)
 
 
 def _momentum(group: dict) -> float:
@@ -59,6 +63,9 @@ def schedule_curve(recipe: Recipe, param: str = "lr", *, dataset_size: int | Non
         param: ``lr`` or ``momentum`` (beta1 for Adam-style optimizers).
         dataset_size: Training samples; when None, the train split is scanned (no images are decoded).
         gpus: Processes sharing each global batch; divides the steps per epoch.
+
+    Gradient accumulation (``optim.accumulate_steps``) and ``runtime.auto_scale_lr`` act as in training: fewer
+    steps per epoch, and every lr scaled by global batch / ``optim.base_batch_size``.
     """
     import torch
 
@@ -76,9 +83,13 @@ def schedule_curve(recipe: Recipe, param: str = "lr", *, dataset_size: int | Non
     if dataset_size < 1:
         raise ClsctlError(f"dataset size must be at least 1, got {dataset_size}")
     loader = recipe.data.loader
-    per_epoch = steps_per_epoch(dataset_size, loader.batch_size, gpus, loader.drop_last)
+    accumulate = recipe.optim.accumulate_steps
+    per_epoch = steps_per_epoch(dataset_size, loader.batch_size, gpus, loader.drop_last, accumulate)
     epochs = recipe.runtime.epochs
-    optimizer = build_optimizer(torch.nn.Linear(1, 1), recipe.optim)
+    lr_scale = 1.0
+    if recipe.runtime.auto_scale_lr:  # the recipe validator made sure base_batch_size is set
+        lr_scale = loader.batch_size * gpus * accumulate / recipe.optim.base_batch_size
+    optimizer = build_optimizer(torch.nn.Linear(1, 1), recipe.optim, lr_scale=lr_scale)
     schedule = LrSchedule(optimizer, recipe.schedule, per_epoch, epochs)
     values = []
     for _ in range(per_epoch * epochs):
@@ -87,7 +98,7 @@ def schedule_curve(recipe: Recipe, param: str = "lr", *, dataset_size: int | Non
         # Training reads the value, runs the step, then advances the schedule: same order here.
         optimizer.step()
         schedule.step()
-    return ScheduleCurve(param, values, per_epoch, epochs, dataset_size, gpus)
+    return ScheduleCurve(param, values, per_epoch, epochs, dataset_size, gpus, accumulate, lr_scale)
 
 
 def plot_schedule(curve: ScheduleCurve, out: str | Path, *, title: str | None = None,
@@ -112,6 +123,10 @@ def plot_schedule(curve: ScheduleCurve, out: str | Path, *, title: str | None = 
     top = ax.secondary_xaxis("top", functions=(lambda x: x / per_epoch, lambda e: e * per_epoch))
     top.set_xlabel("epoch")
     gpus = f" on {curve.gpus} GPUs" if curve.gpus > 1 else ""
+    if curve.accumulate_steps > 1:
+        gpus += f", {curve.accumulate_steps} batches a step"
+    if curve.lr_scale != 1.0:
+        gpus += f", lr x {curve.lr_scale:.4g}"
     ax.set_title(title or f"{curve.param} schedule: {curve.epochs} epochs x {per_epoch} iterations "
                           f"({curve.dataset_size} images{gpus})")
     out = Path(out)

@@ -35,5 +35,8 @@ def test_command(
     console.print(metrics_table({**result.metrics, "samples": result.num_samples}, title=f"{checkpoint}"))
     if per_class:
         console.print(per_class_table(result.class_names, result.per_class))
+    if result.excluded:
+        console.print(f"[yellow]warning:[/] {result.excluded} unreadable image(s) left out of the metrics"
+                      + (f" (listed under \"excluded\" in {out})" if out is not None else ""))
     if out is not None:
         console.print(f"predictions: {out}")

@@ -18,6 +18,8 @@ def vis_scheduler_command(
     dataset_size: Annotated[Optional[int], typer.Option(
         "--dataset-size", "-d", min=1, help="Training images (default: count the train split).")] = None,
     gpus: Annotated[int, typer.Option("--gpus", min=1, help="Processes sharing each global batch.")] = 1,
+    auto_scale_lr: Annotated[bool, typer.Option(
+        "--auto-scale-lr", help="Scale optim.lr by the global batch / optim.base_batch_size, as train does.")] = False,
     save_path: Annotated[Path, typer.Option("--save-path", "-s", help="PNG to write.")] = Path("schedule.png"),
     title: Annotated[Optional[str], typer.Option("--title", help="Figure title.")] = None,
     window_size: Annotated[str, typer.Option("--window-size", help="Figure size WxH in inches.")] = "12x7",
@@ -30,10 +32,14 @@ def vis_scheduler_command(
     from clsctl.recipe import load_recipe
 
     size = parse_window_size(window_size)
-    curve = schedule_curve(load_recipe(recipe, overrides or ()), parameter, dataset_size=dataset_size, gpus=gpus)
+    sets = list(overrides or ())
+    if auto_scale_lr:
+        sets.append("runtime.auto_scale_lr=true")
+    curve = schedule_curve(load_recipe(recipe, sets), parameter, dataset_size=dataset_size, gpus=gpus)
     plot_schedule(curve, save_path, title=title, window_size=size)
     values = curve.values
     console.print(f"{parameter}: {curve.epochs} epochs x {curve.steps_per_epoch} iterations = {len(values)} "
-                  f"(dataset {curve.dataset_size}, {gpus} GPU(s)); first {values[0]:.6g}, max {max(values):.6g}, "
+                  f"(dataset {curve.dataset_size}, {gpus} GPU(s), {curve.accumulate_steps} batch(es) a step, lr x "
+                  f"{curve.lr_scale:.4g}); first {values[0]:.6g}, max {max(values):.6g}, "
                   f"last {values[-1]:.6g}", highlight=False)
     console.print(f"saved {save_path}", highlight=False)

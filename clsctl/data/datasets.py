@@ -86,6 +86,7 @@ class ClassificationDataset(Dataset):
         self.transform = transform
         self.multi_label = multi_label
         self.ignored = dict(ignored or {})
+        self.exclude_replaced = False
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -104,6 +105,12 @@ class ClassificationDataset(Dataset):
         """The decoded image of ``index`` and the index it really came from (a replacement, maybe)."""
         raise NotImplementedError
 
+    def excluded_target(self) -> Any:
+        """The target of a sample that evaluation must leave out: ``-1`` (every label ``-1`` if multi-label)."""
+        if not self.multi_label:
+            return -1
+        return torch.full((len(self.classes),), -1.0)
+
     def encode_target(self, index: int) -> Any:
         """The target of sample ``index`` as a model's loss takes it."""
         target = self.samples[index][1]
@@ -116,12 +123,16 @@ class ClassificationDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, Any]:
         index, seed = key if isinstance(key, tuple) else (key, None)
-        image, index = self._load(index)
+        image, loaded = self._load(index)
         if self.transform is not None:
             if seed is not None:
                 seed_sample(seed)
             image = self.transform(image)
-        return image, self.encode_target(index)
+        if loaded != index and self.exclude_replaced:
+            # Evaluation: the stand-in keeps the batch shape, but its target tells the metrics to skip it, so
+            # an unreadable file neither counts twice a neighbour nor counts as a mistake.
+            return image, self.excluded_target()
+        return image, self.encode_target(loaded)
 
 
 class ImageListDataset(ClassificationDataset):
@@ -312,3 +323,22 @@ def build_dataset(config: S.Dataset, transform: Callable | None = None, base_dir
         raise TypeError(f"no builder for dataset {type(config).__name__}")  # a schema entry without a builder
     return ImageListDataset(samples, classes, transform, on_bad_image=on_bad_image, multi_label=multi_label,
                             ignored=ignored)
+
+
+def exclude_replaced_samples(dataset: ClassificationDataset) -> ClassificationDataset:
+    """Make evaluation leave out unreadable images instead of scoring their replacements.
+
+    With ``on_bad_image: skip`` an unreadable file is replaced by the next readable sample; for training that
+    is harmless, for metrics it would count that neighbour twice. After this call such a sample comes with
+    :meth:`ClassificationDataset.excluded_target` (``-1``), which the evaluation drops. Applies through
+    wrapper datasets to every dataset that reads files.
+
+    Returns:
+        ``dataset`` itself.
+    """
+    dataset.exclude_replaced = True
+    for child in [getattr(dataset, "inner", None), *getattr(dataset, "parts", [])]:
+        if isinstance(child, ClassificationDataset):
+            exclude_replaced_samples(child)
+    return dataset
+

@@ -22,6 +22,8 @@ class EvalOutput:
     scores: torch.Tensor | None = None  # (N, C) softmax probabilities, when kept
     targets: torch.Tensor | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    kept: torch.Tensor | None = None  # (N,) bool over the loader's samples: False for the ones left out
+    excluded: int = 0  # samples left out of the metrics (unreadable images; see exclude_replaced_samples)
 
 
 @torch.no_grad()
@@ -54,9 +56,17 @@ def run_evaluation(model: nn.Module, loader: DataLoader, device: torch.device, n
             progress(len(targets))
     logits = torch.cat(logits_all) if logits_all else torch.empty(0, num_classes)
     targets = torch.cat(targets_all) if targets_all else torch.empty(0, dtype=torch.long)
+    # A target of -1 (every label -1 when multi-label) marks a sample to leave out: an unreadable image.
+    kept = targets >= 0 if targets.dim() == 1 else (targets != -1).any(dim=1)
+    excluded = int((~kept).sum())
+    if excluded:
+        logits, targets = logits[kept], targets[kept]
     if targets.dim() == 2:  # multi-hot targets (1, 0, -1 = ignore): a multi-label dataset
-        return multilabel_evaluation(logits, targets, keep_scores=keep_scores)
-    return metrics_from_logits(logits, targets, num_classes, keep_scores=keep_scores)
+        output = multilabel_evaluation(logits, targets, keep_scores=keep_scores)
+    else:
+        output = metrics_from_logits(logits, targets, num_classes, keep_scores=keep_scores)
+    output.kept, output.excluded = kept, excluded
+    return output
 
 
 def metrics_from_logits(logits: torch.Tensor, targets: torch.Tensor, num_classes: int, *,

@@ -27,6 +27,7 @@ import torch
 import yaml
 from torch import nn
 
+from clsctl.data.datasets import exclude_replaced_samples
 from clsctl.data.loaders import build_loader
 from clsctl.engine import distributed as D
 from clsctl.engine.build import build_model, build_split, preprocessing, seed_everything
@@ -205,6 +206,8 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
     train_set = build_split(recipe, "train")
     class_names = train_set.classes
     val_set = build_split(recipe, "val") if recipe.data.val is not None else None
+    if val_set is not None:
+        exclude_replaced_samples(val_set)  # an unreadable val image is left out, not scored twice
     if val_set is not None and val_set.classes != class_names:
         raise ClsctlError(f"val classes {val_set.classes} differ from train classes {class_names}")
     _check_per_class_lengths(recipe, len(class_names))
@@ -494,7 +497,10 @@ def validate(model: nn.Module, loader: Any, device: torch.device, num_classes: i
         progress.advance(task, len(batch_targets) * ctx.world_size)
     all_logits, all_targets = D.gather_by_index(indices, torch.cat(logits), torch.cat(targets), ctx=ctx)
     chunks = list(zip(all_logits.split(1024), all_targets.split(1024)))
-    metrics = run_evaluation(nn.Identity(), chunks, torch.device("cpu"), num_classes).metrics
+    output = run_evaluation(nn.Identity(), chunks, torch.device("cpu"), num_classes)
+    metrics = output.metrics
+    if output.excluded and ctx.is_main:
+        logger.warning("%d unreadable validation image(s) left out of the metrics", output.excluded)
     shown = "  ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in list(metrics.items())[:3])
     progress.update(task, status=shown)
     return metrics

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clsctl.data.datasets import build_dataset
+from clsctl.data.datasets import build_dataset, exclude_replaced_samples
 from clsctl.data.loaders import build_loader
 from clsctl.engine.build import dataset_config, model_from_checkpoint, resolve_device, transform_from_preprocessing
 from clsctl.engine.evaluation import run_evaluation
@@ -26,6 +26,7 @@ class EvalResult:
     confusion: list[list[int]]
     num_samples: int
     predictions: list[dict[str, Any]] | None = None
+    excluded: int = 0  # unreadable images left out of the metrics and predictions
 
 
 def evaluate(checkpoint: str | Path, *, split: str = "test", data_root: str | Path | None = None,
@@ -36,7 +37,7 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", data_root: str | Pa
     Args:
         checkpoint: A clsctl checkpoint.
         split: ``test`` (falls back to ``val``), ``val`` or ``train``.
-        data_root: Replace the split's dataset root (an image folder with the same class names).
+        data_root: Test on this image folder (same class names) instead of the split's dataset.
         overrides: ``--set`` strings applied to the embedded recipe.
         device: ``auto``, ``cpu``, ``cuda``.
         batch_size: Override the recipe's batch size.
@@ -49,16 +50,21 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", data_root: str | Pa
     for assignment in overrides:
         apply_override(recipe_data, assignment)
     if data_root is not None:
-        # Point the split's dataset (``test`` falls back to ``val``) at another image folder.
+        # The split's dataset (``test`` falls back to ``val``) becomes that image folder. Only an image
+        # folder's class list carries over; any other layout or a wrapper (repeat, kfold, ...) is replaced.
         data = recipe_data["data"]
         key = "val" if split == "test" and data.get("test") is None else split
-        if data.get(key) is None:
-            data[key] = {"type": "image_folder", "root": str(data_root)}
-        data[key]["root"] = str(data_root)
+        entry: dict[str, Any] = {"type": "image_folder", "root": str(data_root)}
+        old = data.get(key) or {}
+        if old.get("type") == "image_folder" and old.get("classes") is not None:
+            entry["classes"] = old["classes"]
+        data[key] = entry
     if batch_size is not None:
         recipe_data["data"]["loader"]["batch_size"] = batch_size
     recipe = validate_recipe(recipe_data, source=str(checkpoint))
-    dataset = build_dataset(dataset_config(recipe, split), transform_from_preprocessing(loaded.preprocessing))
+    dataset = build_dataset(dataset_config(recipe, split), transform_from_preprocessing(loaded.preprocessing),
+                            on_bad_image=recipe.data.on_bad_image)
+    exclude_replaced_samples(dataset)
     if dataset.classes != loaded.class_names:
         raise ClsctlError(f"dataset classes {dataset.classes} differ from the checkpoint's {loaded.class_names}")
     dev = resolve_device(device or recipe.runtime.device)
@@ -75,7 +81,8 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", data_root: str | Pa
         top = result.scores.topk(k, dim=1)
         names = loaded.class_names
         multi_label = result.extra.get("multi_label", False)
-        for row, ((path, label), scores, indices) in enumerate(zip(dataset.samples, top.values.tolist(),
+        samples = [sample for sample, kept in zip(dataset.samples, result.kept.tolist()) if kept]
+        for row, ((path, label), scores, indices) in enumerate(zip(samples, top.values.tolist(),
                                                                   top.indices.tolist())):
             entry: dict[str, Any] = {"path": path}
             if multi_label:  # label is a tuple of class indices; scores are independent sigmoids
@@ -87,7 +94,9 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", data_root: str | Pa
             entry["topk"] = [{"class": i, "name": names[i], "score": s} for i, s in zip(indices, scores)]
             predictions.append(entry)
         payload = {"checkpoint": str(checkpoint), "class_names": loaded.class_names, "metrics": result.metrics,
-                   "predictions": predictions, "scores": result.scores.tolist()}
+                   "predictions": predictions, "scores": result.scores.tolist(),
+                   "excluded": [path for (path, _), kept in zip(dataset.samples, result.kept.tolist()) if not kept]}
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(payload), encoding="utf-8")
-    return EvalResult(result.metrics, loaded.class_names, result.per_class, result.confusion, len(dataset), predictions)
+    return EvalResult(result.metrics, loaded.class_names, result.per_class, result.confusion,
+                      len(dataset) - result.excluded, predictions, result.excluded)

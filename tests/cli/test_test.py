@@ -30,6 +30,12 @@ def test_test_split_and_data_root(runner: CliRunner, trained_checkpoint: Path, t
     assert runner.invoke(app, ["test", str(trained_checkpoint), "--split", "train", "--no-progress"]).exit_code == 0
     bad = runner.invoke(app, ["test", str(trained_checkpoint), "--split", "dev"])
     assert bad.exit_code == 2
+    (root / "red" / "0.png").write_bytes(b"truncated")
+    broken = runner.invoke(app, ["test", str(trained_checkpoint), "--data-root", str(root), "--no-per-class",
+                                 "--no-progress"])
+    assert broken.exit_code == 0, broken.output
+    assert "1 unreadable image(s) left out of the metrics" in broken.output
+    assert re.search(r"samples\s*│\s*2\s*│", broken.output)
 
 
 def test_not_a_checkpoint(runner: CliRunner, tmp_path: Path) -> None:

@@ -14,8 +14,15 @@ def test_every_flag(runner: CliRunner, tiny_recipe: Path, tmp_path: Path) -> Non
                              "--set", "optim.lr=0.2"])
     assert lr.exit_code == 0, lr.output
     # batch 8 on 2 GPUs: 50 iterations per epoch, 2 epochs.
-    assert "lr: 2 epochs x 50 iterations = 100 (dataset 800, 2 GPU(s))" in lr.output
+    assert "lr: 2 epochs x 50 iterations = 100 (dataset 800, 2 GPU(s), 1 batch(es) a step, lr x 1)" in lr.output
     assert "max 0.2" in lr.output
+    scaled = runner.invoke(app, ["vis-scheduler", str(tiny_recipe), "-d", "800", "--gpus", "2", "--auto-scale-lr",
+                                 "-s", str(tmp_path / "scaled.png"), "--set", "optim.lr=0.2",
+                                 "--set", "optim.base_batch_size=4", "--set", "optim.accumulate_steps=5"])
+    assert scaled.exit_code == 0, scaled.output
+    # global batch 8 x 2 x 5 = 80 over base 4: lr x 20; 50 batches make 10 steps.
+    assert "2 epochs x 10 iterations = 20" in scaled.output and "lr x 20)" in scaled.output
+    assert "max 4," in scaled.output
     lr_png = assert_picture(tmp_path / "lr.png", 300, 200)
     momentum = runner.invoke(app, ["vis-scheduler", str(tiny_recipe), "-p", "momentum", "-d", "800",
                                    "-s", str(tmp_path / "m.png"), "--window-size", "6x4"])
@@ -27,7 +34,7 @@ def test_every_flag(runner: CliRunner, tiny_recipe: Path, tmp_path: Path) -> Non
 def test_without_dataset_size_counts_the_train_split(runner: CliRunner, tiny_recipe: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["vis-scheduler", str(tiny_recipe), "-s", str(tmp_path / "a.png")])
     assert result.exit_code == 0, result.output
-    assert "2 epochs x 3 iterations = 6 (dataset 24, 1 GPU(s))" in result.output
+    assert "2 epochs x 3 iterations = 6 (dataset 24, 1 GPU(s)" in result.output
 
 
 def test_bad_values(runner: CliRunner, tiny_recipe: Path, tmp_path: Path) -> None:
