@@ -30,7 +30,13 @@ def _time(fn: Callable[[], object], number: int) -> float:
     return (time.perf_counter() - start) / number
 
 
-def main(rounds: int = 7) -> None:
+def main(rounds: int = 7, number: int | None = None) -> None:
+    """Print the best time per image of each decoder.
+
+    Args:
+        rounds: Interleaved timing rounds per decoder.
+        number: Decodes per round (default: 1000 for 32 px images, 200 for 224 px).
+    """
     from clsctl.data.decode import decode_cv2, decode_pil
 
     folder = Path(tempfile.mkdtemp(prefix="clsctl-decode-"))
@@ -40,14 +46,20 @@ def main(rounds: int = 7) -> None:
         for ext in ("png", "jpg"):
             path = folder / f"{size}.{ext}"
             Image.fromarray(pixels).save(path, **({"quality": 90} if ext == "jpg" else {}))
-            number = 1000 if size == 32 else 200
+            count = number or (1000 if size == 32 else 200)
             best = {"pil": float("inf"), "cv2": float("inf")}
             for _ in range(rounds):
-                best["pil"] = min(best["pil"], _time(lambda: decode_pil(path), number))
-                best["cv2"] = min(best["cv2"], _time(lambda: decode_cv2(path), number))
+                best["pil"] = min(best["pil"], _time(lambda: decode_pil(path), count))
+                best["cv2"] = min(best["cv2"], _time(lambda: decode_cv2(path), count))
             print(f"{size}px {ext:9s} {best['pil'] * 1e6:10.1f} {best['cv2'] * 1e6:10.1f} "
                   f"{best['pil'] / best['cv2']:8.2f}x")
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=7, help="Interleaved timing rounds per decoder.")
+    parser.add_argument("--number", type=int, default=None, help="Decodes per round (default 1000 / 200).")
+    options = parser.parse_args()
+    main(options.rounds, options.number)

@@ -1,0 +1,28 @@
+"""The benchmark scripts run and print their ratios (tiny settings: this checks they work, not the numbers)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> str:
+    done = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_loop_overhead_prints_both_ratios() -> None:
+    out = _run("benchmarks/loop_overhead.py", "--steps", "2", "--epochs", "2", "--rounds", "1", "--batch", "8")
+    assert "2 steps x 1 timed epochs x 1 rounds on cpu" in out
+    assert "clsctl's dataset (loop overhead alone)" in out and "torchvision ImageFolder" in out
+    ratios = [float(r) for r in re.findall(r"ratio (\d+\.\d+)x", out)]
+    assert len(ratios) == 4 and all(0.1 < r < 10 for r in ratios)
+
+
+def test_decode_prints_a_speed_up_per_image_kind() -> None:
+    out = _run("benchmarks/decode.py", "--rounds", "1", "--number", "5")
+    rows = re.findall(r"^(\d+px \w+)\s+[\d.]+\s+[\d.]+\s+([\d.]+)x$", out, re.MULTILINE)
+    assert [name for name, _ in rows] == ["32px png", "32px jpg", "224px png", "224px jpg"]
