@@ -110,3 +110,10 @@ def test_processes_started_like_srun_join_one_run(tmp_path: Path) -> None:
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
     steps = [r for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if '"train"' in r]
     assert len(steps) == 1  # 12 images over 2 processes: 6 each, one batch (of at most 8) each, so one step
+
+
+def test_any_rank_in_a_single_process_is_the_flag_itself() -> None:
+    ctx = D.DistContext()
+    assert D.any_rank(True, ctx, torch.device("cpu")) is True
+    assert D.any_rank(False, ctx, torch.device("cpu")) is False
+

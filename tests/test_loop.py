@@ -216,3 +216,19 @@ def test_ctrl_c_saves_the_position_inside_an_epoch_and_resume_is_exact(
              if r["mode"] == "train"]
     assert iters[:9] == [(1, i) for i in range(1, 7)] + [(2, i) for i in range(1, 4)]
     assert iters[9:] == [(2, i) for i in range(4, 7)] + [(3, i) for i in range(1, 7)]
+
+
+def test_graceful_stop_takes_a_forwarded_ctrl_c_as_the_same_press() -> None:
+    from clsctl.engine.loop import GracefulStop
+
+    handler_before = signal.getsignal(signal.SIGINT)
+    with GracefulStop(same_press_s=0.3) as stop:
+        assert not stop.requested()
+        os.kill(os.getpid(), signal.SIGINT)  # the terminal's Ctrl-C
+        os.kill(os.getpid(), signal.SIGINT)  # the launcher forwarding it a moment later: no interruption
+        assert stop.requested()
+        time.sleep(0.35)
+        with pytest.raises(KeyboardInterrupt):  # a second press: stop at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs here, between bytecodes
+    assert signal.getsignal(signal.SIGINT) is handler_before

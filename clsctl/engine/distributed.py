@@ -28,6 +28,8 @@ import torch.distributed as dist
 from clsctl.engine.build import resolve_device
 from clsctl.errors import ClsctlError
 
+INTERRUPTED_EXIT_CODE = 130  # what a shell reports for a process ended by Ctrl-C (128 + SIGINT)
+
 logger = logging.getLogger("clsctl")
 
 
@@ -139,6 +141,21 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return tensor
 
 
+def any_rank(flag: bool, ctx: DistContext, device: torch.device) -> bool:
+    """Whether ``flag`` is true on at least one process; every process gets the same answer.
+
+    Args:
+        flag: This process's value.
+        ctx: The run's processes.
+        device: Where the collective runs (a CUDA device under NCCL).
+    """
+    if not ctx.distributed:
+        return flag
+    value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def gather_by_index(indices: Sequence[int], *tensors: torch.Tensor, ctx: DistContext) -> tuple[torch.Tensor, ...]:
     """Collect per-sample rows from every process, in dataset order, each sample once.
 
@@ -236,13 +253,21 @@ def _worker_threads(nproc: int) -> Iterator[None]:
 def _worker(recipe_data: dict[str, Any], work_dir: str | None, resume: bool | str, device: str | None,
             show_progress: bool, log_level: int) -> Any:
     """Entry point of each launched process: train and hand back the result (rank 0's) or the user error."""
-    from clsctl.engine.loop import train
+    from clsctl.engine.loop import TrainingInterrupted, train
     from clsctl.recipe import validate_recipe
 
     _setup_worker_logging(log_level)
     try:
         result = train(validate_recipe(recipe_data), work_dir, resume=resume, device=device,
                        show_progress=show_progress)
+    except TrainingInterrupted as exc:
+        # Ctrl-C: the launcher is shutting the workers down and will not collect a return value (returning
+        # would leave this process waiting for it until the launcher kills it, 30 s later). Say where the
+        # run stopped and leave at once, with the shell's code for SIGINT; SystemExit passes the launcher's
+        # wrappers (they catch Exception) and lets the interpreter clean up as it exits.
+        if int(os.environ.get("RANK", "0")) == 0:
+            logging.getLogger("clsctl").warning("%s", exc)
+        raise SystemExit(INTERRUPTED_EXIT_CODE) from None
     except ClsctlError as exc:
         # Every rank hits user errors (divergence, bad data, bad recipe) together; hand the message back to
         # the launching process, which renders it like a single-process run would.
@@ -297,9 +322,14 @@ def launch_training(recipe_data: dict[str, Any], options: LaunchOptions, *, work
     except SignalException as exc:
         from clsctl.engine.loop import TrainingInterrupted
 
-        raise TrainingInterrupted(f"training interrupted ({exc.sigval.name}); last.pt holds the last saved epoch; "
-                                  f"continue with --resume") from None
+        raise TrainingInterrupted(f"training interrupted ({exc.sigval.name}); last.pt holds the last saved "
+                                  f"position; continue with --resume") from None
     except ChildFailedError as exc:
+        if all(failure.exitcode == INTERRUPTED_EXIT_CODE for failure in exc.failures.values()):
+            from clsctl.engine.loop import TrainingInterrupted  # a worker was sent SIGINT, not the launcher
+
+            raise TrainingInterrupted("training interrupted; last.pt holds the last saved position; continue "
+                                      "with --resume") from None
         raise RuntimeError(f"a training worker failed:\n{exc.format_msg()}") from None
     results = results or {}
     for value in results.values():

@@ -67,12 +67,17 @@ class GracefulStop:
     """Turns the first Ctrl-C during training into a request to stop after the current optimizer step (so the
     position can be saved and resumed exactly); a second Ctrl-C interrupts at once.
 
-    Only in single-process runs from the main thread: under the elastic launcher the agent owns the signals.
+    A SIGINT within ``same_press_s`` of the first counts as the same key press: under ``--gpus`` or torchrun a
+    worker gets Ctrl-C from the terminal and, a moment later, again from the launcher that forwards it.
+    Only from the main thread (signal handlers live there).
     """
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, enabled: bool = True, same_press_s: float = 1.0, announce: bool = True) -> None:
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.same_press_s = same_press_s
+        self.announce = announce
         self._asked = False
+        self._asked_at = 0.0
         self._previous: Any = None
 
     def requested(self) -> bool:
@@ -81,10 +86,13 @@ class GracefulStop:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self._asked:
+            if time.monotonic() - self._asked_at < self.same_press_s:
+                return  # the launcher forwarding the same Ctrl-C
             signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
             raise KeyboardInterrupt
-        self._asked = True
-        logger.warning("stopping after this step and saving the position (Ctrl-C again to stop at once)")
+        self._asked, self._asked_at = True, time.monotonic()
+        if self.announce:
+            logger.warning("stopping after this step and saving the position (Ctrl-C again to stop at once)")
 
     def __enter__(self) -> GracefulStop:
         if self.enabled and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
@@ -311,7 +319,12 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
     last_path, best_path, best_ema_path = run_dir / "last.pt", run_dir / "best.pt", run_dir / "best_ema.pt"
     val_metrics: dict[str, float] = {}
     best_key: str | None = None
-    stop = GracefulStop(enabled=not ctx.distributed)
+    stop = GracefulStop(announce=ctx.is_main)  # rank 0 speaks for the run
+
+    def stop_requested() -> bool:
+        # Every process must stop at the same step, or the others would wait forever in the next all-reduce:
+        # ranks agree on "someone pressed Ctrl-C" once per optimizer step (one tiny all-reduce, only with DDP).
+        return D.any_rank(stop.requested(), ctx, dev)
     try:
         with make_progress(show_progress and ctx.is_main) as progress, stop:
             for epoch in range(start_epoch, rt.epochs):
@@ -331,11 +344,12 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
                     progress, autocast_dtype=autocast_dtype, channels_last=channels_last,
                     log_interval=rt.log_interval, accumulate=accumulate, clip=recipe.optim.clip_grad, ema=ema,
                     ema_interval=recipe.ema.interval if recipe.ema else 1, ctx=ctx, mix=mix, start_batch=first,
-                    stop=stop.requested)
+                    stop=stop_requested)
                 if stopped_at is not None:  # Ctrl-C: keep the exact position, then stop
                     _check_finite_weights(raw_model, epoch)
                     if ctx.is_main:
                         save_checkpoint(checkpoint(epoch, val_metrics, stopped_at, mix), last_path)
+                    D.barrier(ctx)  # no process leaves (and gets the others killed) while rank 0 still writes
                     raise TrainingInterrupted(
                         f"training interrupted at epoch {epoch + 1}, batch {stopped_at}; {last_path} holds that "
                         f"position; continue with --resume")

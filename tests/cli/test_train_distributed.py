@@ -99,3 +99,54 @@ def test_more_cuda_workers_than_gpus_is_a_clear_error(runner: CliRunner, ddp_rec
     path.write_text(yaml.safe_dump(ddp_recipe), encoding="utf-8")
     result = runner.invoke(app, ["train", str(path), "--gpus", "2", "--device", "cuda"])
     assert result.exit_code == 2 and "CUDA is not available" in result.output
+
+
+@pytest.mark.slow  # three 2-worker runs: about 50 s
+def test_ctrl_c_stops_every_worker_at_one_step_and_resume_is_exact(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    write_image_folder(tmp_path / "data" / "train", per_class=16, seed=1)  # 48 images: 6 steps of 2 x 4
+    write_image_folder(tmp_path / "data" / "val", per_class=2, seed=2)
+    data = tiny_recipe_dict(tmp_path / "data", tmp_path / "unused", epochs=8)
+    data["data"]["loader"]["batch_size"] = 4
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(data), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+
+    def command(run: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "clsctl", "train", str(recipe), "--gpus", "2", "--device", "cpu",
+                "--no-progress", "--work-dir", str(run), *extra]
+
+    reference = subprocess.run(command(tmp_path / "reference"), env=env, capture_output=True, text=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr
+
+    run = tmp_path / "stopped"
+    # A session of its own, so the signal below reaches the launcher and both workers, as Ctrl-C in a terminal does.
+    proc = subprocess.Popen(command(run), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and '"val"' not in (
+            (run / "metrics.jsonl").read_text() if (run / "metrics.jsonl").exists() else ""):
+        time.sleep(0.05)
+    pressed = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert time.monotonic() - pressed < 20  # not the launcher's 30 s wait before it kills the workers
+    assert proc.returncode == 130, stderr
+    assert "training interrupted at epoch" in stderr and "continue with --resume" in stderr
+    assert "Traceback" not in stderr and stderr.count("stopping after this step") == 1  # rank 0 speaks
+    stopped = load_checkpoint(run / "last.pt")
+    assert 1 <= stopped["position"] < 6 and stopped["epoch"] < 8
+
+    resumed = subprocess.run(command(run, "--resume"), env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    final = load_checkpoint(run / "last.pt")["model"]
+    expected = load_checkpoint(tmp_path / "reference" / "last.pt")["model"]
+    assert final.keys() == expected.keys()
+    for key in expected:
+        assert torch.equal(final[key], expected[key]), key
