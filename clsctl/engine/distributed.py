@@ -42,6 +42,7 @@ class DistContext:
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
     owns_group: bool = False  # this process initialised the process group, so it also tears it down
+    control_group: Any = None  # CPU (gloo) group for small decisions; None: the default group is gloo already
 
     @property
     def distributed(self) -> bool:
@@ -106,7 +107,8 @@ def setup(device_spec: str | None) -> DistContext:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if dist.is_initialized():
-        return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, device)
+        return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, device,
+                           control_group=_control_group())
     # Slurm starts the processes but leaves the rendezvous to us: rank 0's host and a fixed port.
     os.environ.setdefault("MASTER_ADDR", _slurm_master_addr(dict(os.environ)))
     os.environ.setdefault("MASTER_PORT", "29500")
@@ -119,7 +121,13 @@ def setup(device_spec: str | None) -> DistContext:
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world_size)
     logger.debug("rank %d of %d joined (%s on %s)", rank, world_size, backend, device)
-    return DistContext(rank, world_size, local_rank, device, owns_group=True)
+    return DistContext(rank, world_size, local_rank, device, owns_group=True, control_group=_control_group())
+
+
+def _control_group() -> Any:
+    """A gloo group beside an NCCL one: agreeing on a flag there needs no CUDA synchronisation, which would
+    stall the GPU queue once per step."""
+    return dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
 
 
 def teardown(ctx: DistContext) -> None:
@@ -141,18 +149,16 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return tensor
 
 
-def any_rank(flag: bool, ctx: DistContext, device: torch.device) -> bool:
+def any_rank(flag: bool, ctx: DistContext) -> bool:
     """Whether ``flag`` is true on at least one process; every process gets the same answer.
 
-    Args:
-        flag: This process's value.
-        ctx: The run's processes.
-        device: Where the collective runs (a CUDA device under NCCL).
+    A CPU collective (on ``ctx.control_group`` under NCCL): it waits for the other processes to reach it,
+    never for the GPU.
     """
     if not ctx.distributed:
         return flag
-    value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    value = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=ctx.control_group)
     return bool(value.item())
 
 

@@ -323,8 +323,8 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
 
     def stop_requested() -> bool:
         # Every process must stop at the same step, or the others would wait forever in the next all-reduce:
-        # ranks agree on "someone pressed Ctrl-C" once per optimizer step (one tiny all-reduce, only with DDP).
-        return D.any_rank(stop.requested(), ctx, dev)
+        # ranks agree on "someone pressed Ctrl-C" once per optimizer step (one tiny CPU all-reduce, only with DDP).
+        return D.any_rank(stop.requested(), ctx)
     try:
         with make_progress(show_progress and ctx.is_main) as progress, stop:
             for epoch in range(start_epoch, rt.epochs):
