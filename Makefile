@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_SPEC)
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev,onnx]"
+	@# Byte-compile the editable sources once: with PYTHONDONTWRITEBYTECODE set, every start would compile them again.
+	$(PY) -m compileall -q clsctl
 	touch $(STAMP)
 
 venv: $(STAMP)

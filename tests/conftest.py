@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,14 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = train(recipe, show_progress=False)
     assert result.best_checkpoint is not None
     return result.best_checkpoint
+
+
+@pytest.fixture()
+def ctrl_c_enabled() -> Iterator[None]:
+    """Python's own SIGINT handler for the test, even when the test run was started with SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -39,3 +40,13 @@ def tiny_recipe_dict(data_root: Path, work_dir: Path, **runtime: object) -> dict
         "schedule": {"type": "cosine", "warmup_epochs": 1},
         "runtime": {"epochs": 2, "work_dir": str(work_dir), "seed": 0, "log_interval": 1, **runtime},
     }
+
+
+def allow_ctrl_c() -> None:
+    """``preexec_fn`` for a child that a test sends SIGINT: give the signal its default action back.
+
+    A job started in the background (``nohup``, ``cmd &`` in a script, some CI runners) ignores SIGINT, and its
+    children inherit that; clsctl rightly keeps an ignored SIGINT ignored, so the test would wait in vain.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+

@@ -18,7 +18,7 @@ from clsctl.engine.optim import lr_factor
 from clsctl.errors import DataError
 from clsctl.recipe import load_recipe, validate_recipe
 
-from helpers import tiny_recipe_dict, write_image_folder
+from helpers import allow_ctrl_c, tiny_recipe_dict, write_image_folder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -122,8 +122,8 @@ def test_interrupted_run_resumes_to_identical_weights(slow_recipe: Path, tmp_pat
     subprocess.run(_train_cmd(slow_recipe, reference), env=env, check=True, capture_output=True)
 
     interrupted = tmp_path / "interrupted"
-    proc = subprocess.Popen(_train_cmd(slow_recipe, interrupted), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_train_cmd(slow_recipe, interrupted), env=env, preexec_fn=allow_ctrl_c,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (interrupted / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
@@ -172,7 +172,7 @@ def test_validation_and_checkpoint_intervals(tmp_path: Path, image_root: Path) -
 
 
 def test_ctrl_c_saves_the_position_inside_an_epoch_and_resume_is_exact(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ctrl_c_enabled: None) -> None:
     from clsctl.engine import loop
     from clsctl.engine.loop import TrainingInterrupted
 
@@ -218,7 +218,7 @@ def test_ctrl_c_saves_the_position_inside_an_epoch_and_resume_is_exact(
     assert iters[9:] == [(2, i) for i in range(4, 7)] + [(3, i) for i in range(1, 7)]
 
 
-def test_graceful_stop_takes_a_forwarded_ctrl_c_as_the_same_press() -> None:
+def test_graceful_stop_takes_a_forwarded_ctrl_c_as_the_same_press(ctrl_c_enabled: None) -> None:
     from clsctl.engine.loop import GracefulStop
 
     handler_before = signal.getsignal(signal.SIGINT)

@@ -6,8 +6,6 @@ argparse, the values run until the next token that starts with ``-``: put positi
 option, or end its values with ``--``.
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from typing import Any
 

@@ -1,7 +1,5 @@
 """Shared rendering: error messages, metric tables, logging set-up. No torch here."""
 
-from __future__ import annotations
-
 import functools
 import logging
 from collections.abc import Callable, Mapping

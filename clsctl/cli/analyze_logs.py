@@ -1,7 +1,5 @@
 """``clsctl analyze-logs plot-curve | cal-train-time``."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Optional
 

@@ -1,7 +1,5 @@
 """``clsctl browse-dataset``."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

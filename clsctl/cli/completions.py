@@ -8,8 +8,6 @@ stale). The scripts in ``completions/`` are Typer's own, for ``prog_name`` ``cls
     python -m clsctl.cli.completions completions --check  # exit 1 when a file is stale
 """
 
-from __future__ import annotations
-
 import argparse
 import functools
 import json

@@ -1,7 +1,5 @@
 """``clsctl eval-metric``: metrics of a saved predictions file, offline."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Annotated, Optional

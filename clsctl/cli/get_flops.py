@@ -1,7 +1,5 @@
 """``clsctl get-flops`` (alias ``flops``)."""
 
-from __future__ import annotations
-
 from typing import Annotated, Optional
 
 import typer

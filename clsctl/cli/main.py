@@ -1,7 +1,5 @@
 """The ``clsctl`` Typer app. Command modules import torch only inside their functions."""
 
-from __future__ import annotations
-
 from typing import Annotated, Optional
 
 import typer

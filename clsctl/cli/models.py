@@ -1,7 +1,5 @@
 """``clsctl list-models``."""
 
-from __future__ import annotations
-
 from typing import Annotated, Optional
 
 import typer

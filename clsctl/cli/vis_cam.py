@@ -1,7 +1,5 @@
 """``clsctl vis-cam`` (alias ``cam``)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Optional
 

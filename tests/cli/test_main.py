@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from typer.testing import CliRunner
 
 from clsctl import __version__
@@ -48,5 +49,10 @@ def test_help_starts_fast() -> None:
         wall_times.append(time.perf_counter() - start)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_times.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-    assert statistics.median(cpu_times) < 0.5, cpu_times
+    if statistics.median(cpu_times) >= 0.5:  # say how slow this machine is: Python's own start-up, for scale
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([sys.executable, "-c", "import typer.rich_utils"], capture_output=True, check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        floor = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        pytest.fail(f"clsctl --help CPU times {cpu_times}; importing Typer's help renderer alone: {floor:.3f} s")
     assert statistics.median(wall_times) < 3.0, wall_times  # sanity bound for a loaded CI machine

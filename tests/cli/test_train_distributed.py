@@ -15,7 +15,7 @@ from clsctl.engine.checkpoint import load_checkpoint
 from clsctl.engine.loop import train
 from clsctl.recipe import validate_recipe
 
-from helpers import tiny_recipe_dict, write_image_folder
+from helpers import allow_ctrl_c, tiny_recipe_dict, write_image_folder
 
 
 def _records(run: Path, mode: str) -> list[dict]:
@@ -128,7 +128,7 @@ def test_ctrl_c_stops_every_worker_at_one_step_and_resume_is_exact(tmp_path: Pat
     run = tmp_path / "stopped"
     # A session of its own, so the signal below reaches the launcher and both workers, as Ctrl-C in a terminal does.
     proc = subprocess.Popen(command(run), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=allow_ctrl_c)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and '"val"' not in (
             (run / "metrics.jsonl").read_text() if (run / "metrics.jsonl").exists() else ""):
