@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -243,6 +245,24 @@ def launch_config(options: LaunchOptions) -> Any:
 
 
 @contextlib.contextmanager
+def _restored_signal_handlers() -> Iterator[None]:
+    """Put back the handlers the elastic launcher replaces (SIGTERM, SIGINT, SIGHUP, SIGQUIT) and never restores:
+    a notebook or script that called :func:`launch_training` would otherwise turn every later Ctrl-C into the
+    launcher's ``SignalException``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread can set handlers, so the launcher does not touch them either
+        return
+    names = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")  # the last two do not exist on Windows
+    saved = {sig: signal.getsignal(sig) for sig in (getattr(signal, n) for n in names if hasattr(signal, n))}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:  # None: set from outside Python; nothing we could restore
+                signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
 def _worker_threads(nproc: int) -> Iterator[None]:
     """One OpenMP thread per worker unless the user chose, as torchrun does: N processes each using every
     core oversubscribe the CPU."""
@@ -323,7 +343,7 @@ def launch_training(recipe_data: dict[str, Any], options: LaunchOptions, *, work
     args = (recipe_data, None if work_dir is None else str(work_dir),
             resume if isinstance(resume, bool) else str(resume), device, show_progress, level)
     try:
-        with _worker_threads(options.nproc_per_node):
+        with _worker_threads(options.nproc_per_node), _restored_signal_handlers():
             results = elastic_launch(config, _worker)(*args)
     except SignalException as exc:
         from clsctl.engine.loop import TrainingInterrupted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -45,9 +46,12 @@ def test_two_gloo_workers_match_one_process_with_the_same_global_batch(
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(ddp_recipe), encoding="utf-8")
     ddp_run = tmp_path / "ddp"
+    handlers_before = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)]
     result = runner.invoke(app, ["train", str(path), "--gpus", "2", "--device", "cpu", "--no-progress",
                                  "--work-dir", str(ddp_run)])
     assert result.exit_code == 0, result.output
+    # the launcher's own handlers are gone again: a later Ctrl-C in this process is an ordinary one
+    assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)] == handlers_before
     assert f"last checkpoint: {ddp_run / 'last.pt'}" in result.output
 
     single = dict(ddp_recipe, data={**ddp_recipe["data"], "loader": {"batch_size": 8, "num_workers": 0}})
@@ -104,7 +108,6 @@ def test_more_cuda_workers_than_gpus_is_a_clear_error(runner: CliRunner, ddp_rec
 @pytest.mark.slow  # three 2-worker runs: about 50 s
 def test_ctrl_c_stops_every_worker_at_one_step_and_resume_is_exact(tmp_path: Path) -> None:
     import os
-    import signal
     import subprocess
     import sys
     import time
