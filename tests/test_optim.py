@@ -10,7 +10,7 @@ import torch
 from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
-from clsctl.engine.optim import LrSchedule, build_optimizer, layer_ids, lr_factor, param_groups
+from clsctl.engine.optim import LrSchedule, auto_lr_scale, build_optimizer, layer_ids, lr_factor, param_groups
 from clsctl.errors import RecipeError
 from clsctl.models import create_model
 from clsctl.recipe import schema as S
@@ -245,3 +245,11 @@ def test_recipe_accepts_a_schedule_list_and_checks_entries(tmp_path: Path) -> No
         SCHEDULE.validate_python({"type": "cosine", "warmup_epochs": 1, "warmup_iters": 5})
     with pytest.raises(ValidationError, match="must be after begin"):
         SCHEDULE.validate_python({"type": "cosine", "begin": 5, "end": 2})
+
+
+def test_auto_lr_scale_is_global_batch_over_base_batch(tmp_path: Path) -> None:
+    data = tiny_recipe_dict(tmp_path, tmp_path / "run")
+    assert auto_lr_scale(validate_recipe(data), 64) == 1.0  # off
+    data["optim"]["base_batch_size"] = 256
+    data["runtime"]["auto_scale_lr"] = True
+    assert auto_lr_scale(validate_recipe(data), 64) == 0.25

@@ -69,7 +69,7 @@ def schedule_curve(recipe: Recipe, param: str = "lr", *, dataset_size: int | Non
     """
     import torch
 
-    from clsctl.engine.optim import LrSchedule, build_optimizer
+    from clsctl.engine.optim import LrSchedule, auto_lr_scale, build_optimizer
 
     if param not in PARAMS:
         raise ClsctlError(f"unknown parameter '{param}'; choose lr or momentum")
@@ -86,9 +86,7 @@ def schedule_curve(recipe: Recipe, param: str = "lr", *, dataset_size: int | Non
     accumulate = recipe.optim.accumulate_steps
     per_epoch = steps_per_epoch(dataset_size, loader.batch_size, gpus, loader.drop_last, accumulate)
     epochs = recipe.runtime.epochs
-    lr_scale = 1.0
-    if recipe.runtime.auto_scale_lr:  # the recipe validator made sure base_batch_size is set
-        lr_scale = loader.batch_size * gpus * accumulate / recipe.optim.base_batch_size
+    lr_scale = auto_lr_scale(recipe, loader.batch_size * gpus * accumulate)
     optimizer = build_optimizer(torch.nn.Linear(1, 1), recipe.optim, lr_scale=lr_scale)
     schedule = LrSchedule(optimizer, recipe.schedule, per_epoch, epochs)
     values = []
@@ -122,13 +120,13 @@ def plot_schedule(curve: ScheduleCurve, out: str | Path, *, title: str | None = 
     per_epoch = curve.steps_per_epoch
     top = ax.secondary_xaxis("top", functions=(lambda x: x / per_epoch, lambda e: e * per_epoch))
     top.set_xlabel("epoch")
-    gpus = f" on {curve.gpus} GPUs" if curve.gpus > 1 else ""
+    details = f" on {curve.gpus} GPUs" if curve.gpus > 1 else ""
     if curve.accumulate_steps > 1:
-        gpus += f", {curve.accumulate_steps} batches a step"
+        details += f", {curve.accumulate_steps} batches a step"
     if curve.lr_scale != 1.0:
-        gpus += f", lr x {curve.lr_scale:.4g}"
+        details += f", lr x {curve.lr_scale:.4g}"
     ax.set_title(title or f"{curve.param} schedule: {curve.epochs} epochs x {per_epoch} iterations "
-                          f"({curve.dataset_size} images{gpus})")
+                          f"({curve.dataset_size} images{details})")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, bbox_inches="tight")

@@ -341,4 +341,3 @@ def exclude_replaced_samples(dataset: ClassificationDataset) -> ClassificationDa
         if isinstance(child, ClassificationDataset):
             exclude_replaced_samples(child)
     return dataset
-

@@ -30,8 +30,6 @@ import torch.distributed as dist
 from clsctl.engine.build import resolve_device
 from clsctl.errors import ClsctlError
 
-INTERRUPTED_EXIT_CODE = 130  # what a shell reports for a process ended by Ctrl-C (128 + SIGINT)
-
 logger = logging.getLogger("clsctl")
 
 
@@ -293,7 +291,7 @@ def _worker(recipe_data: dict[str, Any], work_dir: str | None, resume: bool | st
         # wrappers (they catch Exception) and lets the interpreter clean up as it exits.
         if int(os.environ.get("RANK", "0")) == 0:
             logging.getLogger("clsctl").warning("%s", exc)
-        raise SystemExit(INTERRUPTED_EXIT_CODE) from None
+        raise SystemExit(exc.exit_code) from None
     except ClsctlError as exc:
         # Every rank hits user errors (divergence, bad data, bad recipe) together; hand the message back to
         # the launching process, which renders it like a single-process run would.
@@ -331,6 +329,8 @@ def launch_training(recipe_data: dict[str, Any], options: LaunchOptions, *, work
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import elastic_launch
 
+    from clsctl.engine.loop import TrainingInterrupted  # loop imports this module: import here, not at the top
+
     if env_ranks() is not None:
         raise ClsctlError("this process was started by torchrun or srun already; drop --gpus (each started "
                           "process is one worker)")
@@ -346,14 +346,11 @@ def launch_training(recipe_data: dict[str, Any], options: LaunchOptions, *, work
         with _worker_threads(options.nproc_per_node), _restored_signal_handlers():
             results = elastic_launch(config, _worker)(*args)
     except SignalException as exc:
-        from clsctl.engine.loop import TrainingInterrupted
-
         raise TrainingInterrupted(f"training interrupted ({exc.sigval.name}); last.pt holds the last saved "
                                   f"position; continue with --resume") from None
     except ChildFailedError as exc:
-        if all(failure.exitcode == INTERRUPTED_EXIT_CODE for failure in exc.failures.values()):
-            from clsctl.engine.loop import TrainingInterrupted  # a worker was sent SIGINT, not the launcher
-
+        if all(failure.exitcode == TrainingInterrupted.exit_code for failure in exc.failures.values()):
+            # a worker was sent SIGINT, not the launcher
             raise TrainingInterrupted("training interrupted; last.pt holds the last saved position; continue "
                                       "with --resume") from None
         raise RuntimeError(f"a training worker failed:\n{exc.format_msg()}") from None

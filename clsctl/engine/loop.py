@@ -34,7 +34,7 @@ from clsctl.engine.build import build_model, build_split, preprocessing, seed_ev
 from clsctl.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from clsctl.engine.ema import ModelEma
 from clsctl.engine.evaluation import run_evaluation
-from clsctl.engine.optim import LrSchedule, build_optimizer
+from clsctl.engine.optim import LrSchedule, auto_lr_scale, build_optimizer
 from clsctl.engine.progress import make_progress
 from clsctl.engine.runlog import MetricsLog
 from clsctl.errors import CheckpointError, ClsctlError, RecipeError, TrainingDivergedError
@@ -46,9 +46,9 @@ BEST_METRIC = "accuracy/top1"  # what save_best: auto picks when validation repo
 
 
 class TrainingInterrupted(ClsctlError):
-    """Ctrl-C during training; ``last.pt`` holds the last completed epoch."""
+    """Ctrl-C during training; ``last.pt`` holds the position it stopped at (or the last completed epoch)."""
 
-    exit_code = 130
+    exit_code = 130  # what a shell reports for a process ended by Ctrl-C (128 + SIGINT)
 
 
 @dataclass
@@ -216,8 +216,8 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
     val_set = build_split(recipe, "val") if recipe.data.val is not None else None
     if val_set is not None:
         exclude_replaced_samples(val_set)  # an unreadable val image is left out, not scored twice
-    if val_set is not None and val_set.classes != class_names:
-        raise ClsctlError(f"val classes {val_set.classes} differ from train classes {class_names}")
+        if val_set.classes != class_names:
+            raise ClsctlError(f"val classes {val_set.classes} differ from train classes {class_names}")
     _check_per_class_lengths(recipe, len(class_names))
     pin = recipe.data.loader.pin_memory if recipe.data.loader.pin_memory is not None else on_cuda
     shard = {"num_replicas": ctx.world_size, "rank": ctx.rank}
@@ -250,9 +250,8 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
     # Optimizer and schedule. One optimizer step takes accumulate_steps batches from every process.
     accumulate = recipe.optim.accumulate_steps
     global_batch = recipe.data.loader.batch_size * ctx.world_size * accumulate
-    lr_scale = 1.0
+    lr_scale = auto_lr_scale(recipe, global_batch)
     if rt.auto_scale_lr:
-        lr_scale = global_batch / recipe.optim.base_batch_size
         logger.info("auto-scale-lr: global batch %d / base %d -> lr x %.4g = %.6g", global_batch,
                     recipe.optim.base_batch_size, lr_scale, recipe.optim.lr * lr_scale)
     optimizer = build_optimizer(raw_model, recipe.optim, lr_scale=lr_scale)

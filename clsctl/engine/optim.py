@@ -93,6 +93,14 @@ def param_groups(model: nn.Module, config: S.OptimizerBase) -> list[dict[str, An
     return list(groups.values())
 
 
+def auto_lr_scale(recipe: Any, global_batch: int) -> float:
+    """The factor ``runtime.auto_scale_lr`` puts on every lr: global batch / ``optim.base_batch_size`` (1 when
+    off). The recipe validator makes sure ``base_batch_size`` is set when the option is on."""
+    if not recipe.runtime.auto_scale_lr:
+        return 1.0
+    return global_batch / recipe.optim.base_batch_size
+
+
 def build_optimizer(model: nn.Module, config: S.Optimizer, *, lr_scale: float = 1.0) -> torch.optim.Optimizer:
     """The optimizer a recipe's ``optim`` section describes, over the trainable parameters.
 

@@ -81,7 +81,9 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", data_root: str | Pa
         top = result.scores.topk(k, dim=1)
         names = loaded.class_names
         multi_label = result.extra.get("multi_label", False)
-        samples = [sample for sample, kept in zip(dataset.samples, result.kept.tolist()) if kept]
+        kept = result.kept.tolist()
+        samples = [sample for sample, keep in zip(dataset.samples, kept) if keep]
+        excluded = [path for (path, _), keep in zip(dataset.samples, kept) if not keep]
         for row, ((path, label), scores, indices) in enumerate(zip(samples, top.values.tolist(),
                                                                   top.indices.tolist())):
             entry: dict[str, Any] = {"path": path}
@@ -95,7 +97,7 @@ def evaluate(checkpoint: str | Path, *, split: str = "test", data_root: str | Pa
             predictions.append(entry)
         payload = {"checkpoint": str(checkpoint), "class_names": loaded.class_names, "metrics": result.metrics,
                    "predictions": predictions, "scores": result.scores.tolist(),
-                   "excluded": [path for (path, _), kept in zip(dataset.samples, result.kept.tolist()) if not kept]}
+                   "excluded": excluded}
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(payload), encoding="utf-8")
     return EvalResult(result.metrics, loaded.class_names, result.per_class, result.confusion,
