@@ -62,3 +62,17 @@ def ctrl_c_enabled() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
 
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skips tests marked ``cuda`` on machines without a CUDA device (CI never has one)."""
+    if not any(item.get_closest_marker("cuda") for item in items):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)
