@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
 from collections.abc import Sequence
@@ -58,11 +59,19 @@ def layer_ids(names: Sequence[str]) -> tuple[dict[str, int], int]:
     return ids, count
 
 
+def key_matches(key: str, name: str) -> bool:
+    """Whether a ``custom_keys`` key selects parameter ``name``: a glob pattern (``*``, ``?``, ``[``) must match
+    the whole name, any other key is a name prefix."""
+    if any(c in key for c in "*?["):
+        return fnmatch.fnmatchcase(name, key)
+    return name.startswith(key)
+
+
 def param_groups(model: nn.Module, config: S.OptimizerBase) -> list[dict[str, Any]]:
     """Parameter groups with per-parameter lr and weight decay, merged where the options are equal.
 
-    Decay multipliers: a ``custom_keys`` prefix wins over the norm/bias/flat rules; lr multipliers of a
-    prefix and of layer decay multiply.
+    Decay multipliers: a matching ``custom_keys`` key (prefix or glob pattern; the longest wins) overrides the
+    norm/bias/flat rules; lr multipliers of a key and of layer decay multiply.
     """
     rules = config.paramwise
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -79,7 +88,7 @@ def param_groups(model: nn.Module, config: S.OptimizerBase) -> list[dict[str, An
         elif param.ndim <= 1 or any(part in _EMBED_NAMES for part in name.split(".")):
             if rules.flat_decay_mult is not None:
                 decay_mult = rules.flat_decay_mult
-        prefix = next((p for p in prefixes if name.startswith(p)), None)
+        prefix = next((p for p in prefixes if key_matches(p, name)), None)
         if prefix is not None:
             lr_mult, decay_mult = rules.custom_keys[prefix].lr_mult, rules.custom_keys[prefix].decay_mult
         if rules.layer_decay is not None:
@@ -203,6 +212,8 @@ def entry_factor(entry: S.Schedule, step: int, steps_per_epoch: int, total_steps
     1 before ``begin``; then the linear warm-up, if any; then the entry's curve over the rest of the window;
     after ``end`` the value the curve ended at (``constant``: 1 again).
     """
+    if entry.update == "epoch":  # the value holds for a whole epoch: take it at the epoch's first iteration
+        step = step // steps_per_epoch * steps_per_epoch
     begin, end, warmup = _window(entry, steps_per_epoch, total_steps)
     if step < begin:
         return 1.0
@@ -245,7 +256,7 @@ def _momentum_key(group: dict[str, Any]) -> str | None:
 
 
 class LrSchedule:
-    """Sets every parameter group's lr (and momentum) from its initial value at each iteration.
+    """Sets every parameter group's lr (and momentum, weight decay) from its initial value at each iteration.
 
     The whole state is the iteration counter, so resuming restores the lr exactly.
 
@@ -269,6 +280,7 @@ class LrSchedule:
         self.step_count = 0
         self._lr_entries = [e for e in self.entries if e.param == "lr"]
         self._momentum_entries = [e for e in self.entries if e.param == "momentum"]
+        self._decay_entries = [e for e in self.entries if e.param == "weight_decay"]
         self._cycle = [e for e in self._lr_entries if isinstance(e, S.OneCycleSchedule) and e.cycle_momentum]
         self._momentum_key = _momentum_key(optimizer.param_groups[0])
         if (self._momentum_entries or self._cycle) and self._momentum_key is None:
@@ -276,6 +288,8 @@ class LrSchedule:
                               f"{type(optimizer).__name__} has neither")
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
+            if self._decay_entries:
+                group.setdefault("initial_weight_decay", group.get("weight_decay", 0.0))
             if self._momentum_key is not None:
                 value = group[self._momentum_key]
                 group.setdefault("initial_momentum", value[0] if self._momentum_key == "betas" else value)
@@ -292,6 +306,14 @@ class LrSchedule:
         if self._momentum_entries or self._cycle:
             for group in self.optimizer.param_groups:
                 self._set_momentum(group, self._momentum_value(group))
+        for group in self.optimizer.param_groups if self._decay_entries else ():
+            base = group["initial_weight_decay"]
+            if base == 0:
+                continue  # a group without decay (norm, bias, ...) keeps none
+            factor = 1.0
+            for entry in self._decay_entries:
+                factor *= entry_factor(entry, step, spe, total, base)
+            group["weight_decay"] = base * factor
 
     def _momentum_value(self, group: dict[str, Any]) -> float:
         base = group["initial_momentum"]

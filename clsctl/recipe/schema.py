@@ -525,7 +525,9 @@ class Paramwise(Section):
     flat_decay_mult: Annotated[float, Field(ge=0)] | None = Field(
         None, description="Weight-decay multiplier of other 1-D parameters and tokens (cls token, position embedding).")
     custom_keys: dict[str, ParamGroupRule] = Field(
-        default_factory=dict, description="Name prefix -> lr/decay multipliers; the longest matching prefix wins.")
+        default_factory=dict, description="Name prefix (or a glob pattern with * ? [...], matched against the whole "
+                                          "parameter name, e.g. '*.relative_position_bias_table') -> lr/decay "
+                                          "multipliers; the longest matching key wins.")
     layer_decay: Annotated[float, Field(gt=0, le=1)] | None = Field(
         None, description="Layer-wise lr decay for ViT-style models: block i of L gets lr x decay^(L+1-i).")
 
@@ -611,7 +613,9 @@ class ScheduleBase(Section):
     ``[begin, end)``, keeps its final factor after ``end``, and is 1 before ``begin``.
     """
 
-    param: Literal["lr", "momentum"] = Field("lr", description="What the entry schedules.")
+    param: Literal["lr", "momentum", "weight_decay"] = Field(
+        "lr", description="What the entry schedules (weight_decay: each group's decay times the entry's factor; "
+                          "min_lr is then the final decay).")
     begin: Annotated[float, Field(ge=0)] = Field(0, description="Start, in epochs (by_epoch) or iterations.")
     end: Annotated[float, Field(gt=0)] | None = Field(None, description="End (exclusive); default: the end of the run.")
     by_epoch: bool = Field(True, description="begin/end/milestones count epochs (else iterations); values still "
@@ -619,6 +623,9 @@ class ScheduleBase(Section):
     warmup_epochs: Annotated[float, Field(ge=0)] = Field(0, description="Linear warm-up at the start of the entry.")
     warmup_iters: Annotated[int, Field(ge=0)] = Field(0, description="Warm-up in iterations instead of epochs.")
     warmup_start_factor: Annotated[float, Field(gt=0, le=1)] = 0.001
+    update: Literal["iter", "epoch"] = Field(
+        "iter", description="How often the value changes: every iteration, or at the start of each epoch only "
+                            "(MMEngine's by_epoch=True without convert_to_iter_based).")
 
     @model_validator(mode="after")
     def _one_warmup_and_order(self) -> ScheduleBase:
