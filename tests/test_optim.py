@@ -10,7 +10,8 @@ import torch
 from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
-from clsctl.engine.optim import LrSchedule, auto_lr_scale, build_optimizer, layer_ids, lr_factor, param_groups
+from clsctl.engine.optim import (LrSchedule, auto_lr_scale, build_optimizer, key_matches, layer_ids, lr_factor,
+                                 param_groups)
 from clsctl.errors import RecipeError
 from clsctl.models import create_model
 from clsctl.recipe import schema as S
@@ -88,6 +89,20 @@ def test_custom_prefix_multipliers_longest_prefix_wins() -> None:
     assert got["head.weight"] == pytest.approx((0.1, 0.1))
     assert got["head.bias"] == pytest.approx((0.02, 0.0))
     assert got["conv.weight"] == pytest.approx((0.01, 0.1))
+
+
+def test_custom_keys_take_glob_patterns_matched_against_the_whole_name() -> None:
+    # MMPretrain's keys ('.relative_position_bias_table', 'branch_3x3.norm') match anywhere in a name: a glob.
+    got = _groups_by_name(Small(), {"type": "sgd", "lr": 0.1, "weight_decay": 1e-4, "paramwise": {
+        "bias_decay_mult": 0.5, "custom_keys": {"*.bias": {"decay_mult": 0}, "b?.*": {"lr_mult": 2},
+                                                "*head*": {"decay_mult": 3}}}})
+    assert got["conv.bias"] == pytest.approx((0.1, 0.0))  # a key beats the bias rule
+    assert got["bn.weight"] == pytest.approx((0.2, 1e-4)) and got["bn.bias"] == pytest.approx((0.1, 0.0))
+    assert got["head.weight"] == pytest.approx((0.1, 3e-4))
+    assert got["head.bias"] == pytest.approx((0.1, 0.0))  # '*.bias' and '*head*' tie on length: alphabetical first
+    assert got["conv.weight"] == pytest.approx((0.1, 1e-4))
+    assert key_matches("*.bias", "a.b.bias") and not key_matches("*.bias", "bias")
+    assert key_matches("head", "head.bias") and not key_matches("ead", "head.bias")  # no glob: a prefix
 
 
 def test_layer_wise_lr_decay_on_a_vit() -> None:
@@ -221,6 +236,43 @@ def test_momentum_schedules_for_sgd_and_adam_betas() -> None:
     opt = torch.optim.Adagrad([nn.Parameter(torch.zeros(1))], lr=0.1)
     with pytest.raises(RecipeError, match="momentum schedule needs an optimizer with momentum"):
         LrSchedule(opt, [SCHEDULE.validate_python(entry)], 2, 2)
+
+
+def test_update_epoch_holds_the_value_for_each_epoch() -> None:
+    # MMEngine's CosineAnnealingLR(by_epoch=True) without convert_to_iter_based: one value per epoch.
+    per_epoch, _ = _lrs({"type": "cosine", "min_lr": 0.1, "update": "epoch"}, steps_per_epoch=3, epochs=4)
+    expected = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]
+    assert per_epoch == pytest.approx([v for v in expected for _ in range(3)])
+    per_iter, _ = _lrs({"type": "cosine", "min_lr": 0.1}, steps_per_epoch=3, epochs=4)
+    assert per_iter[::3] == pytest.approx(expected) and per_iter[1] < per_iter[0]
+    # a window starting inside the run, after a per-iteration warm-up
+    lrs, _ = _lrs([{"type": "linear", "start_factor": 0.5, "end": 1},
+                   {"type": "cosine", "begin": 1, "update": "epoch"}], steps_per_epoch=2, epochs=3)
+    assert lrs == pytest.approx([0.5, 0.75, 1.0, 1.0, 0.5, 0.5])
+
+
+def test_weight_decay_schedule_scales_each_group_and_spares_groups_without_decay() -> None:
+    model = Small()
+    optimizer = build_optimizer(model, OPTIM.validate_python(
+        {"type": "sgd", "lr": 0.1, "weight_decay": 1e-4, "paramwise": {"norm_decay_mult": 0.0}}))
+    entries = [SCHEDULE.validate_python(e) for e in (
+        {"type": "cosine", "param": "weight_decay", "min_lr": 1e-5, "update": "epoch"},
+        {"type": "step", "step_size": 1, "gamma": 0.5})]
+    sched = LrSchedule(optimizer, entries, steps_per_epoch=2, epochs=3)
+    seen = []
+    for _ in range(6):
+        seen.append([(g["lr"], g["weight_decay"]) for g in optimizer.param_groups])
+        sched.step()
+    cosine = [1e-5 + (1e-4 - 1e-5) * 0.5 * (1 + math.cos(math.pi * e / 3)) for e in range(3)]
+    assert [s[0][1] for s in seen] == pytest.approx([w for w in cosine for _ in range(2)])
+    assert [s[0][0] for s in seen] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])  # lr entries only
+    assert all(s[1][1] == 0.0 for s in seen)  # the norm group keeps no decay
+    sched.load_state_dict({"step": 4})
+    assert optimizer.param_groups[0]["weight_decay"] == pytest.approx(cosine[2])
+    with pytest.raises(ValidationError):
+        SCHEDULE.validate_python({"type": "cosine", "param": "beta2"})
+    with pytest.raises(ValidationError):
+        SCHEDULE.validate_python({"type": "cosine", "update": "batch"})
 
 
 def test_state_dict_restores_lr_exactly() -> None:

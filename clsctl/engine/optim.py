@@ -77,7 +77,7 @@ def param_groups(model: nn.Module, config: S.OptimizerBase) -> list[dict[str, An
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     norm_names = _norm_param_names(model) if rules.norm_decay_mult is not None else set()
     layers, count = layer_ids([n for n, _ in named]) if rules.layer_decay is not None else ({}, 0)
-    prefixes = sorted(rules.custom_keys, key=len, reverse=True)
+    prefixes = sorted(sorted(rules.custom_keys), key=len, reverse=True)  # longest first; ties alphabetical (MMEngine)
     groups: dict[tuple[float, float], dict[str, Any]] = {}
     for name, param in named:
         lr_mult, decay_mult = 1.0, 1.0

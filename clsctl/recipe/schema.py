@@ -527,7 +527,7 @@ class Paramwise(Section):
     custom_keys: dict[str, ParamGroupRule] = Field(
         default_factory=dict, description="Name prefix (or a glob pattern with * ? [...], matched against the whole "
                                           "parameter name, e.g. '*.relative_position_bias_table') -> lr/decay "
-                                          "multipliers; the longest matching key wins.")
+                                          "multipliers; the longest matching key wins (ties: the alphabetically first).")
     layer_decay: Annotated[float, Field(gt=0, le=1)] | None = Field(
         None, description="Layer-wise lr decay for ViT-style models: block i of L gets lr x decay^(L+1-i).")
 
