@@ -9,9 +9,8 @@ iteration with the closed forms of MMEngine's schedulers (MultiStepLR, StepLR, L
 CosineAnnealingLR), written out below.
 
 Where a recipe cannot say what the config says, the table says so in ``inexact`` (and the recipe in a
-``NOT EXACT`` comment): RandAugment's timm policy, random-erasing box sampling, the mean-colour padding of
-AutoAugment, ViT's drop-path, RegNet's precise BN, MobileOne's progressive resizing, and MMEngine's decay
-schedule of groups without decay.
+``NOT EXACT`` comment): random-erasing box sampling, torchvision's AutoAugment, ViT's drop-path, RegNet's
+precise BN, MobileOne's progressive resizing, and MMEngine's decay schedule of groups without decay.
 """
 
 from __future__ import annotations
@@ -41,9 +40,10 @@ BS32_TRAIN = [RRC_BILINEAR, FLIP]
 BS32_VAL = [{"type": "resize_edge", "size": 256, "edge": "short"}, {"type": "center_crop", "size": 224}]
 ERASE = {"type": "random_erasing", "scale": (0.02, 1 / 3), "ratio": (0.3, 10 / 3), "value": "random"}
 SWIN_TRAIN = [{**RRC_BILINEAR, "interpolation": "bicubic"}, FLIP,
-              # timm_increasing, 2 ops, magnitude 9 of 10 (see inexact)
-              {"type": "rand_augment", "num_ops": 2, "magnitude": 9, "num_magnitude_bins": 11,
-               "interpolation": "bicubic"},
+              # policies='timm_increasing', num_policies=2, magnitude_level=9, total_level=10, magnitude_std=0.5,
+              # hparams pad_val=round(mean), interpolation='bicubic'
+              {"type": "rand_augment", "policy": "timm_increasing", "num_ops": 2, "magnitude": 9,
+               "num_magnitude_bins": 11, "magnitude_std": 0.5, "interpolation": "bicubic", "fill": (124, 116, 104)},
               {**ERASE, "prob": 0.25}]
 SWIN_VAL = [{"type": "resize_edge", "size": 256, "edge": "short", "interpolation": "bicubic"},
             {"type": "center_crop", "size": 224}]
@@ -93,9 +93,9 @@ REFERENCE: dict[str, dict[str, Any]] = {
         devices=8, per_device=128, epochs=600,
         optim={"type": "rmsprop", "lr": 0.064, "alpha": 0.9, "momentum": 0.9, "eps": 0.0316, "weight_decay": 1e-5},
         schedule=[("step", {"step_size": 2, "gamma": 0.973})],
-        train=[RRC_BILINEAR, FLIP, {"type": "auto_augment", "policy": "imagenet"}, {**ERASE, "prob": 0.2}],
+        train=[RRC_BILINEAR, FLIP, {"type": "auto_augment", "policy": "imagenet", "fill": (124, 116, 104)}, {**ERASE, "prob": 0.2}],
         val=BS32_VAL,
-        inexact=["AutoAugment pads with black, MMPretrain with the mean colour",
+        inexact=["torchvision's AutoAugment implementation of the ImageNet policy",
                  "random erasing: torchvision's retry-or-skip box sampling, MMPretrain always erases a clipped box"])
        for v, top1 in (("large", 73.49), ("small", 66.68))},
     "efficientnet_b0": {**resnet(0, 76.74), "config": "configs/efficientnet/efficientnet-b0_8xb32_in1k.py",
@@ -118,17 +118,17 @@ REFERENCE: dict[str, dict[str, Any]] = {
         kwargs={"stochastic_depth_prob": 0.1}, devices=32, per_device=128, epochs=300,
         optim={**ADAMW_SWIN, "lr": 4e-3}, norm_decay=0.0, bias_decay=0.0, custom_keys=SWIN_KEYS, clip_grad=5.0,
         schedule=WARMUP20_COSINE, train=SWIN_TRAIN, val=SWIN_VAL, label_smoothing=0.1, batch_augments=MIX,
-        ema_momentum=4e-5, inexact=["RandAugment: torchvision's ops instead of timm_increasing, no magnitude_std"]),
+        ema_momentum=4e-5, inexact=["random erasing: torchvision's box sampling"]),
     "swin_tiny": dict(
         config="configs/swin_transformer/swin-tiny_16xb64_in1k.py", top1=81.18, model="swin_tiny", devices=16,
         per_device=64, epochs=300, optim=ADAMW_SWIN, norm_decay=0.0, bias_decay=0.0, custom_keys=SWIN_KEYS,
         clip_grad=5.0, schedule=WARMUP20_COSINE, train=SWIN_TRAIN, val=SWIN_VAL, label_smoothing=0.1,
-        batch_augments=MIX, inexact=["RandAugment: torchvision's ops instead of timm_increasing"]),
+        batch_augments=MIX, inexact=["random erasing: torchvision's box sampling"]),
     **{f"deit_{v}": dict(
         config=f"configs/deit/deit-{v}_4xb256_in1k.py", top1=top1, model=f"deit_{v}", devices=4, per_device=256,
         epochs=300, optim=ADAMW_SWIN, norm_decay=0.0, bias_decay=0.0, custom_keys=VIT_KEYS, clip_grad=5.0,
         schedule=WARMUP20_COSINE, train=SWIN_TRAIN, val=SWIN_VAL, label_smoothing=0.1, batch_augments=MIX,
-        inexact=["RandAugment: torchvision's ops instead of timm_increasing"])
+        inexact=["random erasing: torchvision's box sampling"])
        for v, top1 in (("small", 80.69), ("tiny", 74.50))},
     "vit_b_16": dict(
         config="configs/vision_transformer/vit-base-p16_pt-32xb128-mae_in1k-224.py", top1=82.37, model="vit_b_16",
@@ -136,7 +136,7 @@ REFERENCE: dict[str, dict[str, Any]] = {
         optim={"type": "adamw", "lr": 1e-4 * 4096 / 256, "weight_decay": 0.3, "betas": (0.9, 0.95), "eps": 1e-8},
         norm_decay=0.0, bias_decay=0.0, custom_keys=VIT_KEYS, schedule=WARMUP20_COSINE, train=SWIN_TRAIN,
         val=SWIN_VAL, label_smoothing=0.1, batch_augments=MIX, ema_momentum=1e-4,
-        inexact=["no drop-path (MMPretrain 0.1; torchvision's ViT has none)", "RandAugment policy"]),
+        inexact=["no drop-path (MMPretrain 0.1; torchvision's ViT has none)", "random erasing box sampling"]),
     **{f"repvgg_{v}": dict(
         config=f"configs/repvgg/repvgg-{v.upper()}_8xb32_in1k.py", top1=top1, model=f"repvgg_{v}", devices=8,
         per_device=32, epochs=120, optim=SGD_256, bias_decay=0.0,

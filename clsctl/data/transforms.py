@@ -195,9 +195,16 @@ def _build_raw(step: S.Transform) -> Any:
     if isinstance(step, S.RandomRotation):
         return T.RandomRotation(step.degrees)
     if isinstance(step, S.RandAugment):
-        return T.RandAugment(step.num_ops, step.magnitude, step.num_magnitude_bins, _INTERPOLATION[step.interpolation])
+        if step.policy == "timm_increasing":
+            from clsctl.data.rand_augment import TimmRandAugment
+
+            return TimmRandAugment(step.num_ops, step.magnitude, step.num_magnitude_bins - 1, step.magnitude_std,
+                                   step.interpolation, step.fill)
+        return T.RandAugment(step.num_ops, step.magnitude, step.num_magnitude_bins, _INTERPOLATION[step.interpolation],
+                             fill=list(step.fill) if step.fill is not None else None)
     if isinstance(step, S.AutoAugment):
-        return T.AutoAugment(T.AutoAugmentPolicy(step.policy), _INTERPOLATION[step.interpolation])
+        return T.AutoAugment(T.AutoAugmentPolicy(step.policy), _INTERPOLATION[step.interpolation],
+                             fill=list(step.fill) if step.fill is not None else None)
     if isinstance(step, S.TrivialAugment):
         return T.TrivialAugmentWide(step.num_magnitude_bins, _INTERPOLATION[step.interpolation])
     if isinstance(step, S.Lighting):

@@ -219,19 +219,37 @@ class EfficientNetCenterCrop(Section):
     interpolation: Interpolation = "bicubic"
 
 
+Fill = tuple[Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)],
+             Annotated[int, Field(ge=0, le=255)]]
+
+
 class RandAugment(Section):
-    """RandAugment (Cubuk et al., 2020): ``num_ops`` random operations of strength ``magnitude``."""
+    """RandAugment (Cubuk et al., 2020): ``num_ops`` random operations of strength
+    ``magnitude / (num_magnitude_bins - 1)`` of each operation's maximum.
+
+    ``policy``: ``torchvision`` (torchvision's operations, every picked one applied) or ``timm_increasing``
+    (timm's ``rand-...-inc1`` and MMPretrain's ``policies='timm_increasing'``: 15 operations whose strength grows
+    with the magnitude, each picked one applied with probability 1/2; MMPretrain's ``total_level`` is
+    ``num_magnitude_bins - 1``).
+    """
 
     type: Literal["rand_augment"]
     num_ops: Annotated[int, Field(ge=1)] = 2
     magnitude: Annotated[int, Field(ge=0)] = 9
     num_magnitude_bins: Annotated[int, Field(ge=2)] = 31
     interpolation: Interpolation = "nearest"
+    policy: Literal["torchvision", "timm_increasing"] = "torchvision"
+    magnitude_std: Annotated[float, Field(ge=0)] = Field(
+        0.0, description="timm_increasing: normal noise of this std on the magnitude of each operation.")
+    fill: Fill | None = Field(None, description="RGB colour (0-255) of pixels geometric operations uncover "
+                                                "(default black; MMPretrain pads with the mean colour).")
 
     @model_validator(mode="after")
     def _magnitude_in_bins(self) -> RandAugment:
         if self.magnitude >= self.num_magnitude_bins:
             raise ValueError(f"magnitude must be below num_magnitude_bins ({self.num_magnitude_bins})")
+        if self.magnitude_std and self.policy != "timm_increasing":
+            raise ValueError("magnitude_std needs policy timm_increasing")
         return self
 
 
@@ -241,6 +259,8 @@ class AutoAugment(Section):
     type: Literal["auto_augment"]
     policy: Literal["imagenet", "cifar10", "svhn"] = "imagenet"
     interpolation: Interpolation = "nearest"
+    fill: Fill | None = Field(None, description="RGB colour (0-255) of pixels geometric operations uncover "
+                                                "(default black; MMPretrain pads with the mean colour).")
 
 
 class TrivialAugment(Section):
