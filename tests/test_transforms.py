@@ -9,7 +9,7 @@ from PIL import Image
 from pydantic import ValidationError
 from torchvision import transforms as T
 
-from clsctl.data.transforms import (EfficientNetCenterCrop, EfficientNetRandomCrop, Lighting, SwapRB, build_pipeline,
+from clsctl.data.transforms import (ClippedBoxErasing, EfficientNetCenterCrop, EfficientNetRandomCrop, Lighting, SwapRB, build_pipeline,
                                     build_step, default_pipeline, efficientnet_center_box, pipeline_from_dicts)
 from clsctl.data.datasets import seed_sample
 
@@ -109,6 +109,28 @@ def test_random_erasing_erases_a_box_of_the_normalized_tensor() -> None:
     assert 0.15 <= zero_share <= 0.35
     # step by step on a PIL image (browse-dataset does that) it works too
     assert isinstance(build_step(steps[0])(_image()), Image.Image)
+
+
+def test_clipped_box_erasing_draws_mmpretrains_box_and_always_erases() -> None:
+    erase = ClippedBoxErasing(1.0, (0.02, 1 / 3), (0.3, 10 / 3), "random")
+    seed_sample(0)
+    boxes = [erase.box(20, 30) for _ in range(2000)]
+    assert all(0 <= t and 0 <= l and 1 <= h <= 20 and 1 <= w <= 30 and t + h <= 20 and l + w <= 30
+               for t, l, h, w in boxes)
+    shares = np.array([h * w / 600 for _, _, h, w in boxes])
+    assert 0.15 < shares.mean() < 0.19  # area uniform in [0.02, 1/3] of the image (mean 0.177), clipping aside
+    aspects = np.log([h / w for _, _, h, w in boxes if h < 20 and w < 30])
+    assert abs(np.median(aspects)) < 0.15  # log-uniform aspect in [0.3, 10/3]: symmetric around 1
+    assert any(h == 20 for _, _, h, _ in boxes)  # tall boxes are clipped, not redrawn
+    tensor = torch.zeros(3, 20, 30)
+    erased = [int((erase(tensor) != 0).any(0).sum()) for _ in range(50)]
+    assert min(erased) > 0  # prob 1: every image is erased (torchvision's may skip)
+    constant = ClippedBoxErasing(1.0, (0.5, 0.5), (1.0, 1.0), 2.5)(torch.zeros(3, 10, 10))
+    assert set(constant.unique().tolist()) == {0.0, 2.5} and int((constant == 2.5).all(0).sum()) == 49
+    assert ClippedBoxErasing(0.0, (0.5, 0.5), (1.0, 1.0))(tensor) is tensor
+    (step,) = _steps({"type": "random_erasing", "prob": 0.3, "box": "clip", "value": "random"})
+    built = build_step(step)
+    assert isinstance(built.transform, ClippedBoxErasing) and built.transform.prob == 0.3
 
 
 @pytest.mark.parametrize("entry", [{"type": "rand_augment", "num_ops": 2, "magnitude": 9},

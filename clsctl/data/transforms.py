@@ -132,6 +132,42 @@ class Lighting:
         return f"Lighting(alphastd={self.alphastd})"
 
 
+class ClippedBoxErasing:
+    """MMPretrain's random erasing: with probability ``prob`` one box whose area is a uniform share in ``scale``
+    of the image and whose aspect ratio is log-uniform in ``ratio``, clipped to the image, placed uniformly.
+
+    ``value`` fills the box: a number, or ``"random"`` for standard-normal noise (on the normalised tensor this
+    is MMPretrain's ``mode='rand'`` with ``fill_color=mean, fill_std=std``, without its clipping to 0-255).
+    """
+
+    def __init__(self, prob: float, scale: tuple[float, float], ratio: tuple[float, float],
+                 value: float | str = 0.0) -> None:
+        self.prob, self.scale, self.ratio, self.value = prob, scale, ratio, value
+
+    def box(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """``(top, left, h, w)`` of one draw."""
+        low, high = math.log(self.ratio[0]), math.log(self.ratio[1])
+        aspect = math.exp(low + (high - low) * float(torch.rand(())))
+        area = height * width * (self.scale[0] + (self.scale[1] - self.scale[0]) * float(torch.rand(())))
+        h = min(int(round(math.sqrt(area * aspect))), height)
+        w = min(int(round(math.sqrt(area / aspect))), width)
+        top = int(torch.randint(height - h, ())) if height > h else 0
+        left = int(torch.randint(width - w, ())) if width > w else 0
+        return top, left, h, w
+
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        if float(torch.rand(())) >= self.prob:
+            return tensor
+        top, left, h, w = self.box(*tensor.shape[-2:])
+        out = tensor.clone()
+        patch = out[..., top:top + h, left:left + w]
+        patch.copy_(torch.randn_like(patch) if self.value == "random" else torch.full_like(patch, float(self.value)))
+        return out
+
+    def __repr__(self) -> str:
+        return f"ClippedBoxErasing(prob={self.prob}, scale={self.scale}, ratio={self.ratio}, value={self.value})"
+
+
 class TensorStep:
     """A tensor transform that also accepts PIL images (converted to a tensor and back), so that tools which run
     pipeline steps one by one on images (``browse-dataset``) can run it too."""
@@ -210,6 +246,8 @@ def _build_raw(step: S.Transform) -> Any:
     if isinstance(step, S.Lighting):
         return Lighting(step.alphastd, step.eigval, step.eigvec)
     if isinstance(step, S.RandomErasing):
+        if step.box == "clip":
+            return ClippedBoxErasing(step.prob, step.scale, step.ratio, step.value)
         return T.RandomErasing(step.prob, step.scale, step.ratio, value=step.value)
     raise TypeError(f"no builder for transform {type(step).__name__}")  # a schema entry without a builder is a bug
 

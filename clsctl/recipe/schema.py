@@ -297,6 +297,10 @@ class RandomErasing(Section):
     scale: tuple[Probability, Probability] = (0.02, 1 / 3)
     ratio: tuple[PositiveFloat, PositiveFloat] = (0.3, 3.3)
     value: float | Literal["random"] = 0.0
+    box: Literal["retry", "clip"] = Field(
+        "retry", description="retry: torchvision's box draw (up to 10 tries for a box inside the image, else no "
+                             "erasing); clip: MMPretrain's (one box of the drawn area and aspect, clipped to the "
+                             "image, so a picked image is always erased).")
 
 
 Transform = Annotated[
