@@ -83,10 +83,18 @@ def test_momentum(tiny_recipe: Path) -> None:
     assert adamw.values == pytest.approx([0.85] * 4)
 
 
+def test_weight_decay_curve(tiny_recipe: Path) -> None:
+    recipe = load_recipe(tiny_recipe, ["optim.weight_decay=0.01", "runtime.epochs=2",
+                                       "schedule=[{type: cosine, param: weight_decay, min_lr: 0.001, update: epoch}]"])
+    curve = schedule_curve(recipe, "weight_decay", dataset_size=16)  # 2 steps per epoch
+    assert curve.values == pytest.approx([0.01, 0.01, 0.0055, 0.0055])
+    assert schedule_curve(recipe, dataset_size=16).values == pytest.approx([recipe.optim.lr] * 4)
+
+
 def test_bad_arguments(tiny_recipe: Path) -> None:
     recipe = load_recipe(tiny_recipe)
-    with pytest.raises(ClsctlError, match="lr or momentum"):
-        schedule_curve(recipe, "weight_decay", dataset_size=8)
+    with pytest.raises(ClsctlError, match="lr, momentum or weight_decay"):
+        schedule_curve(recipe, "beta2", dataset_size=8)
     with pytest.raises(ClsctlError):
         schedule_curve(recipe, dataset_size=8, gpus=0)
 

@@ -1,4 +1,4 @@
-"""``vis-scheduler``: the learning-rate (or momentum) curve a recipe's schedule produces, per iteration.
+"""``vis-scheduler``: the learning-rate (momentum, weight-decay) curve a recipe's schedule produces, per iteration.
 
 The curve comes from the very scheduler class training uses (:class:`clsctl.engine.optim.LrSchedule`), stepped on
 a dummy optimizer, so warm-up and chained schedules look exactly as training will apply them.
@@ -13,7 +13,7 @@ from clsctl.analysis._draw import pyplot
 from clsctl.errors import ClsctlError
 from clsctl.recipe import Recipe
 
-PARAMS = ("lr", "momentum")
+PARAMS = ("lr", "momentum", "weight_decay")
 
 
 @dataclass
@@ -60,7 +60,8 @@ def schedule_curve(recipe: Recipe, param: str = "lr", *, dataset_size: int | Non
 
     Args:
         recipe: Validated recipe.
-        param: ``lr`` or ``momentum`` (beta1 for Adam-style optimizers).
+        param: ``lr``, ``momentum`` (beta1 for Adam-style optimizers) or ``weight_decay`` (of parameters with
+            full decay).
         dataset_size: Training samples; when None, the train split is scanned (no images are decoded).
         gpus: Processes sharing each global batch; divides the steps per epoch.
 
@@ -72,7 +73,7 @@ def schedule_curve(recipe: Recipe, param: str = "lr", *, dataset_size: int | Non
     from clsctl.engine.optim import LrSchedule, auto_lr_scale, build_optimizer
 
     if param not in PARAMS:
-        raise ClsctlError(f"unknown parameter '{param}'; choose lr or momentum")
+        raise ClsctlError(f"unknown parameter '{param}'; choose lr, momentum or weight_decay")
     if gpus < 1:
         raise ClsctlError(f"--gpus must be at least 1, got {gpus}")
     if dataset_size is None:
@@ -92,7 +93,7 @@ def schedule_curve(recipe: Recipe, param: str = "lr", *, dataset_size: int | Non
     values = []
     for _ in range(per_epoch * epochs):
         group = optimizer.param_groups[0]
-        values.append(float(group["lr"]) if param == "lr" else _momentum(group))
+        values.append(float(group[param]) if param in ("lr", "weight_decay") else _momentum(group))
         # Training reads the value, runs the step, then advances the schedule: same order here.
         optimizer.step()
         schedule.step()

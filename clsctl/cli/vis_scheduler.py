@@ -12,7 +12,7 @@ from clsctl.cli._render import console, handle_errors
 @handle_errors
 def vis_scheduler_command(
     recipe: RecipeArg,
-    parameter: Annotated[str, typer.Option("--parameter", "-p", help="lr or momentum.")] = "lr",
+    parameter: Annotated[str, typer.Option("--parameter", "-p", help="lr, momentum or weight_decay.")] = "lr",
     dataset_size: Annotated[Optional[int], typer.Option(
         "--dataset-size", "-d", min=1, help="Training images (default: count the train split).")] = None,
     gpus: Annotated[int, typer.Option("--gpus", min=1, help="Processes sharing each global batch.")] = 1,

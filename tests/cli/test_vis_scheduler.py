@@ -39,7 +39,7 @@ def test_without_dataset_size_counts_the_train_split(runner: CliRunner, tiny_rec
 
 def test_bad_values(runner: CliRunner, tiny_recipe: Path, tmp_path: Path) -> None:
     param = runner.invoke(app, ["vis-scheduler", str(tiny_recipe), "-p", "wd", "-d", "8"])
-    assert param.exit_code == 2 and "lr or momentum" in param.output
+    assert param.exit_code == 2 and "lr, momentum or weight_decay" in " ".join(param.output.split())
     size = runner.invoke(app, ["vis-scheduler", str(tiny_recipe), "-d", "8", "--window-size", "big"])
     assert size.exit_code == 2 and "12x7" in size.output
 
