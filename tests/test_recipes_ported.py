@@ -15,6 +15,7 @@ progressive resizing, and MMEngine's decay schedule of groups without decay.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 
 from clsctl.engine.optim import LrSchedule, auto_lr_scale, build_optimizer, param_groups
-from clsctl.recipe import load_recipe
+from clsctl.recipe import load_recipe, validate_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -305,6 +306,36 @@ def test_auto_scale_lr_scales_by_global_batch(name: str, gpus: int) -> None:
 def test_quickstart_takes_auto_scale_lr() -> None:
     recipe = load_recipe(RECIPES / "quickstart.yaml", ["runtime.auto_scale_lr=true"])
     assert auto_lr_scale(recipe, 64 * 4) == 4.0
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_resolved_recipe_round_trips_as_checkpoints_store_it(name: str) -> None:
+    recipe = load_recipe(RECIPES / f"{name}.yaml", ["runtime.auto_scale_lr=true"])
+    assert validate_recipe(recipe.to_dict()) == recipe  # what `--gpus N` hands its workers, what checkpoints keep
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["convnext_tiny", "mobileone_s0"])
+def test_ported_recipe_trains_end_to_end_scaled_down(name: str, image_root: Path, tmp_path: Path) -> None:
+    """The recipe's own pipeline, batch mixing, EMA, clipping and schedules, on a tiny model and 32 px images."""
+    from clsctl.engine.loop import train
+
+    model = {"convnext_tiny": "test_vit", "mobileone_s0": "test_resnet"}[name]
+    recipe = load_recipe(RECIPES / f"{name}.yaml", [
+        f"model.name={model}", "model.kwargs={}", f"data.train.root={image_root / 'train'}",
+        f"data.val.root={image_root / 'val'}", "data.train.pipeline.0.size=32", "data.val.pipeline.0.size=32",
+        "data.val.pipeline.1.size=32", "data.loader.batch_size=8", "data.loader.num_workers=0", "runtime.epochs=2",
+        "runtime.amp=false", "runtime.log_interval=1", "runtime.auto_scale_lr=true",
+        # the recipe's epoch windows, squeezed into two epochs
+        *(["schedule.0.end=1", "schedule.1.begin=1", "schedule.1.end=2"] if name == "convnext_tiny" else
+          ["schedule.0.end=1", "schedule.1.begin=1", "schedule.1.end=2", "schedule.2.end=2"])])
+    result = train(recipe, tmp_path / "run", device="cpu", show_progress=False)
+    assert result.epochs == 2 and result.last_checkpoint.is_file()
+    assert (tmp_path / "run" / "best_ema.pt").is_file()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in records if "lr" in r]
+    top = recipe.optim.lr * 8 / recipe.optim.base_batch_size  # --auto-scale-lr at one process x 8 images
+    assert max(lrs) == pytest.approx(top, rel=1e-6) and min(lrs) < top
 
 
 # --------------------------------------------------------------------------- decay exclusions on real names
