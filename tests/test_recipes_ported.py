@@ -86,7 +86,8 @@ REFERENCE: dict[str, dict[str, Any]] = {
         steps_per_epoch=50, train=BS32_TRAIN, val=BS32_VAL)
        for v, model, top1 in ((1, "shufflenet_v1_1_0x", 68.13), (2, "shufflenet_v2_x1_0", 69.55))},
     "mobilenet_v2": dict(
-        config="configs/mobilenet_v2/mobilenet-v2_8xb32_in1k.py", top1=71.86, model="mobilenet_v2", devices=8,
+        config="configs/mobilenet_v2/mobilenet-v2_8xb32_in1k.py", top1=71.86, model="mobilenet_v2",
+        kwargs={"dropout": 0.0}, devices=8,
         per_device=32, epochs=300, optim={"type": "sgd", "lr": 0.045, "momentum": 0.9, "weight_decay": 4e-5},
         schedule=[("step", {"step_size": 1, "gamma": 0.98})], train=BS32_TRAIN, val=BS32_VAL),
     **{f"mobilenet_v3_{v}": dict(
@@ -99,12 +100,13 @@ REFERENCE: dict[str, dict[str, Any]] = {
         inexact=["torchvision's AutoAugment implementation of the ImageNet policy"])
        for v, top1 in (("large", 73.49), ("small", 66.68))},
     "efficientnet_b0": {**resnet(0, 76.74), "config": "configs/efficientnet/efficientnet-b0_8xb32_in1k.py",
-                        "model": "efficientnet_b0", "kwargs": {},
+                        "model": "efficientnet_b0", "kwargs": {"dropout": 0.0, "stochastic_depth_prob": 0.0},
                         "train": [{"type": "efficientnet_random_crop", "size": 224, "min_covered": 0.1,
                                    "crop_padding": 32, "interpolation": "bicubic"}, FLIP],
                         "val": [{"type": "efficientnet_center_crop", "size": 224, "crop_padding": 32,
                                  "interpolation": "bicubic"}],
-                        "inexact": ["the published top-1 is of weights converted from TensorFlow"]},
+                        "inexact": ["the published top-1 is of weights converted from TensorFlow",
+                                    "TensorFlow-style padding and BatchNorm eps 1e-3 of MMPretrain's B0"]},
     "regnetx_400mf": dict(
         config="configs/regnet/regnetx-400mf_8xb128_in1k.py", top1=72.56, model="regnet_x_400mf", devices=8,
         per_device=128, epochs=100,
