@@ -94,3 +94,53 @@ def build_loader(dataset: Dataset, config: LoaderConfig, *, train: bool, seed: i
         persistent_workers=config.persistent_workers and workers > 0,
         prefetch_factor=config.prefetch_factor if workers > 0 else None,
     )
+
+
+class ShardedBatchSampler(Sampler[list[int]]):
+    """Evaluation batches without padding: consecutive indices in dataset order, dealt to the processes in turn.
+
+    Batch ``b`` (indices ``b*batch_size`` up to the next multiple) goes to process ``b % num_replicas``, so every
+    sample is evaluated exactly once across the processes, and each batch holds exactly the samples it holds in
+    one process's pass. That matters for exactness: on the CPU a convolution's output for one image can differ
+    in the last bit with the batch it ran in, so other batches would make other numbers.
+
+    Args:
+        length: Dataset length.
+        batch_size: Images per batch.
+        num_replicas: Number of processes sharing the data.
+        rank: This process's index.
+    """
+
+    def __init__(self, length: int, batch_size: int, *, num_replicas: int = 1, rank: int = 0) -> None:
+        if batch_size < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"bad batch_size {batch_size} or rank {rank} of {num_replicas}")
+        self.length, self.batch_size, self.num_replicas, self.rank = length, batch_size, num_replicas, rank
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = -(-self.length // self.batch_size)
+        for batch in range(self.rank, batches, self.num_replicas):
+            start = batch * self.batch_size
+            yield list(range(start, min(start + self.batch_size, self.length)))
+
+    def __len__(self) -> int:
+        batches = -(-self.length // self.batch_size)
+        return len(range(self.rank, batches, self.num_replicas))
+
+    def indices(self) -> list[int]:
+        """The dataset indices this process evaluates, in the order it yields them."""
+        return [index for batch in self for index in batch]
+
+
+def build_eval_loader(dataset: Dataset, config: LoaderConfig, *, pin_memory: bool = False, num_replicas: int = 1,
+                      rank: int = 0) -> DataLoader:
+    """A loader for evaluation: dataset order, no shuffling, no padding, this process's share of the batches
+    (:class:`ShardedBatchSampler`)."""
+    workers = config.num_workers
+    return DataLoader(
+        dataset,
+        batch_sampler=ShardedBatchSampler(len(dataset), config.batch_size, num_replicas=num_replicas, rank=rank),
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=False,  # one pass
+        prefetch_factor=config.prefetch_factor if workers > 0 else None,
+    )

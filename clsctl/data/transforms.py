@@ -285,3 +285,75 @@ def pipeline_from_dicts(entries: Sequence[dict[str, Any]]) -> list[S.Transform]:
 
     adapter = TypeAdapter(list[S.Transform])
     return adapter.validate_python(list(entries))
+
+
+def eval_pipeline(meta: Any) -> list[S.Transform]:
+    """The evaluation steps of a model's published weights (its :class:`~clsctl.models.ModelMeta`): the shorter
+    edge to ``meta.eval_resize_size`` with ``meta.interpolation``, then the centre crop of ``meta.input_size``.
+
+    torchvision's ``Weights.transforms()`` and timm's ``transforms_imagenet_eval`` (centre mode) do the same.
+    """
+    height, width = meta.input_size
+    return [S.Resize(type="resize", size=int(meta.eval_resize_size), interpolation=meta.interpolation),
+            S.CenterCrop(type="center_crop", size=(int(height), int(width)))]
+
+
+TTA_MODES = ("flip", "five-crop", "ten-crop")
+
+
+class MultiViewTransform:
+    """Several views of one image, stacked: ``(V, C, H, W)``.
+
+    Args:
+        before: PIL steps before the views are cut.
+        views: PIL image -> list of PIL views.
+        after: PIL view -> normalised tensor.
+    """
+
+    def __init__(self, before: Any, views: Any, after: Any) -> None:
+        self.before, self.views, self.after = before, views, after
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return torch.stack([self.after(view) for view in self.views(self.before(image))])
+
+    def __repr__(self) -> str:
+        return f"MultiViewTransform(before={self.before!r}, views={self.views!r}, after={self.after!r})"
+
+
+class _FlipViews:
+    """The image and its mirror image."""
+
+    def __call__(self, image: Image.Image) -> list[Image.Image]:
+        return [image, F.hflip(image)]
+
+    def __repr__(self) -> str:
+        return "FlipViews()"
+
+
+def tta_pipeline(pipeline: Sequence[S.Transform], mode: str, mean: Sequence[float], std: Sequence[float], *,
+                 channel_order: str = "rgb") -> MultiViewTransform:
+    """Test-time augmentation views of an evaluation pipeline, each prepared as the pipeline prepares an image.
+
+    * ``flip``: the pipeline's output and its horizontal mirror (MMPretrain's ``TestTimeAug`` with
+      ``RandomFlip`` at probability 0 and 1).
+    * ``five-crop``: the final centre crop becomes the four corner crops and the centre crop of the same size
+      (torchvision's ``FiveCrop``).
+    * ``ten-crop``: those five and the five of the mirrored image (torchvision's ``TenCrop``).
+
+    Raises:
+        ValueError: An unknown mode, or five/ten-crop of a pipeline whose last image step is not a centre crop.
+    """
+    if mode not in TTA_MODES:
+        raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {mode!r}")
+    image_steps = [step for step in pipeline if stage(step) == PIL_STAGE]
+    tensor_steps = [step for step in pipeline if stage(step) != PIL_STAGE]
+    after = build_pipeline(tensor_steps, mean, std, channel_order=channel_order)
+    if mode == "flip":
+        return MultiViewTransform(T.Compose([_build_raw(s) for s in image_steps]), _FlipViews(), after)
+    if not image_steps or not isinstance(image_steps[-1], S.CenterCrop):
+        last = image_steps[-1].type if image_steps else "none"
+        raise ValueError(f"--tta {mode} replaces the evaluation pipeline's final center_crop, but its last image "
+                         f"step is {last}")
+    size = _size(image_steps[-1].size)
+    views = T.FiveCrop(size) if mode == "five-crop" else T.TenCrop(size)
+    return MultiViewTransform(T.Compose([_build_raw(s) for s in image_steps[:-1]]), views, after)

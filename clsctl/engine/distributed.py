@@ -188,6 +188,38 @@ def gather_by_index(indices: Sequence[int], *tensors: torch.Tensor, ctx: DistCon
     return tuple(t[keep] for t in tensors)
 
 
+def gather_to_main(indices: Sequence[int], *tensors: torch.Tensor, ctx: DistContext,
+                   extra: Any = None) -> tuple[tuple[torch.Tensor, ...], list[Any]] | None:
+    """Collect per-sample rows of every process on rank 0 only, in dataset order (``None`` on the others).
+
+    For loaders that give each sample to exactly one process (no padding, see
+    :class:`~clsctl.data.loaders.ShardedBatchSampler`): rows are sorted by dataset index, nothing is dropped.
+    The objects travel over the CPU (gloo) group, so an NCCL run never stages them in GPU memory.
+
+    Args:
+        indices: Dataset index of each row this process computed.
+        tensors: Per-sample rows (same length as ``indices``), on the CPU.
+        ctx: The run's distributed context.
+        extra: Any picklable value per process (e.g. its timing), returned as a list in rank order.
+
+    Returns:
+        On rank 0: the sorted tensors and every process's ``extra``.
+    """
+    index = torch.as_tensor(list(indices), dtype=torch.long)
+    parts: list[Any] = [(index, tensors, extra)]
+    if ctx.distributed:
+        parts = [None] * ctx.world_size if ctx.is_main else None  # type: ignore[assignment]
+        dist.gather_object((index, tensors, extra), parts, dst=0, group=ctx.control_group)
+        if not ctx.is_main:
+            return None
+    extras = [p[2] for p in parts]
+    parts = [p for p in parts if len(p[0])] or parts[:1]  # a process may have had no batch at all
+    index = torch.cat([p[0] for p in parts])
+    order = torch.argsort(index, stable=True)
+    joined = tuple(torch.cat([p[1][i] for p in parts])[order] for i in range(len(tensors)))
+    return joined, extras
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from clsctl.data.datasets import IMG_EXTENSIONS, load_image
+from clsctl.data.imagenet_classes import imagenet_class_names
 from clsctl.errors import ClsctlError, DataError
 
 
@@ -47,13 +48,6 @@ def expand_images(sources: Iterable[str | Path]) -> list[Path]:
     if not found:
         raise DataError("no images to predict")
     return list(dict.fromkeys(found))
-
-
-def imagenet_class_names() -> list[str]:
-    """The 1,000 ImageNet-1k class names, from torchvision's bundled metadata (no download)."""
-    from torchvision.models import ResNet50_Weights
-
-    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 def _model_source(checkpoint: str | Path | None, model_name: str | None, weights: str | Path | None,

@@ -7,6 +7,7 @@ from typing import Any
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_CROP_PCT = 0.875  # resize 256, crop 224: torchvision's, timm's and MMPretrain's default evaluation crop
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class ModelMeta:
         pretrained_url: URL of published ImageNet weights, None when there are none.
         reparameterizable: Whether the variant has a training form that folds into a deploy form.
         class_names: Name of the label set the pretrained weights use ("imagenet-1k"), if any.
+        eval_resize: Shorter edge an image is resized to before the centre crop of ``input_size`` when
+            evaluating the published weights (torchvision's ``resize_size``); None: ``input_size / 0.875``.
+        interpolation: Resampling of that resize (``bilinear``, ``bicubic``, ...).
     """
 
     name: str
@@ -40,12 +44,26 @@ class ModelMeta:
     pretrained_url: str | None = None
     reparameterizable: bool = False
     class_names: str | None = None
+    eval_resize: int | None = None
+    interpolation: str = "bilinear"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_pretrained(self) -> bool:
         """Whether published weights exist for this variant."""
         return self.pretrained_url is not None
+
+    @property
+    def eval_resize_size(self) -> int:
+        """The shorter edge before the evaluation centre crop: ``eval_resize``, else the zoos' 87.5 % crop."""
+        if self.eval_resize is not None:
+            return self.eval_resize
+        return int(round(min(self.input_size) / DEFAULT_CROP_PCT))
+
+    @property
+    def crop_pct(self) -> float:
+        """Fraction of the resized image the evaluation crop keeps (timm's ``crop_pct``)."""
+        return min(self.input_size) / self.eval_resize_size
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists instead of tuples) for JSON, YAML and checkpoints."""

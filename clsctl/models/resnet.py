@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from clsctl.models._factory import register_model
+from clsctl.models._tv import tv_eval
 
 _TV = "https://download.pytorch.org/models/"
 _TV_SOURCE = "torchvision weights metadata (num_params)"
@@ -195,7 +196,7 @@ class ResNet(nn.Module):
 
 def _imagenet(family: str, params: int, gflops: float, url: str | None, **meta: object) -> dict:
     return dict(family=family, num_params=params, flops=gflops * 1e9, param_source=_TV_SOURCE,
-                pretrained_url=None if url is None else _TV + url, class_names="imagenet-1k",
+                pretrained_url=None if url is None else _TV + url, class_names="imagenet-1k", **tv_eval(url),
                 extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layer4", "stages": RESNET_STAGES,
                        "flops_source": "torchvision weights metadata (_ops)"}, **meta)
 

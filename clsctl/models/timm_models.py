@@ -8,6 +8,7 @@ into one-line errors. timm is imported only when such a model is asked for.
 from __future__ import annotations
 
 import importlib
+import math
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,7 +17,7 @@ from urllib.error import URLError
 from torch import nn
 
 from clsctl.errors import ClsctlError, UnknownNameError
-from clsctl.models._meta import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
+from clsctl.models._meta import DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, ModelMeta
 from clsctl.registry import unknown_name_message
 
 PREFIX = "timm/"
@@ -65,11 +66,19 @@ def timm_model_meta(name: str) -> ModelMeta:
     extra = {"timm_name": arch, "classifier": cfg.get("classifier", "fc")}
     if cfg.get("first_conv"):
         extra["first_conv"] = cfg["first_conv"]
+    if cfg.get("crop_mode") not in (None, "center"):
+        extra["crop_mode"] = cfg["crop_mode"]  # clsctl evaluates with the centre crop; see clsctl.engine.testing
+    # timm's evaluation transform: shorter edge to floor(size / crop_pct), then the centre crop.
+    crop_pct = float(cfg.get("crop_pct") or DEFAULT_CROP_PCT)
+    interpolation = cfg.get("interpolation") or "bilinear"
     return ModelMeta(
         name=PREFIX + arch, family="timm", input_size=(int(size[0]), int(size[1])),
         mean=tuple(cfg.get("mean", IMAGENET_MEAN)), std=tuple(cfg.get("std", IMAGENET_STD)),
         num_classes=num_classes, param_source="timm (not recorded)", pretrained_url=url,
-        class_names="imagenet-1k" if num_classes == 1000 and url else None, extra=extra,
+        class_names="imagenet-1k" if num_classes == 1000 and url else None,
+        eval_resize=math.floor(min(int(size[0]), int(size[1])) / crop_pct),
+        interpolation=interpolation if interpolation in ("nearest", "bilinear", "bicubic") else "bilinear",
+        extra=extra,
     )
 
 
