@@ -69,7 +69,7 @@ def test_command(
     [bold]--data-root DIR[/]; registered and timm/<name> models. Class folders named by WordNet id (n01440764)
     or class name (tench) map onto an ImageNet model's 1000 classes. Preprocessing is the model's evaluation
     transform (resize, centre crop, interpolation, mean/std); change it with --set, e.g.
-    [bold]-s data.test.pipeline[0].size=256 -s data.mean=[0.5,0.5,0.5][/].
+    [bold]-s data.test.pipeline.0.size=256 -s data.mean=[0.5,0.5,0.5][/].
 
     [bold]From other tools[/]:
       MegEngine  [dim]python test.py --arch resnet18 --ngpus 8 -d /data/imagenet[/]

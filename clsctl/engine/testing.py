@@ -7,7 +7,7 @@ Two sources, one pass:
   model's evaluation transform (:func:`~clsctl.data.transforms.eval_pipeline`), and the dataset's class names
   are mapped onto the model's classes (ImageNet-1k by WordNet id or name, see
   :mod:`clsctl.data.imagenet_classes`). The run is described by a small recipe, so ``overrides`` (``--set``)
-  reach every part of it: ``data.test.pipeline[0].size=256``, ``data.mean=[0.5,0.5,0.5]``, another dataset
+  reach every part of it: ``data.test.pipeline.0.size=256``, ``data.mean=[0.5,0.5,0.5]``, another dataset
   type, ``data.loader.batch_size=64``.
 
 Under several processes (``clsctl test --gpus N``, torchrun or srun) each process evaluates whole batches of
@@ -36,7 +36,7 @@ from clsctl.data.transforms import TTA_MODES, build_pipeline, eval_pipeline, pip
 from clsctl.engine import distributed as D
 from clsctl.engine.build import build_model, dataset_config, model_from_checkpoint, resolve_device
 from clsctl.engine.evaluation import run_evaluation
-from clsctl.engine.metrics import precision_recall_f1
+from clsctl.engine.metrics import confusion_matrix, precision_recall_f1
 from clsctl.engine.progress import make_progress
 from clsctl.errors import ClsctlError, DataError, RecipeError
 from clsctl.recipe import Recipe, apply_override, schema as S, validate_recipe
@@ -342,7 +342,8 @@ def _report(source: _Source, dataset: ClassificationDataset, names: list[str], l
     if label_map is not None:
         # Per-class numbers and their macro means over the dataset's classes (a model may predict any of its
         # 1,000 classes; the ones the dataset lacks have no support and would only dilute the means).
-        full = precision_recall_f1(torch.tensor(result.confusion))
+        kept = targets >= 0
+        full = precision_recall_f1(confusion_matrix(logits[kept].argmax(1), targets[kept], len(names)))
         per_class = {key: [full[key][label] for label in label_map] for key in ("precision", "recall", "f1", "support")}
         for key in ("precision", "recall", "f1"):
             value = sum(per_class[key]) / len(label_map)
