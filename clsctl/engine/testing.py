@@ -13,16 +13,18 @@ Two sources, one pass:
 Under several processes (``clsctl test --gpus N``, torchrun or srun) each process evaluates whole batches of
 the single-process pass (:class:`~clsctl.data.loaders.ShardedBatchSampler`, no padding), the per-sample
 logits are gathered to rank 0 in dataset order, and rank 0 computes the metrics and writes the predictions:
-the same numbers as one process, bit for bit on the CPU.
+the same numbers as one process, bit for bit on the CPU (where each process uses as many threads as one would).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -426,7 +428,8 @@ def launch_evaluation(nproc: int, **kwargs: Any) -> EvalResult:
     config = D.launch_config(D.LaunchOptions(nproc))
     level = logging.getLogger("clsctl").getEffectiveLevel()
     try:
-        with D._worker_threads(nproc), D._restored_signal_handlers():
+        threads = _same_threads_as_one_process() if device == "cpu" else D._worker_threads(nproc)
+        with threads, D._restored_signal_handlers():
             results = elastic_launch(config, _evaluate_worker)(kwargs, level)
     except ChildFailedError as exc:
         raise RuntimeError(f"a test worker failed:\n{exc.format_msg()}") from None
@@ -436,6 +439,24 @@ def launch_evaluation(nproc: int, **kwargs: Any) -> EvalResult:
             error.exit_code = int(value["exit_code"])
             raise error
     return (results or {})[0]
+
+
+@contextlib.contextmanager
+def _same_threads_as_one_process() -> Iterator[None]:
+    """CPU workers compute with as many threads each as this process would, unless OMP_NUM_THREADS is set.
+
+    A CPU convolution's last bits can depend on its thread count, so this is what makes ``--gpus N --device
+    cpu`` give one process's numbers exactly (at the price of N x threads on the cores: CPU workers are for
+    checking a distributed run, not for speed).
+    """
+    if "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    os.environ["OMP_NUM_THREADS"] = str(torch.get_num_threads())
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_NUM_THREADS", None)
 
 
 def is_worker_process() -> bool:

@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from clsctl.cli.main import app
@@ -44,3 +45,83 @@ def test_not_a_checkpoint(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(app, ["test", str(path)])
     assert result.exit_code == 2 and "is not a clsctl checkpoint" in result.output
     assert "Traceback" not in result.output
+
+
+# --------------------------------------------------------------------------- a model by name, TTA, several processes
+
+
+def _imagenet_folder(root: Path) -> Path:
+    from helpers import write_image_folder
+
+    write_image_folder(root / "val", per_class=3, seed=5)  # 9 images: batches of 4 split unevenly over 2 processes
+    for old, new in {"red": "n01440764", "green": "goldfish", "blue": "Great_White_Shark"}.items():
+        (root / "val" / old).rename(root / "val" / new)
+    return root
+
+
+def _weights_1000(path: Path) -> Path:
+    import torch
+
+    from clsctl.models import create_model
+
+    torch.manual_seed(3)
+    model = create_model("test_resnet", num_classes=1000)
+    with torch.no_grad():
+        model.fc.bias[:3] += torch.tensor([4.0, 4.1, 3.9])
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def _by_name(root: Path, weights: Path, *extra: str) -> list[str]:
+    return ["test", "--model", "test_resnet", "--weights", str(weights), "--num-classes", "1000", "--data-root",
+            str(root), "--split", "val", "-b", "4", "-s", "data.loader.num_workers=0", "--no-progress", *extra]
+
+
+def _rows(output: str) -> dict[str, str]:
+    return dict(re.findall(r"│ ([\w/ ()]+?)\s+│\s+(.+?) │", output))
+
+
+def test_model_by_name_with_tta_shows_tta_throughput_and_mapped_classes(runner: CliRunner, tmp_path: Path) -> None:
+    root, weights = _imagenet_folder(tmp_path / "imagenet"), _weights_1000(tmp_path / "w.pt")
+    result = runner.invoke(app, _by_name(root, weights, "--tta", "flip"))
+    assert result.exit_code == 0, result.output
+    rows = _rows(result.output)
+    assert rows["tta"] == "flip (mean of probabilities)" and rows["samples"] == "9" and rows["processes"] == "1"
+    assert float(rows["throughput (img/s)"]) > 0
+    assert "n01440764 (tench)" in result.output and "Great_White_Shark (great white shark)" in result.output
+    plain = runner.invoke(app, _by_name(root, weights))
+    assert _rows(plain.output)["tta"] == "none" and _rows(plain.output)["loss"] != rows["loss"]
+
+
+def test_model_by_name_user_errors(runner: CliRunner, tmp_path: Path) -> None:
+    from helpers import write_image_folder
+
+    weights = _weights_1000(tmp_path / "w.pt")
+    colours = write_image_folder(tmp_path / "colours", per_class=1)
+    unmapped = runner.invoke(app, _by_name(colours, weights))
+    assert unmapped.exit_code == 2 and "not in ImageNet-1k: blue, green, red" in unmapped.output
+    assert "Traceback" not in unmapped.output
+    neither = runner.invoke(app, ["test", "--data-root", str(colours)])
+    assert neither.exit_code == 2 and "give a checkpoint or a model name" in neither.output
+    no_gpu = runner.invoke(app, _by_name(colours, weights, "--gpus", "2"))
+    if not __import__("torch").cuda.is_available():
+        assert no_gpu.exit_code == 2 and "add --device cpu" in no_gpu.output
+    bad_tta = runner.invoke(app, _by_name(colours, weights, "--tta", "mirror"))
+    assert bad_tta.exit_code == 2
+
+
+@pytest.mark.slow  # two spawned workers importing torch: about 15 s
+def test_two_gloo_workers_equal_one_process_bit_for_bit(runner: CliRunner, tmp_path: Path) -> None:
+    root, weights = _imagenet_folder(tmp_path / "imagenet"), _weights_1000(tmp_path / "w.pt")
+    two, one = tmp_path / "two.json", tmp_path / "one.json"
+    split = runner.invoke(app, _by_name(root, weights, "--gpus", "2", "--device", "cpu", "-o", str(two)))
+    assert split.exit_code == 0, split.output
+    single = runner.invoke(app, _by_name(root, weights, "--device", "cpu", "-o", str(one)))
+    assert single.exit_code == 0, single.output
+    assert two.read_bytes() == one.read_bytes()  # metrics, predictions and every score, bit for bit
+    data = json.loads(two.read_text())
+    assert len(data["predictions"]) == 9 and len({p["path"] for p in data["predictions"]}) == 9  # each image once
+    rows_two, rows_one = _rows(split.output), _rows(single.output)
+    assert (rows_two["processes"], rows_one["processes"]) == ("2", "1")
+    for key in ("accuracy/top1", "accuracy/top5", "loss", "macro/f1", "samples"):
+        assert rows_two[key] == rows_one[key], key
