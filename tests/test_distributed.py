@@ -47,6 +47,16 @@ def test_gather_by_index_drops_padding_repeats_and_restores_order() -> None:
     assert out_labels.tolist() == [10, 11, 12, 13, 14]
 
 
+def test_gather_to_main_sorts_rows_by_dataset_index_and_keeps_every_row() -> None:
+    # rank 0's batches [0, 1] and [4], rank 1's [2, 3], arriving in one process: sorted, nothing dropped
+    rows = torch.tensor([[0.0], [1.0], [4.0], [2.0], [3.0]])
+    gathered = D.gather_to_main([0, 1, 4, 2, 3], rows, torch.arange(5), ctx=D.DistContext(), extra=1.5)
+    assert gathered is not None
+    (out_rows, out_order), extras = gathered
+    assert out_rows.flatten().tolist() == [0.0, 1.0, 2.0, 3.0, 4.0] and out_order.tolist() == [0, 1, 3, 4, 2]
+    assert extras == [1.5]
+
+
 def test_launch_config_single_node_uses_private_rendezvous() -> None:
     config = D.launch_config(D.LaunchOptions(nproc_per_node=2))
     assert (config.min_nodes, config.max_nodes, config.nproc_per_node) == (1, 1, 2)

@@ -125,3 +125,25 @@ def test_two_gloo_workers_equal_one_process_bit_for_bit(runner: CliRunner, tmp_p
     assert (rows_two["processes"], rows_one["processes"]) == ("2", "1")
     for key in ("accuracy/top1", "accuracy/top5", "loss", "macro/f1", "samples"):
         assert rows_two[key] == rows_one[key], key
+
+
+@pytest.mark.slow  # two Python processes importing torch
+def test_processes_started_like_srun_test_as_one_run(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from clsctl.engine.distributed import _free_port
+
+    root, weights = _imagenet_folder(tmp_path / "imagenet"), _weights_1000(tmp_path / "w.pt")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update({"SLURM_NTASKS": "2", "SLURM_STEP_ID": "0", "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(_free_port()), "OMP_NUM_THREADS": "1", "COLUMNS": "150",
+                "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    command = [sys.executable, "-m", "clsctl", *_by_name(root, weights, "--device", "cpu", "--no-per-class")]
+    procs = [subprocess.Popen(command, env={**env, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+    outputs = [p.communicate(timeout=180)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert _rows(outputs[0])["processes"] == "2" and _rows(outputs[0])["samples"] == "9"
+    assert outputs[1].strip() == ""  # rank 1 reports nothing
