@@ -167,7 +167,7 @@ def test_preprocessing_is_overridable_by_set(imagenet_folder: Path, weights_1000
     import torch
 
     result = evaluate(model="test_resnet", weights=weights_1000, num_classes=1000, data_root=imagenet_folder,
-                      split="val", overrides=[*FAST, "data.val.pipeline.0.size=48"], show_progress=False)
+                      split="val", overrides=[*FAST, "data.test.pipeline.0.size=48"], show_progress=False)
     paths, labels = _folder_samples(imagenet_folder / "val")
     logits = _manual_logits(weights_1000, paths, _plain_transform(resize=48))
     loss = torch.nn.functional.cross_entropy(logits, torch.tensor(labels))
@@ -208,6 +208,7 @@ def test_unmapped_and_mismatched_classes_are_errors(tmp_path: Path, weights_1000
                     show_progress=False).label_map is None
 
 
+@pytest.mark.slow  # ResNet-18 at 224 px, twice, and its 45 MB stand-in file
 def test_pretrained_weights_come_from_the_torch_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           imagenet_folder: Path) -> None:
     """``clsctl.evaluate(model=..., pretrained=True)`` reads the published file from torch.hub's cache (a stand-in
@@ -230,6 +231,7 @@ def test_pretrained_weights_come_from_the_torch_hub_cache(tmp_path: Path, monkey
     assert pretrained.metrics == local.metrics and pretrained.num_samples == 9
 
 
+@pytest.mark.slow  # imports timm (several seconds)
 def test_timm_model_by_name_equals_timms_own_preprocessing(tmp_path: Path, imagenet_folder: Path) -> None:
     timm = pytest.importorskip("timm")
     import torch

@@ -61,9 +61,8 @@ def _model_source(checkpoint: str | Path | None, model_name: str | None, weights
                 is_multi_label_recipe(loaded.recipe))
     if model_name is None:
         raise ClsctlError("give a checkpoint or a model name")
+    from clsctl.data.transforms import build_pipeline, eval_pipeline
     from clsctl.models import create_model, model_info
-    from clsctl.recipe.schema import CenterCrop, Resize
-    from clsctl.data.transforms import build_pipeline
 
     meta = model_info(model_name)
     model = create_model(model_name, pretrained=pretrained, num_classes=num_classes, weights=weights)
@@ -72,11 +71,8 @@ def _model_source(checkpoint: str | Path | None, model_name: str | None, weights
         names = imagenet_class_names()
     else:
         names = [f"class_{i}" for i in range(classes_count)]
-    height, width = meta.input_size
-    # The standard evaluation crop of the model zoos: resize the short side to size/0.875, centre-crop.
-    steps = [Resize(type="resize", size=int(round(min(height, width) / 0.875))),
-             CenterCrop(type="center_crop", size=(height, width))]
-    return model, names, build_pipeline(steps, meta.mean, meta.std), False
+    # The evaluation transform of the model's published weights (resize, interpolation, centre crop).
+    return model, names, build_pipeline(eval_pipeline(meta), meta.mean, meta.std), False
 
 
 @torch.no_grad()

@@ -95,6 +95,7 @@ class _Source:
     std: list[float]
     channel_order: str
     build: Callable[[], nn.Module]
+    split: str  # the recipe's data entry to test on
     class_names: list[str] | None = None  # the checkpoint's classes (a named model's come from the dataset)
     multi_label: bool = False
     downloads: bool = False  # building may download weights: one process first
@@ -119,7 +120,7 @@ def evaluate(checkpoint: str | Path | None = None, *, model: str | None = None, 
         num_classes: ``model``'s classifier size (default: the variant's, 1000 for ImageNet models).
         split: ``test`` (falls back to ``val``), ``val`` or ``train``. For ``model`` with ``data_root``: the
             ``meta/<split>.txt`` list of an ImageNet-style folder, else its ``<split>/`` sub-folder, else the
-            folder itself.
+            folder itself; that dataset is the evaluation recipe's ``data.test`` whatever the split.
         data_root: Image folder to test on (for a checkpoint: instead of the recipe's, same class names).
         overrides: ``--set`` strings applied to the checkpoint's recipe or the model's evaluation recipe.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
@@ -150,7 +151,7 @@ def evaluate(checkpoint: str | Path | None = None, *, model: str | None = None, 
     recipe = source.recipe
     transform = (build_pipeline(source.steps, source.mean, source.std, channel_order=source.channel_order)
                  if tta is None else _tta_transform(source, tta))
-    dataset = build_dataset(dataset_config(recipe, split), transform, on_bad_image=recipe.data.on_bad_image)
+    dataset = build_dataset(dataset_config(recipe, source.split), transform, on_bad_image=recipe.data.on_bad_image)
     exclude_replaced_samples(dataset)
     ctx = D.setup(device or recipe.runtime.device)
     try:
@@ -197,7 +198,7 @@ def _checkpoint_source(checkpoint: str | Path, split: str, data_root: str | Path
     recipe = validate_recipe(recipe_data, source=str(checkpoint))
     prep = loaded.preprocessing
     return _Source(str(checkpoint), "checkpoint", recipe, pipeline_from_dicts(prep["pipeline"]), list(prep["mean"]),
-                   list(prep["std"]), prep.get("channel_order", "rgb"), lambda: loaded.model,
+                   list(prep["std"]), prep.get("channel_order", "rgb"), lambda: loaded.model, split,
                    class_names=list(loaded.class_names), multi_label=is_multi_label_recipe(loaded.recipe))
 
 
@@ -237,7 +238,7 @@ def _model_source(name: str, pretrained: bool, weights: str | Path | None, num_c
     if data_root is not None:
         entry = default_dataset_entry(data_root, split)
         entry["pipeline"] = [step.model_dump(mode="json") for step in eval_pipeline(meta)]
-        data[split] = entry
+        data["test"] = entry  # always data.test, so --set paths do not depend on --split
     recipe_data = {
         "model": {"name": name, "pretrained": pretrained, "weights": None if weights is None else str(weights),
                   "num_classes": num_classes},
@@ -248,14 +249,14 @@ def _model_source(name: str, pretrained: bool, weights: str | Path | None, num_c
         apply_override(recipe_data, assignment)
     recipe = validate_recipe(recipe_data, source=f"--model {name}")
     try:
-        config = dataset_config(recipe, split)
+        config = dataset_config(recipe, "test")
     except RecipeError:
-        raise ClsctlError(f"give --data-root DIR (or --set 'data.{split}={{type: ..., root: ...}}') to test "
+        raise ClsctlError("give --data-root DIR (or --set 'data.test={type: ..., root: ...}') to test "
                           f"{name} on") from None
     steps = list(config.pipeline) or eval_pipeline(meta)  # a dataset entry set whole by --set has none
     outputs = recipe.model.num_classes or meta.num_classes
     return _Source(name, "model", recipe, steps, list(recipe.data.mean or meta.mean), list(recipe.data.std or meta.std),
-                   recipe.data.channel_order, lambda: _build_named(recipe, outputs), downloads=pretrained)
+                   recipe.data.channel_order, lambda: _build_named(recipe, outputs), "test", downloads=pretrained)
 
 
 def _build_named(recipe: Recipe, outputs: int) -> nn.Module:
