@@ -27,3 +27,10 @@ def test_decode_prints_a_speed_up_per_image_kind() -> None:
     out = _run("benchmarks/decode.py", "--rounds", "1", "--number", "5")
     rows = re.findall(r"^(\d+px \w+)\s+[\d.]+\s+[\d.]+\s+([\d.]+)x$", out, re.MULTILINE)
     assert [name for name, _ in rows] == ["32px png", "32px jpg", "224px png", "224px jpg"]
+
+
+def test_test_by_name_prints_both_throughputs_and_their_ratio() -> None:
+    out = _run("benchmarks/test_by_name.py", "--model", "test_resnet", "--images", "8", "--batch", "4",
+               "--workers", "0", "--rounds", "1")
+    assert "clsctl test by name" in out and "hand-written loop" in out
+    assert float(re.search(r"ratio (\d+\.\d+)x", out).group(1)) > 0
