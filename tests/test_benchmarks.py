@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -29,6 +31,7 @@ def test_decode_prints_a_speed_up_per_image_kind() -> None:
     assert [name for name, _ in rows] == ["32px png", "32px jpg", "224px png", "224px jpg"]
 
 
+@pytest.mark.slow  # a subprocess importing torch and torchvision, two passes
 def test_test_by_name_prints_both_throughputs_and_their_ratio() -> None:
     out = _run("benchmarks/test_by_name.py", "--model", "test_resnet", "--images", "8", "--batch", "4",
                "--workers", "0", "--rounds", "1")
