@@ -67,7 +67,7 @@ def timm_model_meta(name: str) -> ModelMeta:
     if cfg.get("first_conv"):
         extra["first_conv"] = cfg["first_conv"]
     if cfg.get("crop_mode") not in (None, "center"):
-        extra["crop_mode"] = cfg["crop_mode"]  # clsctl evaluates with the centre crop; see clsctl.engine.testing
+        extra["crop_mode"] = cfg["crop_mode"]  # recorded only: clsctl evaluates with timm's default centre mode
     # timm's evaluation transform: shorter edge to floor(size / crop_pct), then the centre crop.
     crop_pct = float(cfg.get("crop_pct") or DEFAULT_CROP_PCT)
     interpolation = cfg.get("interpolation") or "bilinear"
