@@ -20,6 +20,8 @@ _API = {
     "predict": "clsctl.engine.predict",
     "prepare_data": "clsctl.data.prepare",
     "hub": "clsctl.hub",
+    "report": "clsctl.analysis.report",
+    "dataset_doctor": "clsctl.analysis.doctor",
 }
 
 __all__ = ["__version__", *_API]

@@ -59,6 +59,7 @@ def check_image(path: str) -> str | None:
         return f"cannot read: {exc.strerror or exc}"
     if size == 0:
         return "empty file (0 bytes)"
+    image_format = "unknown"  # a file can fail inside Image.open, before its format is known
     try:
         with Image.open(file) as image:
             image_format = image.format or "unknown"

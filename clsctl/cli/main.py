@@ -10,6 +10,7 @@ from clsctl.cli import eval_metric
 from clsctl.cli import benchmark, export, reparameterize
 from clsctl.cli import analyze_logs, analyze_results, browse_dataset, confusion_matrix, get_flops  # inspection
 from clsctl.cli import verify_dataset, vis_cam, vis_scheduler  # inspection
+from clsctl.cli import dataset_doctor, report  # inspection
 from clsctl.cli._multi_value import MultiValueCommand
 from clsctl.cli._render import setup_logging
 
@@ -56,6 +57,8 @@ app.add_typer(analyze_logs.analyze_app, name="analyze-logs", rich_help_panel=INS
 app.command("get-flops", cls=MultiValueCommand, rich_help_panel=INSPECT)(get_flops.get_flops_command)
 app.command("flops", cls=MultiValueCommand, hidden=True)(get_flops.get_flops_command)
 app.command("verify-dataset", rich_help_panel=INSPECT)(verify_dataset.verify_dataset_command)
+app.command("report", rich_help_panel=INSPECT)(report.report_command)
+app.command("dataset-doctor", cls=MultiValueCommand, rich_help_panel=INSPECT)(dataset_doctor.dataset_doctor_command)
 app.command("analyze-results", rich_help_panel=INSPECT)(analyze_results.analyze_results_command)
 app.command("confusion-matrix", cls=MultiValueCommand,
             rich_help_panel=INSPECT)(confusion_matrix.confusion_matrix_command)
