@@ -37,3 +37,9 @@ def test_test_by_name_prints_both_throughputs_and_their_ratio() -> None:
                "--workers", "0", "--rounds", "1")
     assert "clsctl test by name" in out and "hand-written loop" in out
     assert float(re.search(r"ratio (\d+\.\d+)x", out).group(1)) > 0
+
+
+def test_dataset_doctor_prints_time_per_10k_and_ratio() -> None:
+    out = _run("benchmarks/dataset_doctor.py", "--images", "80", "--size", "16", "--workers", "2")
+    assert len(re.findall(r"s per 10k images", out)) == 2
+    assert re.search(r"ratio \d+\.\d+x", out) and "'leaks': 0" in out
