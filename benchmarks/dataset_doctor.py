@@ -44,6 +44,7 @@ def main(images: int, size: int, workers: int) -> None:
             "model": {"name": "test_resnet"},
             "data": {"train": {"type": "image_folder", "root": str(folder / "data" / "train")},
                      "val": {"type": "image_folder", "root": str(folder / "data" / "val")}},
+            "optim": {"type": "sgd", "lr": 0.1},
         })
         seconds = {}
         for count in (1, workers):

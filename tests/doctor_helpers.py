@@ -38,7 +38,7 @@ def plant_problems(root: Path) -> dict[str, Path]:
         image.resize((48, 48), Image.Resampling.BICUBIC).save(planted["near_leak"], quality=85)
     with Image.open(data / "train" / "green" / "3.png") as image:
         image.resize((40, 40), Image.Resampling.BICUBIC).save(planted["near_dup"], quality=80)
-    planted["corrupt"].write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    planted["corrupt"].write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     rng = np.random.default_rng(7)
     pixels = rng.integers(0, 90, (32, 160, 3))
     pixels[..., 2] += 150

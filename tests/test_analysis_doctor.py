@@ -75,7 +75,7 @@ def test_size_outliers_by_area_and_aspect() -> None:
 
 def test_bad_arguments_are_user_errors(tmp_path: Path) -> None:
     recipe = load_recipe(clean_dataset(tmp_path))
-    for kwargs in ({"phases": ("train", "holdout")}, {"hash_kind": "ahash"}, {"threshold": 40},
+    for kwargs in ({"phases": ("train", "holdout")}, {"phases": ("val", "test")}, {"hash_kind": "ahash"}, {"threshold": 40},
                    {"checkpoint": tmp_path / "missing.pt"}):
         with pytest.raises(ClsctlError):
             dataset_doctor(recipe, **{"phases": ("train",), **kwargs}, out=None, show_progress=False)

@@ -84,3 +84,10 @@ def test_worker_processes_give_the_same_answer(tmp_path: Path) -> None:
 @pytest.mark.parametrize("split", ["val", "test"])
 def test_val_and_test_splits(tiny_recipe: Path, split: str) -> None:
     assert verify_dataset(load_recipe(tiny_recipe), split).checked == 12  # test falls back to val
+
+
+def test_file_failing_inside_open_is_reported_not_raised(tmp_path: Path) -> None:
+    bad = tmp_path / "garbage_after_signature.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")  # Pillow raises OSError inside open, before the format
+    reason = check_image(str(bad))
+    assert reason is not None and reason.startswith("cannot decode (")

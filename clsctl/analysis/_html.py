@@ -152,8 +152,8 @@ def write_page(path: str | Path, title: str, subtitle: str, sections: Sequence[s
 
 
 def thumbnail_uri(path: str | Path, size: int = 96) -> str | None:
-    """A small PNG of an image file as a data URI (small images are enlarged with crisp pixels); None when the
-    file cannot be read."""
+    """A small JPEG of an image file as a data URI (small images are enlarged with crisp pixels); None when the
+    file cannot be read. JPEG keeps a page of a few hundred thumbnails at a few MB."""
     import io
 
     from PIL import Image
@@ -167,5 +167,5 @@ def thumbnail_uri(path: str | Path, size: int = 96) -> str | None:
     new_size = (max(1, round(picture.width * factor)), max(1, round(picture.height * factor)))
     resample = Image.Resampling.NEAREST if factor > 1 else Image.Resampling.BILINEAR
     buffer = io.BytesIO()
-    picture.resize(new_size, resample).save(buffer, format="PNG")
-    return png_uri(buffer.getvalue())
+    picture.resize(new_size, resample).save(buffer, format="JPEG", quality=85)
+    return f"data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"

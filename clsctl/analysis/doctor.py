@@ -156,6 +156,8 @@ def _load_splits(recipe: Recipe, phases: Sequence[str]) -> tuple[dict[str, Any],
 
     datasets, skipped = {}, []
     for phase in phases:
+        if getattr(recipe.data, phase) is None:  # no fallback from test to val here: val would "leak" into itself
+            raise ClsctlError(f"the recipe has no data.{phase} dataset")
         config = dataset_config(recipe, phase)
         dataset = build_dataset(config)
         paths = [str(p) for p, _ in dataset.samples[:10]]
@@ -472,10 +474,12 @@ def _sections(result: DoctorResult, counts_png: Path) -> list[str]:
 
     rows = [[H.cell(f"{_thumb(leak['held_out']['path'])} {_thumb(leak['earlier']['path'])}", raw=True),
              H.cell(leak["kind"]), H.cell(leak["distance"], numeric=True),
-             H.cell(paths_list([leak["held_out"], leak["earlier"]]), raw=True)] for leak in result.leaks]
+             H.cell(paths_list([leak["held_out"], leak["earlier"]]), raw=True)] for leak in result.leaks[:100]]
     body = (H.table(["held-out | earlier split", "kind", "bits apart", "files"], rows, sortable=True,
                     numeric=[False, False, True, False], table_id="leaks") if rows
             else '<p class="ok">no image of a later split has a copy in an earlier one</p>')
+    if counts["leaks"] > 100:
+        body += f'<p class="note">the first 100 of {counts["leaks"]} shown; doctor.json lists {len(result.leaks)}</p>'
     sections.append(H.section(f"Leakage across splits ({counts['leaks']})", body, "leakage"))
 
     body = ""
