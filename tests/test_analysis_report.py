@@ -62,8 +62,11 @@ def test_report_without_run_folder_or_benchmark(trained_checkpoint: Path, tmp_pa
     alone = tmp_path / "alone" / "model.pt"
     alone.parent.mkdir()
     shutil.copy(trained_checkpoint, alone)
-    result = report(alone, split="val", out=tmp_path / "r", examples=0, bench_iters=0, show_progress=False)
+    val_folder = trained_checkpoint.parent.parent / "data" / "val"
+    result = report(alone, data_root=val_folder, out=tmp_path / "r", examples=0, bench_iters=0, show_progress=False)
     assert result.speed is None and "training_curves" not in result.figures
+    assert result.num_samples == 12
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["data_root"] == str(val_folder)
     html = result.html.read_text()
     assert "no metrics.jsonl beside the checkpoint" in html and "not measured (--bench-iters 0)" in html
 

@@ -183,8 +183,7 @@ def report(checkpoint: str | Path, *, split: str = "test", data_root: str | Path
     predictions_path = out_dir / "predictions.json"
     result = evaluate(checkpoint, split=split, data_root=data_root, overrides=tuple(overrides), device=device,
                       batch_size=batch_size, out=predictions_path, show_progress=show_progress)
-    payload = json.loads(predictions_path.read_text(encoding="utf-8"))
-    records = payload["predictions"]
+    records = result.predictions or []
     if records and "label" not in records[0]:
         raise ClsctlError("report covers single-label classifiers; this checkpoint is multi-label "
                           "(use `clsctl test` for its mAP)")
