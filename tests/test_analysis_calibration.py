@@ -38,3 +38,16 @@ def test_reliability_diagram_is_a_picture(tmp_path: Path) -> None:
     bins = reliability_bins(confidences, rng.uniform(size=200) < confidences ** 2)
     path = plot_reliability(bins, tmp_path / "r.png")
     assert_picture(path, 300, 300)
+
+
+def test_ece_equals_torchmetrics() -> None:
+    torch = pytest.importorskip("torch")
+    classification = pytest.importorskip("torchmetrics.classification")
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(500, 4, generator=generator) * 2
+    targets = torch.randint(0, 4, (500,), generator=generator)
+    probs = logits.softmax(1)
+    expected = classification.MulticlassCalibrationError(num_classes=4, n_bins=15, norm="l1")(probs, targets)
+    confidences, predicted = probs.max(1)
+    ours = expected_calibration_error(confidences.numpy(), (predicted == targets).numpy())
+    assert ours == pytest.approx(float(expected), abs=1e-6)
