@@ -126,6 +126,18 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, sortable: bo
     return f"<table{attributes}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def folded_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, visible: int = 10,
+                 **options: object) -> str:
+    """:func:`table` showing its first ``visible`` rows; the others in a second table behind a "show N more" fold,
+    so a long list does not push the rest of the page away."""
+    shown = table(headers, rows[:visible], **options)  # type: ignore[arg-type]
+    if len(rows) <= visible:
+        return shown
+    options.pop("table_id", None)
+    rest = table(headers, rows[visible:], **options)  # type: ignore[arg-type]
+    return f"{shown}<details><summary>show {len(rows) - visible} more</summary>{rest}</details>"
+
+
 def section(title: str, body: str, section_id: str | None = None) -> str:
     """A titled block of the page."""
     identifier = f' id="{esc(section_id)}"' if section_id else ""

@@ -459,7 +459,7 @@ def _thumb(path: str) -> str:
     return H.img(uri, Path(path).name, "thumb") if uri else '<span class="bad">unreadable</span>'
 
 
-def _sections(result: DoctorResult, counts_png: Path) -> list[str]:
+def _sections(result: DoctorResult, counts_png: Path) -> list[str]:  # noqa: C901 - one block per section
     counts = result.counts
     verdict = ('<p class="bad" data-verdict="fail">leakage or unreadable files found (exit code 1)</p>' if result.failed
                else '<p class="ok" data-verdict="pass">no leakage, no unreadable files</p>')
@@ -467,7 +467,7 @@ def _sections(result: DoctorResult, counts_png: Path) -> list[str]:
     body = verdict + H.table(["finding", "count"], rows, numeric=[False, True], table_id="counts")
     body += "".join(f'<p class="warn">{H.esc(n)}</p>' for n in result.notes)
     body += f'<p class="note">hashing pass: {result.seconds:.1f} s for {result.files} files</p>'
-    sections = [H.section("Summary", body, "summary")]
+    sections = {"summary": H.section("Summary", body, "summary")}
 
     def paths_list(items: list[dict[str, Any]]) -> str:
         return "<br>".join(f"{H.esc(m['split'])}: {H.esc(m['path'])} ({H.esc(m['label'])})" for m in items)
@@ -475,12 +475,12 @@ def _sections(result: DoctorResult, counts_png: Path) -> list[str]:
     rows = [[H.cell(f"{_thumb(leak['held_out']['path'])} {_thumb(leak['earlier']['path'])}", raw=True),
              H.cell(leak["kind"]), H.cell(leak["distance"], numeric=True),
              H.cell(paths_list([leak["held_out"], leak["earlier"]]), raw=True)] for leak in result.leaks[:100]]
-    body = (H.table(["held-out | earlier split", "kind", "bits apart", "files"], rows, sortable=True,
+    body = (H.folded_table(["held-out | earlier split", "kind", "bits apart", "files"], rows, sortable=True,
                     numeric=[False, False, True, False], table_id="leaks") if rows
             else '<p class="ok">no image of a later split has a copy in an earlier one</p>')
     if counts["leaks"] > 100:
         body += f'<p class="note">the first 100 of {counts["leaks"]} shown; doctor.json lists {len(result.leaks)}</p>'
-    sections.append(H.section(f"Leakage across splits ({counts['leaks']})", body, "leakage"))
+    sections["leakage"] = H.section(f"Leakage across splits ({counts['leaks']})", body, "leakage")
 
     body = ""
     for title, groups in (("exact duplicates (same bytes)", result.exact_groups),
@@ -490,9 +490,9 @@ def _sections(result: DoctorResult, counts_png: Path) -> list[str]:
                  H.cell(g["size"], numeric=True), H.cell(", ".join(g["splits"])),
                  H.cell(paths_list(g["members"][:10]) + ("<br>..." if g["size"] > 10 else ""), raw=True)]
                 for g in groups[:50]]
-        body += H.table(["images", "files", "splits", "paths"], rows, numeric=[False, True, False, False]) \
+        body += H.folded_table(["images", "files", "splits", "paths"], rows, numeric=[False, True, False, False]) \
             if rows else '<p class="ok">none</p>'
-    sections.append(H.section("Duplicates", body, "duplicates"))
+    sections["duplicates"] = H.section("Duplicates", body, "duplicates")
 
     body = H.figure_file(counts_png, "images per class")
     for stats in result.splits.values():
@@ -506,20 +506,20 @@ def _sections(result: DoctorResult, counts_png: Path) -> list[str]:
             for name in dict.fromkeys(n for s in result.splits.values() for n in s.classes)]
     body += H.table(["class", *result.splits], rows, sortable=True,
                     numeric=[False] + [True] * len(result.splits), table_id="class-counts")
-    sections.append(H.section("Classes", body, "classes"))
+    sections["classes"] = H.section("Classes", body, "classes")
 
     rows = [[H.cell(b.path), H.cell(b.reason)] for b in result.unreadable]
     body = H.table(["file", "reason"], rows, table_id="unreadable") if rows else '<p class="ok">every file decodes</p>'
     if result.skipped:
         body += "<h3>ignored by the loader</h3>" + H.table(["file", "reason"],
                                                           [[H.cell(b.path), H.cell(b.reason)] for b in result.skipped])
-    sections.append(H.section(f"Unreadable files ({counts['unreadable']})", body, "unreadable"))
+    sections["unreadable"] = H.section(f"Unreadable files ({counts['unreadable']})", body, "unreadable")
 
     rows = [[H.cell(_thumb(o["path"]), raw=True), H.cell(o["path"]), H.cell(o["reason"])]
             for o in result.size_outliers[:100]]
-    body = (H.table(["image", "file", "why"], rows) if rows
+    body = (H.folded_table(["image", "file", "why"], rows) if rows
             else '<p class="ok">no image far off the median size or aspect ratio</p>')
-    sections.append(H.section(f"Size and aspect outliers ({counts['size_outliers']})", body, "sizes"))
+    sections["sizes"] = H.section(f"Size and aspect outliers ({counts['size_outliers']})", body, "sizes")
 
     if result.label_issues:
         body = ""
@@ -528,11 +528,12 @@ def _sections(result: DoctorResult, counts_png: Path) -> list[str]:
             rows = [[H.cell(i["rank"], numeric=True), H.cell(_thumb(i["path"]), raw=True), H.cell(i["given"]),
                      H.cell(i["suggested"]), H.cell(f"{i['p_given']:.3f}", numeric=True),
                      H.cell(f"{i['p_suggested']:.3f}", numeric=True), H.cell(i["path"])] for i in issues[:100]]
-            body += H.table(["rank", "image", "given label", "suggested", "p(given)", "p(suggested)", "file"], rows,
-                            sortable=True, numeric=[True, False, False, False, True, True, False]) \
+            headers = ["rank", "image", "given label", "suggested", "p(given)", "p(suggested)", "file"]
+            body += H.folded_table(headers, rows, sortable=True, numeric=[True, False, False, False, True, True, False]) \
                 if rows else '<p class="ok">none found</p>'
         body += ('<p class="note">confident learning (per-class thresholds on the predicted probabilities, as '
                  'cleanlab\'s find_label_issues with filter_by="confident_learning"), ranked by the probability of '
                  'the given label</p>')
-        sections.append(H.section(f"Likely label errors ({counts['label_issues']})", body, "labels"))
-    return sections
+        sections["labels"] = H.section(f"Likely label errors ({counts['label_issues']})", body, "labels")
+    order = ("summary", "leakage", "unreadable", "labels", "duplicates", "classes", "sizes")  # most urgent first
+    return [sections[name] for name in order if name in sections]
