@@ -40,6 +40,7 @@ def test_reliability_diagram_is_a_picture(tmp_path: Path) -> None:
     assert_picture(path, 300, 300)
 
 
+@pytest.mark.slow
 def test_ece_equals_torchmetrics() -> None:
     torch = pytest.importorskip("torch")
     classification = pytest.importorskip("torchmetrics.classification")

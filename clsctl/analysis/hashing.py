@@ -19,6 +19,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ def _bits_to_int(bits: np.ndarray) -> int:
     return int.from_bytes(np.packbits(bits.reshape(-1).astype(np.uint8)).tobytes(), "big")
 
 
-def dhash_of(gray: object) -> int:
+def dhash_of(gray: Any) -> int:
     """dHash of a PIL image (any mode; converted to grey)."""
     from PIL import Image
 
@@ -65,7 +66,7 @@ def dhash_of(gray: object) -> int:
     return _bits_to_int(pixels[:, 1:] > pixels[:, :-1])
 
 
-def phash_of(gray: object) -> int:
+def phash_of(gray: Any) -> int:
     """pHash of a PIL image (any mode; converted to grey).
 
     OpenCV's DCT is orthonormal; scaling its first row and column by sqrt(2) gives the unnormalised DCT-II (up

@@ -168,6 +168,7 @@ def report(checkpoint: str | Path, *, split: str = "test", data_root: str | Path
         bench_iters: Timed iterations of the throughput and latency measurement; 0 skips it.
         show_progress: Draw progress bars.
     """
+    from clsctl.analysis._draw import safe_name
     from clsctl.analysis.calibration import plot_reliability, reliability_bins
     from clsctl.analysis.cam import method_class
     from clsctl.analysis.results import plot_confusion_matrix
@@ -206,8 +207,6 @@ def report(checkpoint: str | Path, *, split: str = "test", data_root: str | Path
         task = progress.add_task("CAM examples", total=len(mistakes) + len(unsure), status="")
         for group, chosen in (("mistakes", mistakes), ("unsure", unsure)):
             for rank, record in enumerate(chosen, start=1):
-                from clsctl.analysis._draw import safe_name
-
                 target = out_dir / "examples" / f"{group}_{rank:02d}_{safe_name(Path(record['path']).stem)}.png"
                 picture, note = _example_picture(record, checkpoint, target, cam_method, device, names)
                 if note and note not in example_notes:
