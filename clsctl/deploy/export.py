@@ -25,8 +25,8 @@ from clsctl.errors import ClsctlError
 
 logger = logging.getLogger("clsctl")
 
-FORMATS = ("onnx", "torchscript")
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+FORMATS = ("onnx", "torchscript", "safetensors")
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
 DEFAULT_OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 JSON_KEYS = ("class_names", "preprocessing")  # metadata values that are JSON documents
@@ -69,8 +69,36 @@ def export_metadata(loaded: Any) -> dict[str, str]:
 
 
 def default_output(checkpoint: Path, fmt: str) -> Path:
-    """``run/best.pt`` -> ``run/best.onnx`` or ``run/best.torchscript.pt``."""
+    """``run/best.pt`` -> ``run/best.onnx``, ``run/best.torchscript.pt`` or ``run/best.safetensors``."""
     return checkpoint.with_name(checkpoint.stem + SUFFIXES[fmt])
+
+
+def _export_safetensors(loaded: Any, path: Path) -> tuple[Path, dict[str, str]]:
+    """Weights and metadata as safetensors; a folder ``path`` gets a Hub-ready ``model.safetensors`` and
+    ``config.json`` (see :mod:`clsctl.hf_hub`)."""
+    from clsctl.hf_hub import write_model_folder
+    from clsctl.models.safetensors_io import checkpoint_metadata, write_safetensors
+
+    if path.is_dir() or not path.suffix:
+        return write_model_folder(loaded, path), checkpoint_metadata(loaded)
+    metadata = checkpoint_metadata(loaded)
+    write_safetensors(loaded.model.state_dict(), path, metadata)
+    return path, metadata
+
+
+def _run_safetensors(path: Path, loaded: Any, inputs: torch.Tensor) -> torch.Tensor:
+    """Outputs of a fresh model built from the checkpoint's recipe with the exported weights loaded."""
+    from clsctl.engine.build import build_model
+    from clsctl.models.weights import load_state_dict_checked, read_state_dict
+
+    model = build_model(loaded.recipe, len(loaded.class_names), load_weights=False)
+    if loaded.checkpoint.get("deploy"):
+        from clsctl.models.reparam import to_deploy
+
+        to_deploy(model, fuse_conv_bn=bool(loaded.checkpoint.get("fused_conv_bn")))
+    load_state_dict_checked(model, read_state_dict(path), source=str(path), allow_head_mismatch=False)
+    with torch.inference_mode():
+        return model.eval()(inputs)
 
 
 def _onnx_exporter() -> str:
@@ -174,8 +202,11 @@ def export_checkpoint(checkpoint: str | Path, fmt: str = "onnx", *, out: str | P
 
     Args:
         checkpoint: A clsctl checkpoint; its recipe, class names and preprocessing go into the file.
-        fmt: ``onnx`` or ``torchscript``.
-        out: Output file (default: next to the checkpoint, ``.onnx`` / ``.torchscript.pt``).
+        fmt: ``onnx``, ``torchscript`` or ``safetensors`` (weights only, with class names, preprocessing and
+            recipe as metadata).
+        out: Output file (default: next to the checkpoint, ``.onnx`` / ``.torchscript.pt`` / ``.safetensors``);
+            for safetensors an existing folder (or a path ending in ``/``) gets ``model.safetensors`` and
+            ``config.json``, the layout ``hf-hub:`` names load.
         opset: ONNX opset (default 18).
         dynamic_batch: Let the batch dimension vary (ONNX: a symbolic axis; TorchScript traces keep it free
             for convolutional models anyway). The check then runs on another batch size than the export.
@@ -202,7 +233,10 @@ def export_checkpoint(checkpoint: str | Path, fmt: str = "onnx", *, out: str | P
     example = random_input(2 if dynamic_batch else 1, size, seed)
     metadata = export_metadata(loaded)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "onnx":
+    if fmt == "safetensors":
+        exporter = "safetensors"
+        path, metadata = _export_safetensors(loaded, path)
+    elif fmt == "onnx":
         exporter = _export_onnx(model, example, path, opset or DEFAULT_OPSET, dynamic_batch, metadata)
     else:
         exporter = "trace"
@@ -212,7 +246,10 @@ def export_checkpoint(checkpoint: str | Path, fmt: str = "onnx", *, out: str | P
     inputs = random_input(3 if dynamic_batch else 1, size, seed + 1)
     with torch.inference_mode():
         reference = model(inputs)
-    output = _run_onnx(path, inputs) if fmt == "onnx" else _run_torchscript(path, inputs)
+    if fmt == "safetensors":
+        output = _run_safetensors(path, loaded, inputs)
+    else:
+        output = _run_onnx(path, inputs) if fmt == "onnx" else _run_torchscript(path, inputs)
     comparison = compare(reference, output, rtol=rtol, atol=atol)
     if not comparison.ok:
         raise ClsctlError(f"{path} does not match PyTorch: max abs diff {comparison.max_abs_diff:.3g} > "

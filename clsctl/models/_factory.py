@@ -62,9 +62,13 @@ def list_models(pattern: str | None = None, *, pretrained: bool = False, reparam
 
 
 def model_info(name: str) -> ModelMeta:
-    """Metadata of a registered variant or ``timm/<name>`` (unknown names raise with suggestions)."""
+    """Metadata of a registered variant, ``timm/<name>`` or ``hf-hub:<org>/<repo>`` (unknown names raise with
+    suggestions)."""
+    from clsctl.hf_hub import hub_model_meta, is_hf_hub_name
     from clsctl.models.timm_models import is_timm_name, timm_model_meta
 
+    if is_hf_hub_name(name):
+        return hub_model_meta(name)
     if is_timm_name(name):
         return timm_model_meta(name)
     return MODELS.get(name).meta
@@ -81,8 +85,9 @@ def create_model(
     """Build a registered model.
 
     Args:
-        name: Registered name (``-``/``_`` and case do not matter), or ``timm/<name>`` for a timm model.
-        pretrained: Load the published ImageNet weights (through torch.hub's cache).
+        name: Registered name (``-``/``_`` and case do not matter), ``timm/<name>`` for a timm model, or
+            ``hf-hub:<org>/<repo>`` for a timm or clsctl model published on the Hugging Face Hub.
+        pretrained: Load the published weights (through torch.hub's cache; huggingface_hub's for Hub weights).
         num_classes: Size of the classifier; a head of another size than the weights' is re-initialised.
         weights: Local file with a state dict (torchvision format) or a clsctl checkpoint.
         **kwargs: Family options (``cifar_stem``, ``drop_rate``, ...). ``frozen_stages`` works for every
@@ -92,9 +97,12 @@ def create_model(
     Returns:
         The model, with its :class:`ModelMeta` as ``model.model_meta``.
     """
+    from clsctl.hf_hub import create_hub_model, is_hf_hub_name
     from clsctl.models.timm_models import create_timm_model, is_timm_name
     from clsctl.models.weights import load_pretrained, load_weights_file
 
+    if is_hf_hub_name(name):
+        return create_hub_model(name, pretrained, num_classes, weights=weights, **kwargs)
     if is_timm_name(name):
         return create_timm_model(name, pretrained, num_classes, weights=weights, **kwargs)
     from clsctl.models.freeze import frozen_paths, freeze_stages

@@ -66,6 +66,9 @@ def timm_model_meta(name: str) -> ModelMeta:
     extra = {"timm_name": arch, "classifier": cfg.get("classifier", "fc")}
     if cfg.get("first_conv"):
         extra["first_conv"] = cfg["first_conv"]
+    for key in ("hf_hub_id", "hf_hub_filename"):
+        if cfg.get(key):
+            extra[key] = cfg[key]
     if cfg.get("crop_mode") not in (None, "center"):
         extra["crop_mode"] = cfg["crop_mode"]  # recorded only: clsctl evaluates with timm's default centre mode
     # timm's evaluation transform: shorter edge to floor(size / crop_pct), then the centre crop.
@@ -103,6 +106,14 @@ def create_timm_model(name: str, pretrained: bool = False, num_classes: int | No
     meta = timm_model_meta(name)
     arch = meta.extra["timm_name"]
     classes = num_classes if num_classes is not None else meta.num_classes
+    if pretrained and meta.extra.get("hf_hub_id") and "pretrained_cfg_overlay" not in kwargs:
+        # Through huggingface_hub's cache, so HF_HOME/HF_HUB_CACHE/HF_HUB_OFFLINE apply and a missing file is
+        # one error line naming the repository and the cache; timm then loads that file (its key filters and
+        # classifier handling included).
+        from clsctl.hf_hub import timm_pretrained_file
+
+        file = timm_pretrained_file(meta.extra["hf_hub_id"], meta.extra.get("hf_hub_filename"))
+        kwargs["pretrained_cfg_overlay"] = {"file": str(file)}
     try:
         model = _timm().create_model(arch, pretrained=pretrained, num_classes=classes, **kwargs)
     except (URLError, OSError, ConnectionError) as exc:

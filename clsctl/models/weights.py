@@ -47,10 +47,15 @@ def load_pretrained(model: nn.Module, meta: ModelMeta) -> None:
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict from a torchvision/timm-format file or a clsctl checkpoint (its ``model`` entry)."""
+    """Read a state dict from a torchvision/timm-format file, a clsctl checkpoint (its ``model`` entry) or a
+    ``.safetensors`` file (read without pickle)."""
+    from clsctl.models.safetensors_io import is_safetensors, read_safetensors
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
+    if is_safetensors(path):
+        return _strip_wrapper_prefix(read_safetensors(path)[0])
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for files that are not checkpoints
@@ -62,7 +67,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 break
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CheckpointError(f"{path} holds no state dict of tensors")
-    # Checkpoints saved from DataParallel/DDP or torch.compile wrappers carry a prefix.
+    return _strip_wrapper_prefix(data)
+
+
+def _strip_wrapper_prefix(data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Checkpoints saved from DataParallel/DDP or torch.compile wrappers carry a prefix; drop it."""
     for prefix in ("module.", "_orig_mod."):
         if data and all(k.startswith(prefix) for k in data):
             data = {k[len(prefix):]: v for k, v in data.items()}

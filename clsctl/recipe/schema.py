@@ -89,10 +89,11 @@ class InitConfig(Section):
 class ModelConfig(Section):
     """Which network to build and which weights to start from."""
 
-    name: str = Field(description="Registered model name, e.g. resnet50 (see `clsctl list-models`).")
+    name: str = Field(description="Registered model name, e.g. resnet50 (see `clsctl list-models`), timm/<name> or "
+                                  "hf-hub:<org>/<repo>.")
     num_classes: Annotated[int, Field(gt=0)] | None = Field(None, description="Default: the dataset's class count.")
     pretrained: bool = Field(False, description="Start from the published ImageNet weights.")
-    weights: str | None = Field(None, description="Local weights file (state dict or clsctl checkpoint).")
+    weights: str | None = Field(None, description="Local weights file (state dict, clsctl checkpoint or .safetensors).")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Family options, e.g. cifar_stem, frozen_stages.")
     neck: Neck | None = Field(None, description="Replace the model's pooling (gap, gem).")
     head: Head | None = Field(None, description="Replace the model's classifier.")
@@ -101,11 +102,12 @@ class ModelConfig(Section):
     @field_validator("name")
     @classmethod
     def _known_model(cls, name: str) -> str:
+        from clsctl.hf_hub import is_hf_hub_name
         from clsctl.models import MODELS
         from clsctl.models.timm_models import is_timm_name
         from clsctl.registry import unknown_name_message
 
-        if name not in MODELS and not is_timm_name(name):
+        if name not in MODELS and not is_timm_name(name) and not is_hf_hub_name(name):
             raise ValueError(unknown_name_message("model", name, MODELS.names()))
         return name
 
