@@ -152,16 +152,18 @@ def amp_dtype(setting: bool | str, device: torch.device) -> torch.dtype | None:
 
 
 class _Records:
-    """Fans one record out to metrics.jsonl and TensorBoard; silent on ranks other than 0."""
+    """Fans one record out to metrics.jsonl and the trackers of ``runtime.loggers`` (see
+    :mod:`clsctl.engine.trackers`); silent on ranks other than 0."""
 
-    def __init__(self, run_dir: Path, *, enabled: bool, tensorboard: bool) -> None:
+    def __init__(self, run_dir: Path, *, enabled: bool, recipe: Recipe, resume: bool = False) -> None:
         self.sinks: list[Any] = []
         if enabled:
-            self.sinks.append(MetricsLog(run_dir / "metrics.jsonl"))
-            if tensorboard:
-                from clsctl.engine.tb import TensorBoardLog
+            from clsctl.engine.trackers import build_trackers
 
-                self.sinks.append(TensorBoardLog(run_dir / "tensorboard"))
+            self.sinks.append(MetricsLog(run_dir / "metrics.jsonl"))
+            rt = recipe.runtime
+            loggers = [*rt.loggers, *(["tensorboard"] if rt.tensorboard else [])]
+            self.sinks += build_trackers(loggers, run_dir, recipe.to_dict(), rt.experiment, resume=resume)
 
     def write(self, record: dict[str, Any]) -> None:
         for sink in self.sinks:
@@ -298,7 +300,7 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False), encoding="utf-8")
-    log = _Records(run_dir, enabled=ctx.is_main, tensorboard=rt.tensorboard)
+    log = _Records(run_dir, enabled=ctx.is_main, recipe=recipe, resume=bool(resume))
     common = {"recipe": recipe.to_dict(), "class_names": class_names, "preprocessing": preprocessing(recipe)}
 
     def checkpoint(epoch: int, metrics: dict[str, float], position: int = 0, mix: Any = None) -> dict[str, Any]:

@@ -815,7 +815,13 @@ class RuntimeConfig(Section):
     sync_bn: bool = Field(False, description="SyncBatchNorm across processes in distributed training (CUDA).")
     auto_scale_lr: bool = Field(False, description="Scale optim.lr by global batch / optim.base_batch_size.")
     deterministic: bool = False
-    tensorboard: bool = Field(False, description="Also write TensorBoard event files to <run>/tensorboard.")
+    tensorboard: bool = Field(False, description="Also write TensorBoard event files to <run>/tensorboard "
+                                                 "(the same as listing tensorboard in loggers).")
+    loggers: list[Literal["jsonl", "tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=lambda: ["jsonl"],
+        description="Where metrics go: jsonl (metrics.jsonl, always on), tensorboard, mlflow (MLFLOW_TRACKING_URI "
+                    "or ./mlruns), wandb (offline unless logged in).")
+    experiment: str | None = Field(None, description="MLflow experiment / W&B project (default: clsctl).")
     log_interval: Annotated[int, Field(gt=0)] = Field(20, description="Iterations between metrics.jsonl records.")
     val_interval: Annotated[int, Field(gt=0)] = Field(1, description="Epochs between validations.")
     checkpoint_interval: Annotated[int, Field(gt=0)] = Field(1, description="Epochs between last.pt saves.")
