@@ -298,6 +298,10 @@ def build_dataset(config: S.Dataset, transform: Callable | None = None, base_dir
     from clsctl.data import layouts, torchvision_sets, wrappers
 
     base = base_dir or Path.cwd()
+    if isinstance(config, S.WebDatasetShards):
+        from clsctl.data.shards import build_shard_dataset
+
+        return build_shard_dataset(config, transform, base, on_bad_image=on_bad_image)  # type: ignore[return-value]
     if isinstance(config, wrappers.WRAPPER_CONFIGS):
         return wrappers.build_wrapper(config, transform, base, on_bad_image=on_bad_image)
     if isinstance(config, S.TorchvisionDataset):

@@ -79,3 +79,32 @@ def decode_image(path: str | Path, backend: Backend = "auto") -> Image.Image:
         if backend == "cv2":
             raise
         return decode_pil(path)
+
+
+def decode_bytes(data: Any, path: str | Path = "<bytes>") -> Image.Image:
+    """Decode encoded image bytes (a 1-D uint8 tensor or array, or ``bytes``), as :func:`decode_image` decodes
+    files: OpenCV when it reads them, else Pillow; RGB.
+
+    Args:
+        data: The encoded file content.
+        path: Where the bytes came from, for messages.
+
+    Raises:
+        OSError: Neither decoder reads them (also ``ValueError``/``SyntaxError``; catch :data:`DECODE_ERRORS`).
+    """
+    import io
+
+    import numpy as np
+
+    raw = data.numpy() if hasattr(data, "numpy") else np.frombuffer(data, dtype=np.uint8)
+    cv2 = opencv()
+    if cv2 is not None and raw.size:
+        array = cv2.imdecode(raw, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if array is not None:
+            return Image.fromarray(cv2.cvtColor(array, cv2.COLOR_BGR2RGB))
+    try:
+        with Image.open(io.BytesIO(raw.tobytes())) as img:
+            img.load()
+            return img.convert("RGB")
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise OSError(f"cannot decode {path}: {exc}") from exc

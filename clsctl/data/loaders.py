@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -70,8 +71,8 @@ class SeededSampler(Sampler):
 
 
 def build_loader(dataset: Dataset, config: LoaderConfig, *, train: bool, seed: int = 0, pin_memory: bool = False,
-                 num_replicas: int = 1, rank: int = 0) -> DataLoader:
-    """A DataLoader for one split.
+                 num_replicas: int = 1, rank: int = 0) -> Any:
+    """A DataLoader for one split (a :class:`~clsctl.data.shards.StreamLoader` for tar shards).
 
     Args:
         dataset: Dataset accepting ``(index, seed)`` keys.
@@ -82,8 +83,14 @@ def build_loader(dataset: Dataset, config: LoaderConfig, *, train: bool, seed: i
         num_replicas: Processes sharing the data (distributed training).
         rank: This process's index.
     """
-    sampler = SeededSampler(len(dataset), shuffle=train, seed=seed, num_replicas=num_replicas, rank=rank)
+    from clsctl.data.shards import ShardDataset, StreamLoader
+
     workers = config.num_workers
+    if isinstance(dataset, ShardDataset):  # a stream of tar shards: split by shard, batched in the main process
+        return StreamLoader(dataset, batch_size=config.batch_size, num_workers=workers, train=train,
+                            drop_last=config.drop_last, seed=seed, pin_memory=pin_memory,
+                            prefetch_factor=config.prefetch_factor, num_replicas=num_replicas, rank=rank)
+    sampler = SeededSampler(len(dataset), shuffle=train, seed=seed, num_replicas=num_replicas, rank=rank)
     return DataLoader(
         dataset,
         batch_size=config.batch_size,

@@ -118,6 +118,9 @@ def build_wrapper(config: Any, transform: Callable | None, base: Path, *,
     from clsctl.data.datasets import build_dataset
 
     def inner(entry: S.Dataset) -> ClassificationDataset:
+        if isinstance(entry, S.WebDatasetShards):
+            raise DataError(f"a {config.type} dataset cannot wrap a webdataset stream (it has no indexable "
+                            "samples); list more shards in urls, or set epoch_size, instead")
         return build_dataset(entry, transform, base, on_bad_image=on_bad_image)
 
     if isinstance(config, S.ConcatDataset):

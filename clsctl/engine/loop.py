@@ -499,7 +499,6 @@ def validate(model: nn.Module, loader: Any, device: torch.device, num_classes: i
     """
     model.eval()
     task = progress.add_task(description, total=len(loader.sampler) * ctx.world_size, status="")
-    indices = [index for index, _ in loader.sampler]  # the order this process's loader yields samples in
     logits, targets = [], []
     for images, batch_targets in loader:
         images = images.to(device, non_blocking=True)
@@ -510,6 +509,8 @@ def validate(model: nn.Module, loader: Any, device: torch.device, num_classes: i
         logits.append(out.float().cpu())
         targets.append(batch_targets.cpu())
         progress.advance(task, len(batch_targets) * ctx.world_size)
+    # The order this process's loader yielded samples in (asked after the pass: a stream knows it only then).
+    indices = [index for index, _ in loader.sampler]
     all_logits, all_targets = D.gather_by_index(indices, torch.cat(logits), torch.cat(targets), ctx=ctx)
     chunks = list(zip(all_logits.split(1024), all_targets.split(1024)))
     output = run_evaluation(nn.Identity(), chunks, torch.device("cpu"), num_classes)

@@ -424,6 +424,25 @@ class OpenMMLabJsonDataset(Section):
     pipeline: list[Transform] = Field(default_factory=list)
 
 
+class WebDatasetShards(Section):
+    """Tar shards in the WebDataset layout, streamed shard by shard: each sample is ``<key>.<jpg|png|...>`` plus
+    ``<key>.cls`` (the class index as text). ``clsctl prepare-data shards`` writes them from an image folder."""
+
+    type: Literal["webdataset"]
+    urls: str | list[str] = Field(
+        description="Shards: local paths (brace patterns such as shard-{000000..000009}.tar), pipe:COMMAND (reads "
+                    "the command's output) or http(s):// URLs.")
+    classes: list[str] | str | None = Field(
+        None, description="Class names or a file with one per line; default: classes.txt beside the first shard.")
+    shuffle_buffer: Annotated[int, Field(ge=0)] = Field(
+        1000, description="Samples each loader worker mixes before yielding them (training; 0: none). The shard "
+                          "order is shuffled every epoch as well.")
+    epoch_size: Annotated[int, Field(gt=0)] | None = Field(
+        None, description="Samples per epoch over all processes; default: the shards' sample count (from index.json "
+                          "beside local shards, else read from their headers). Needed for pipe: and http shards.")
+    pipeline: list[Transform] = Field(default_factory=list)
+
+
 class _Wrapper(Section):
     """A dataset made of other datasets; its pipeline is the inner dataset's."""
 
@@ -487,7 +506,7 @@ class KFoldDataset(_Wrapper):
 
 Dataset = Annotated[
     Union[ImageFolderDataset, AnnotationFileDataset, ImageNetDataset, TorchvisionDataset, VOCDataset, CUBDataset,
-          OpenMMLabJsonDataset, RepeatDataset, ConcatDataset, ClassBalancedDataset, KFoldDataset],
+          OpenMMLabJsonDataset, WebDatasetShards, RepeatDataset, ConcatDataset, ClassBalancedDataset, KFoldDataset],
     Field(discriminator="type"),
 ]
 for _wrapper in (RepeatDataset, ConcatDataset, ClassBalancedDataset, KFoldDataset):
