@@ -93,10 +93,7 @@ def browse_dataset(recipe: Recipe, out_dir: str | Path, *, split: str = "train",
     names = [step.type for step in config_steps]
     out = Path(out_dir)
     files = []
-    for index in range(min(num, len(dataset))):
-        # Without a transform, an item is the decoded PIL image (files and in-memory data alike).
-        image, target = dataset[index]
-        path = str(dataset.samples[index][0])
+    for index, (image, target, path) in enumerate(_first_samples(dataset, num)):
         stages = pipeline_stages(image, steps, names, seed + index)
         if mode == "original":
             stages = stages[:1]
@@ -113,4 +110,32 @@ def browse_dataset(recipe: Recipe, out_dir: str | Path, *, split: str = "train",
         class_name = target_names(target, dataset.classes)
         picture = caption(hstack(panels), [f"{class_name}  ({Path(path).name})"])
         files.append(save_png(picture, out / f"{index:04d}_{safe_name(class_name)}.png"))
-    return BrowseResult(files, split, len(dataset))
+    return BrowseResult(files, split, _sample_count(dataset))
+
+
+def _first_samples(dataset: Any, num: int) -> Any:
+    """``(decoded image, target, file name)`` of the first ``num`` samples; a stream of shards is read from
+    its first shard on (``shard.tar:key`` as the name)."""
+    from clsctl.data.shards import ShardDataset
+
+    if isinstance(dataset, ShardDataset):
+        from PIL import Image
+
+        for count, (image, label, name) in enumerate(dataset.iter_samples()):
+            if count >= num:
+                return
+            if not isinstance(image, Image.Image):  # a decoded tensor: (3, H, W) uint8
+                image = Image.fromarray(image.permute(1, 2, 0).numpy())
+            yield image, label, name.rpartition("/")[2]
+        return
+    for index in range(min(num, len(dataset))):
+        # Without a transform, an item is the decoded PIL image (files and in-memory data alike).
+        image, target = dataset[index]
+        yield image, target, str(dataset.samples[index][0])
+
+
+def _sample_count(dataset: Any) -> int:
+    counts = getattr(dataset, "counts", ())
+    if counts is None:  # remote shards: unknown
+        return getattr(dataset, "epoch_size", None) or 0
+    return len(dataset)

@@ -154,14 +154,120 @@ def verify_dataset(recipe: Recipe, split: str = "train", *, num_process: int = 1
         progress: Called with the number of files just checked.
         on_start: Called with the number of files about to be checked.
     """
+    from clsctl.recipe import schema as S
+
+    if isinstance(_split_config(recipe, split), S.WebDatasetShards):
+        result = verify_shard_split(recipe, split, num_process=num_process, progress=progress, on_start=on_start)
+        return _write_log(result, out_path)
     paths, skipped = dataset_files(recipe, split)
     if on_start:
         on_start(len(paths))
     broken = verify_files(paths, num_process, progress)
-    result = VerifyResult(len(paths), broken, skipped)
+    return _write_log(VerifyResult(len(paths), broken, skipped), out_path)
+
+
+def _split_config(recipe: Recipe, split: str) -> object:
+    from clsctl.engine.build import dataset_config
+
+    return dataset_config(recipe, split)
+
+
+def _write_log(result: VerifyResult, out_path: str | Path | None) -> VerifyResult:
+    broken = result.broken
     if out_path is not None:
         out = Path(out_path)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("".join(f"{b.path}\t{b.reason}\n" for b in broken), encoding="utf-8")
         result.log_path = out
     return result
+
+
+def check_encoded(data: bytes, ext: str) -> str | None:
+    """Why encoded image bytes (a tar member with extension ``ext``) cannot be used, or None (as
+    :func:`check_image` for files)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        return "empty image (0 bytes)"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image_format = image.format or "unknown"
+            image.load()
+            image.convert("RGB")
+    except UnidentifiedImageError:
+        return "not an image (no decoder recognises its content)"
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        message = str(exc).split("\n")[0] or type(exc).__name__
+        return f"cannot decode ({image_format}): {message}"
+    expected = EXPECTED_FORMATS.get(f".{ext}")
+    if expected is not None and image_format not in expected:
+        return f"wrong extension: {image_format} content in a '.{ext}' member"
+    return None
+
+
+def check_shard(url: str, num_classes: int) -> tuple[int, list[BrokenFile]]:
+    """Samples in one shard and the broken ones (``url:key``): unreadable image, missing or bad label; a
+    shard that is not a readable tar is one broken entry."""
+    import tarfile
+
+    from clsctl.data.shards import IMAGE_EXTENSIONS, LABEL_EXTENSION, iter_tar_samples, open_shard
+    from clsctl.errors import DataError
+
+    checked, broken = 0, []
+    try:
+        with open_shard(url) as stream:
+            for key, parts in iter_tar_samples(stream, url):
+                ext = next((e for e in IMAGE_EXTENSIONS if e in parts), None)
+                if ext is None and LABEL_EXTENSION not in parts:
+                    continue
+                checked += 1
+                name = f"{url}:{key}"
+                if ext is None:
+                    broken.append(BrokenFile(name, "no image member (.jpg, .png, ...)"))
+                    continue
+                reason = check_encoded(parts[ext], ext)
+                if reason is None:
+                    label = parts.get(LABEL_EXTENSION, b"").decode("ascii", "replace").strip()
+                    if not label:
+                        reason = "no .cls label"
+                    elif not label.isdigit() or int(label) >= num_classes:
+                        reason = f"label {label!r} is not a class index below {num_classes}"
+                if reason is not None:
+                    broken.append(BrokenFile(name, reason))
+    except (tarfile.TarError, OSError, DataError) as exc:
+        broken.append(BrokenFile(url, f"not a readable tar shard: {exc}"))
+    return checked, broken
+
+
+def _check_shard_star(args: tuple[str, int]) -> tuple[int, list[BrokenFile]]:
+    return check_shard(*args)
+
+
+def verify_shard_split(recipe: Recipe, split: str, *, num_process: int = 1,
+                       progress: Callable[[int], None] | None = None,
+                       on_start: Callable[[int], None] | None = None) -> VerifyResult:
+    """Read every sample of a split's tar shards (``num_process`` shards at a time) and list the broken ones."""
+    from clsctl.data.datasets import build_dataset
+
+    dataset = build_dataset(_split_config(recipe, split))
+    if on_start:
+        on_start(sum(dataset.counts) if dataset.counts is not None else 0)
+    jobs = [(url, len(dataset.classes)) for url in dataset.urls]
+    results: list[tuple[int, list[BrokenFile]]] = []
+    if num_process <= 1 or len(jobs) < 2:
+        for job in jobs:
+            results.append(check_shard(*job))
+            if progress:
+                progress(results[-1][0])
+    else:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(num_process) as pool:
+            for result in pool.imap(_check_shard_star, jobs):
+                results.append(result)
+                if progress:
+                    progress(result[0])
+    broken = [b for _, found in results for b in found]
+    return VerifyResult(sum(count for count, _ in results), broken)
