@@ -33,3 +33,29 @@ def test_bad_values(runner: CliRunner, tiny_recipe: Path, tmp_path: Path) -> Non
     assert phase.exit_code == 2
     order = runner.invoke(app, ["browse-dataset", str(tiny_recipe), "-c", "GBR", "-o", str(tmp_path)])
     assert order.exit_code == 2 and "RGB or BGR" in order.output
+
+
+def test_shards_are_browsed_from_the_first_shard(runner: CliRunner, tmp_path: Path) -> None:
+    import yaml
+
+    from helpers import tiny_recipe_dict
+    from shard_helpers import write_shard_split
+
+    shards = write_shard_split(tmp_path, "train", per_class=3, per_shard=4)
+    data = tiny_recipe_dict(tmp_path, tmp_path / "run")
+    data["data"]["train"]["type"] = "webdataset"
+    data["data"]["train"].pop("root")
+    data["data"]["train"]["urls"] = [str(p) for p in shards]
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["browse-dataset", str(recipe), "-o", str(out), "-n", "3", "-m", "concat"])
+    assert result.exit_code == 0, result.output
+    assert "3 of 9 train samples (concat) saved" in result.output
+    files = sorted(out.glob("*.png"))
+    assert len(files) == 3
+    assert {f.stem.partition("_")[2] for f in files} <= {"red", "green", "blue"}
+    picture = read_png(files[0]).astype(int)
+    panel = picture[-32:, :32]  # the original 32x32 sample, its class colour dominant
+    channel = ["red", "green", "blue"].index(files[0].stem.partition("_")[2])
+    assert panel.reshape(-1, 3).mean(0).argmax() == channel

@@ -49,3 +49,21 @@ def test_export_errors(runner: CliRunner, tmp_path: Path) -> None:
     missing = runner.invoke(app, ["export", str(tmp_path / "nope.pt")])
     assert missing.exit_code == 2 and "checkpoint not found" in missing.output
     assert "Traceback" not in bad_format.output + opset.output + missing.output
+
+
+def test_export_safetensors_file_and_hub_folder(runner: CliRunner, tmp_path: Path) -> None:
+    from clsctl.models.safetensors_io import decoded_metadata, read_safetensors
+
+    source = make_checkpoint(tmp_path, "test_resnet", name="best.pt")
+    result = runner.invoke(app, ["export", str(source), "-f", "safetensors"])
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "best.safetensors"
+    assert f"wrote {path} (safetensors" in result.output
+    assert re.search(r"model rebuilt from the file vs PyTorch on a random 1x3x32x32 input: max abs diff 0 ",
+                     result.output)
+    meta = decoded_metadata(read_safetensors(path)[1])
+    assert meta["class_names"] == ["blue", "green", "red"] and meta["recipe"]["model"]["name"] == "test_resnet"
+    folder = runner.invoke(app, ["export", str(source), "-f", "safetensors", "-o", str(tmp_path / "hub")])
+    assert folder.exit_code == 0, folder.output
+    assert (tmp_path / "hub" / "model.safetensors").is_file() and "config.json beside it" in folder.output
+    assert json.loads((tmp_path / "hub" / "config.json").read_text())["library_name"] == "clsctl"
