@@ -72,6 +72,14 @@ def test_clsctl_model_published_on_the_hub(tmp_path: Path, monkeypatch: pytest.M
     fresh = create_model("hf-hub:someone/digits-net")  # architecture only
     assert not torch.equal(fresh.fc.weight, model.fc.weight)
 
+    from clsctl.engine.predict import predict
+    from helpers import write_image_folder
+
+    images = write_image_folder(tmp_path / "img", per_class=1)
+    from_hub = predict([images], model="hf-hub:someone/digits-net", pretrained=True, topk=3)
+    from_checkpoint = predict([images], checkpoint=checkpoint, topk=3)
+    assert [p.to_dict() for p in from_hub] == [p.to_dict() for p in from_checkpoint]  # names and pipeline too
+
 
 def test_timm_model_published_on_the_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = offline_cache(tmp_path, monkeypatch)
