@@ -48,9 +48,10 @@ def fake_timm(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     module.calls = []
 
     def create(name: str, pretrained: bool = False, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
-        module.calls.append((name, pretrained, num_classes, kwargs))
+        module.calls.append((name, pretrained, num_classes, dict(kwargs)))
         if pretrained and module.offline:
             raise OSError("cannot reach huggingface.co")
+        kwargs.pop("pretrained_cfg_overlay", None)  # where timm would load the weights from
         return TinyNet(num_classes, **kwargs)
 
     module.offline = False
@@ -78,13 +79,20 @@ def test_meta_comes_from_pretrained_cfg(fake_timm: types.ModuleType) -> None:
     assert meta.extra["classifier"] == "head" and meta.class_names == "imagenet-1k"
 
 
-def test_create_passes_options_and_counts_parameters(fake_timm: types.ModuleType) -> None:
+def test_create_passes_options_and_counts_parameters(fake_timm: types.ModuleType, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub_helpers import offline_cache, put_in_cache
+
     model = create_model("timm/tiny_net", num_classes=3, drop_rate=0.2)
     assert fake_timm.calls == [("tiny_net", False, 3, {"drop_rate": 0.2})]
     assert model.drop_rate == 0.2 and model(torch.randn(1, 3, 8, 8)).shape == (1, 3)
     assert model.model_meta.num_classes == 3 and model.model_meta.num_params == 3 * 4 * 9 + 4 + 4 * 3 + 3
+    # Pretrained weights of an hf_hub_id come through huggingface_hub's cache; timm gets the file.
+    snapshot = put_in_cache(offline_cache(tmp_path, monkeypatch), "timm/tiny_net.fake_in1k",
+                            {"model.safetensors": b"weights"})
     create_model("timm/tiny_net", pretrained=True)
-    assert fake_timm.calls[-1] == ("tiny_net", True, 1000, {})
+    assert fake_timm.calls[-1] == ("tiny_net", True, 1000,
+                                   {"pretrained_cfg_overlay": {"file": str(snapshot / "model.safetensors")}})
 
 
 def test_weights_file_loads_into_timm_model(fake_timm: types.ModuleType, tmp_path: Path) -> None:
@@ -94,9 +102,17 @@ def test_weights_file_loads_into_timm_model(fake_timm: types.ModuleType, tmp_pat
     assert torch.equal(model.conv.weight, source.conv.weight)
 
 
-def test_unknown_timm_name_and_offline_pretrained(fake_timm: types.ModuleType) -> None:
+def test_unknown_timm_name_and_offline_pretrained(fake_timm: types.ModuleType, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub_helpers import offline_cache
+
     with pytest.raises(UnknownNameError, match="unknown timm model 'tiny_nett'; did you mean 'tiny_net'"):
         create_model("timm/tiny_nett")
+    cache = offline_cache(tmp_path, monkeypatch)
+    with pytest.raises(ClsctlError, match=f"repo 'timm/tiny_net.fake_in1k' is not in the cache {cache}"):
+        create_model("timm/tiny_net", pretrained=True)
+    # Weights only at a URL: timm fetches them itself, and its failure becomes the same kind of one line.
+    fake_timm.get_pretrained_cfg = lambda name: FakeCfg(hf_hub_id="", url="https://example.invalid/w.pth")
     fake_timm.offline = True
     with pytest.raises(ClsctlError, match="could not fetch timm's pretrained weights for 'tiny_net'"):
         create_model("timm/tiny_net", pretrained=True)
