@@ -237,7 +237,6 @@ class StreamPlan:
     epoch: int = 0
     num_replicas: int = 1
     rank: int = 0
-    num_workers: int = 0
     chunk_size: int = 32
 
 
@@ -251,7 +250,7 @@ class ShardDataset(IterableDataset):
         urls: Every shard, resolved.
         classes: Class names.
         transform: Applied to each decoded image, as the folder datasets apply it.
-        on_bad_image: ``skip`` (leave the sample out, count it, warn once per shard) or ``fail``.
+        on_bad_image: ``skip`` (leave the sample out, count it, warn once per sample and process) or ``fail``.
         shuffle_buffer: Samples each worker mixes (training only).
         epoch_size: Samples per epoch over all ranks (None: the shards' count).
         counts: Samples per shard (None when unknown: remote shards).
@@ -492,7 +491,7 @@ class StreamLoader:
         self.drop_last = train and drop_last
         self.pin_memory = pin_memory
         dataset.plan = StreamPlan(train=train, seed=seed, num_replicas=num_replicas, rank=rank,
-                                  num_workers=num_workers, chunk_size=batch_size)
+                                  chunk_size=batch_size)
         dataset.rank_shards()  # fail now, not in a worker, when there are fewer shards than processes
         if train:
             dataset.quota()
