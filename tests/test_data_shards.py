@@ -177,6 +177,53 @@ def test_pipe_urls_and_epoch_size(tmp_path: Path) -> None:
         build_dataset(S.WebDatasetShards(type="webdataset", urls=str(tmp_path / "none-{0..1}.tar")), None)
 
 
+def test_http_urls(tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    shards = write_shard_split(tmp_path, "val", per_class=2, per_shard=3)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(shards[0].parent))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)  # loopback only
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        urls = [f"{base}/{p.name}" for p in shards]
+        config = S.WebDatasetShards(type="webdataset", urls=urls, classes=["blue", "green", "red"])
+        remote = [label for _, label, _ in build_dataset(config, None).iter_samples()]
+        with pytest.raises(DataError, match="cannot read shard"):
+            list(build_dataset(S.WebDatasetShards(type="webdataset", urls=f"{base}/missing.tar",
+                                                  classes=["a"]), None, on_bad_image="fail").iter_samples())
+    finally:
+        server.shutdown()
+        server.server_close()
+    local = [label for _, label, _ in _dataset(shards).iter_samples()]
+    assert remote == local and len(local) == 6
+
+
+@pytest.mark.slow  # three tiny trainings
+def test_resume_from_an_epoch_checkpoint_equals_the_uninterrupted_run(tmp_path: Path) -> None:
+    from clsctl.engine.checkpoint import load_checkpoint
+    from clsctl.engine.loop import train
+    from clsctl.recipe import validate_recipe
+    from helpers import tiny_recipe_dict
+
+    shards = write_shard_split(tmp_path, "train", per_class=4, per_shard=4)
+    data = tiny_recipe_dict(tmp_path, tmp_path / "full", epochs=2, keep_checkpoints=-1)
+    data["data"]["train"] = {"type": "webdataset", "urls": [str(p) for p in shards], "shuffle_buffer": 4,
+                             "pipeline": data["data"]["train"]["pipeline"]}
+    data["data"].pop("val")
+    train(validate_recipe(data), device="cpu", show_progress=False)
+    resumed = tmp_path / "resumed"
+    train(validate_recipe(data), resumed, resume=tmp_path / "full" / "epoch_1.pt", device="cpu",
+          show_progress=False)
+    full, again = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(resumed / "last.pt")
+    assert again["epoch"] == full["epoch"] == 2
+    assert all(torch.equal(full["model"][k], again["model"][k]) for k in full["model"])
+
+
 def test_wrappers_refuse_streams(tmp_path: Path) -> None:
     shards = write_shard_split(tmp_path, "train", per_class=2, per_shard=6)
     config = S.RepeatDataset(type="repeat", times=2,
