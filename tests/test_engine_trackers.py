@@ -142,6 +142,8 @@ def test_wandb_runs_offline_unless_logged_in(image_root: Path, tmp_path: Path,
 
     (run_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
     records = read_wandb_records(run_file)
+    # complete when train() returns: the run's exit record is written (W&B finishes asynchronously)
+    assert [r.exit.exit_code for r in records if r.WhichOneof("record_type") == "exit"] == [0]
     (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert run.project == "tiny-project" and run.display_name == "run"
     config = {item.key: json.loads(item.value_json) for item in run.config.update}

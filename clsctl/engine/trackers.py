@@ -198,8 +198,18 @@ class WandbLog:
             self.run.log({**values, "epoch": record.get("epoch", 0)}, step=int(record.get("step", 0)))
 
     def close(self) -> None:
-        """Finish the run (exit code 1 when training failed)."""
-        self.run.finish(exit_code=0 if _ending_status() == "FINISHED" else 1)
+        """Finish the run (exit code 1 when training failed) and wait until its files are complete.
+
+        ``run.finish()`` returns before W&B's service has written everything (seen with wandb 0.31 offline);
+        ``wandb.teardown()`` waits for it, so ``wandb sync`` right after training finds a whole run.
+        """
+        import wandb
+
+        exit_code = 0 if _ending_status() == "FINISHED" else 1
+        self.run.finish(exit_code=exit_code)
+        teardown = getattr(wandb, "teardown", None)
+        if teardown is not None:
+            teardown(exit_code)
 
 
 def build_trackers(loggers: list[str], run_dir: Path, recipe: dict[str, Any], experiment: str | None, *,
