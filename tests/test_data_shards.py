@@ -272,3 +272,22 @@ def test_two_gloo_processes_see_every_sample_once_per_epoch(tmp_path: Path) -> N
                   for i in r["ids"]) == _all_ids(_dataset(val_shards))
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics if m["mode"] == "val"] == [1, 2]
+
+
+def test_evaluate_on_shards_equals_the_image_folder(tmp_path: Path) -> None:
+    from clsctl.engine.testing import evaluate
+    from deploy_helpers import make_checkpoint
+
+    checkpoint = make_checkpoint(tmp_path, "test_resnet")  # its recipe reads tmp_path/data/val
+    images = write_image_folder(tmp_path / "data" / "val", per_class=3, seed=2)
+    shards = write_shards(images, tmp_path / "shards", shard_size=12_000).shards
+    folder = evaluate(checkpoint, split="val", device="cpu", show_progress=False)
+    urls = ", ".join(str(p) for p in shards)
+    streamed = evaluate(checkpoint, split="val", device="cpu", show_progress=False,
+                        overrides=[f"data.val={{type: webdataset, urls: [{urls}]}}"])
+    # other batches, other float sums: equal up to rounding
+    assert streamed.metrics == pytest.approx(folder.metrics, rel=1e-5)
+    assert streamed.num_samples == folder.num_samples == 9
+    with pytest.raises(ClsctlError, match="--out lists predictions per image file"):
+        evaluate(checkpoint, split="val", device="cpu", show_progress=False, out=tmp_path / "p.json",
+                 overrides=[f"data.val={{type: webdataset, urls: [{urls}]}}"])

@@ -139,10 +139,16 @@ class ShardedBatchSampler(Sampler[list[int]]):
 
 
 def build_eval_loader(dataset: Dataset, config: LoaderConfig, *, pin_memory: bool = False, num_replicas: int = 1,
-                      rank: int = 0) -> DataLoader:
+                      rank: int = 0) -> Any:
     """A loader for evaluation: dataset order, no shuffling, no padding, this process's share of the batches
-    (:class:`ShardedBatchSampler`)."""
+    (:class:`ShardedBatchSampler`; for tar shards a :class:`~clsctl.data.shards.StreamLoader` over this
+    process's shards)."""
+    from clsctl.data.shards import ShardDataset
+
     workers = config.num_workers
+    if isinstance(dataset, ShardDataset):
+        return build_loader(dataset, config, train=False, pin_memory=pin_memory, num_replicas=num_replicas,
+                            rank=rank)
     return DataLoader(
         dataset,
         batch_sampler=ShardedBatchSampler(len(dataset), config.batch_size, num_replicas=num_replicas, rank=rank),

@@ -463,6 +463,10 @@ class StreamPosition:
         """``(sample id, 0)`` of the last pass, in order (what validation gathers results by)."""
         return ((index, 0) for index in self.loader.last_ids)
 
+    def indices(self) -> list[int]:
+        """Sample ids of the last pass, in order (what ``clsctl test`` gathers results by)."""
+        return list(self.loader.last_ids)
+
 
 class StreamLoader:
     """Batches from a :class:`ShardDataset`: workers decode and transform chunks; the main process cuts them
@@ -498,6 +502,7 @@ class StreamLoader:
         self.loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, persistent_workers=False,
                                  prefetch_factor=prefetch_factor if num_workers > 0 else None)
         self.sampler = StreamPosition(self)
+        self.batch_sampler = self.sampler  # evaluation asks batch_sampler.indices()
         self.last_ids: list[int] = []
 
     def __len__(self) -> int:

@@ -153,6 +153,9 @@ def evaluate(checkpoint: str | Path | None = None, *, model: str | None = None, 
                  if tta is None else _tta_transform(source, tta))
     dataset = build_dataset(dataset_config(recipe, source.split), transform, on_bad_image=recipe.data.on_bad_image)
     exclude_replaced_samples(dataset)
+    if out is not None and not hasattr(dataset, "samples"):
+        raise ClsctlError(f"--out lists predictions per image file; the {source.split} split is a stream of tar "
+                          "shards without them (test it without --out)")
     ctx = D.setup(device or recipe.runtime.device)
     try:
         names, label_map = _label_sets(source, dataset)
