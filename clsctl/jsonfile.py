@@ -1,8 +1,7 @@
-"""Reading the JSON files users hand to clsctl (predictions, annotations) with clear errors."""
+"""Reading the JSON files users hand to clsctl (predictions, annotations): :func:`clsctl.readers.read_json`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,8 @@ def read_json_file(path: str | Path, *, what: str, error: type[ClsctlError] = Cl
         error: The exception type to raise.
 
     Raises:
-        ClsctlError: (or ``error``) The file is missing or is not JSON.
+        ClsctlError: (or ``error``) The file is missing, a folder, empty, not UTF-8 or not JSON.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise error(f"{what} not found: {path}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise error(f"{path} is not a JSON file ({exc})") from None
+    from clsctl.readers import read_json
+
+    return read_json(path, what=what, error=error)

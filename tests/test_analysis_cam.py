@@ -125,5 +125,5 @@ def test_names_and_errors(image: Path, tmp_path: Path) -> None:
         class_index("gren", names)
     with pytest.raises(ClsctlError, match="image not found"):
         visualize_cam(tmp_path / "none.png", model="test_resnet")
-    with pytest.raises(ClsctlError, match="exactly one"):
-        visualize_cam(image)
+    with pytest.raises(ClsctlError, match="not both"):
+        visualize_cam(image, checkpoint=tmp_path / "a.pt", model="test_resnet")

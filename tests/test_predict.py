@@ -17,7 +17,7 @@ def test_expand_images_handles_files_folders_globs(tmp_path: Path) -> None:
     found = expand_images([str(single), str(root / "green"), str(root / "b*" / "*.png"), str(single)])
     assert found[0] == single
     assert len(found) == 1 + 2 + 2  # the repeated file counted once
-    with pytest.raises(DataError, match="no such file"):
+    with pytest.raises(DataError, match="image not found"):
         expand_images([str(tmp_path / "missing.png")])
     with pytest.raises(DataError, match="no images match"):
         expand_images([str(tmp_path / "*.jpg")])

@@ -51,7 +51,7 @@ def test_mismatched_keys_are_reported_not_ignored(tmp_path: Path) -> None:
 
 def test_not_a_weights_file(tmp_path: Path) -> None:
     (tmp_path / "junk.pth").write_bytes(b"not a zip")
-    with pytest.raises(CheckpointError, match="not a PyTorch weights file"):
+    with pytest.raises(CheckpointError, match="junk.pth is not a weights file: not a PyTorch file"):
         create_model("test_resnet", weights=tmp_path / "junk.pth")
     with pytest.raises(CheckpointError, match="not found"):
         create_model("test_resnet", weights=tmp_path / "missing.pth")
@@ -74,7 +74,7 @@ def test_offline_pretrained_error_names_url_and_cache_path(tmp_path: Path, monke
     def offline(*args: object, **kwargs: object) -> None:
         raise URLError("no network")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(ClsctlError) as info:
         create_model("resnet18", pretrained=True)
     message = str(info.value)

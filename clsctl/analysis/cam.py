@@ -1,14 +1,18 @@
 """``vis-cam``: class activation maps (pytorch-grad-cam) of a checkpoint or a registered model on one image.
 
-The target layer and, for transformers, the token-to-grid reshape are worked out from the model: the family's
-``cam_layer`` (last CNN stage, the last block's input norm for ViT/DeiT, the final norm for Swin) and
-``cam_reshape`` metadata, with the patch grid and the number of extra (class, distillation) tokens read from the
-model and the input, so no flags beyond the method are needed.
+The target layer and the reshape of its output to ``B x C x H x W`` maps are worked out from the model, so no
+flags beyond the method are needed: the family's ``cam_layer`` metadata where it has one (last CNN stage, the last
+block's input norm for ViT/DeiT, the final norm for Swin), else found with forward hooks on the actual input
+(:func:`find_cam_layer`: the last feature map before global pooling for any CNN, ``timm/...`` included; the last
+block's first norm for token models). The reshape follows from the layer's output shape (:func:`reshape_for`):
+channels-first maps as they are, channels-last (Swin) permuted, tokens laid out on the grid their count and the
+input's aspect ratio give, extra (class, distillation) tokens dropped.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,11 +81,15 @@ def method_class(method: str) -> type:
 
 def load_source(*, checkpoint: str | Path | None = None, model: str | None = None, weights: str | Path | None = None,
                 pretrained: bool = False) -> CamSource:
-    """The model and its preprocessing from a checkpoint, or from a registered name (ImageNet-style eval steps)."""
-    from clsctl.data.transforms import build_step, pipeline_from_dicts
+    """The model and its preprocessing from a checkpoint, or from a registered name (ImageNet-style eval steps).
 
-    if (checkpoint is None) == (model is None):
-        raise ClsctlError("give exactly one of a checkpoint or a model name")
+    Neither given: :data:`clsctl.engine.predict.DEFAULT_MODEL` with its ImageNet weights (see
+    :func:`clsctl.engine.predict.choose_model`, which also warns about random weights).
+    """
+    from clsctl.data.transforms import build_step, pipeline_from_dicts
+    from clsctl.engine.predict import choose_model
+
+    model, pretrained = choose_model(checkpoint, model, weights, pretrained)
     if checkpoint is not None:
         from clsctl.engine.build import model_from_checkpoint
 
@@ -92,6 +100,8 @@ def load_source(*, checkpoint: str | Path | None = None, model: str | None = Non
                          loaded.recipe.model.name)
     from clsctl.engine.predict import imagenet_class_names
     from clsctl.models import create_model, model_info
+
+    assert model is not None
     from clsctl.recipe.schema import CenterCrop, Resize
 
     meta = model_info(model)
@@ -111,12 +121,167 @@ def list_layers(model: Any) -> list[tuple[str, str]]:
     return [(name, type(module).__name__) for name, module in model.named_modules() if name]
 
 
-def resolve_layers(model: Any, names: Sequence[str] | None, model_name: str) -> tuple[list[Any], list[str]]:
-    """Modules named by ``names``, or the family's default CAM layer."""
+@dataclass
+class LayerOutput:
+    """One sub-module's output in a forward pass, in the order the modules finished."""
+
+    name: str
+    module: Any
+    shape: tuple[int, ...]
+
+
+def record_outputs(model: Any, tensor: Any) -> tuple[Any, dict[str, LayerOutput], list[LayerOutput]]:
+    """Run ``model`` on ``tensor`` with a forward hook on every sub-module.
+
+    Returns:
+        The model's output, each module's (last) tensor output by name, and all outputs in finishing order.
+    """
+    order: list[LayerOutput] = []
+    handles = []
+
+    def hook_for(name: str) -> Callable:
+        def hook(module: Any, _inputs: Any, output: Any) -> None:
+            if hasattr(output, "shape") and hasattr(output, "dim"):
+                order.append(LayerOutput(name, module, tuple(int(n) for n in output.shape)))
+
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            if name:
+                handles.append(module.register_forward_hook(hook_for(name)))
+        result = model(tensor)
+    finally:
+        for handle in handles:
+            handle.remove()
+    by_name = {out.name: out for out in order}
+    return result, by_name, order
+
+
+def _is_pool(out: LayerOutput) -> bool:
+    """A global pooling module: named ``*Pool*``, output ``B x C`` or ``B x C x 1 x 1``."""
+    if "pool" not in type(out.module).__name__.lower():
+        return False
+    return len(out.shape) == 2 or (len(out.shape) == 4 and out.shape[2] == out.shape[3] == 1)
+
+
+def _inside(name: str, parent: str) -> bool:
+    return name == parent or name.startswith(parent + ".")
+
+
+def find_cam_layer(order: Sequence[LayerOutput]) -> str:
+    """The module to explain, from the outputs of one forward pass (see :func:`record_outputs`).
+
+    CNNs (any, ``timm/...`` included): the last module with a 4-D output before the global pooling (the last
+    pooling module whose output is ``B x C x 1 x 1`` or ``B x C``; without one, before the classifier).
+    Pooling modules that keep a spatial size (VGG's 7x7 adaptive pool) are not chosen. Token models (ViT, DeiT,
+    3-D Swin): when ``B x N x C`` outputs follow the last feature map, the first norm of the last block (blocks:
+    the last container whose children are modules of one type that all output the same token shape), so that
+    patch tokens still reach the class token through the last attention; else the output of the block before it.
+
+    Raises:
+        ClsctlError: No module has a 4-D or token output.
+    """
+    pools = [i for i, out in enumerate(order) if _is_pool(out)]
+    end = len(order)
+    if pools:
+        end = pools[-1]
+        pool_name = order[end].name
+        while end > 0 and _inside(order[end - 1].name, pool_name):
+            end -= 1
+    before = order[:end]
+    maps = [i for i, out in enumerate(before)
+            if len(out.shape) == 4 and "pool" not in type(out.module).__name__.lower()]
+    tokens = [i for i, out in enumerate(before) if len(out.shape) == 3 and out.shape[1] > 1]
+    if tokens and (not maps or tokens[-1] > maps[-1]):
+        return _token_block_layer(before)
+    if not maps:
+        raise ClsctlError("cannot find a feature map to explain in this model; name one with --target-layers "
+                          "(see --preview-model)")
+    return before[maps[-1]].name
+
+
+def _token_block_layer(order: Sequence[LayerOutput]) -> str:
+    by_name = {out.name: out for out in order}
+    blocks: list[str] | None = None
+    for out in order:  # finishing order: the last qualifying container wins
+        named = list(out.module.named_children())
+        children = [f"{out.name}.{child}" for child, _ in named]
+        shapes = {by_name[c].shape for c in children if c in by_name}
+        kinds = {type(module) for _, module in named}
+        if (len(children) >= 2 and len(kinds) == 1 and all(c in by_name for c in children) and len(shapes) == 1
+                and len(next(iter(shapes))) == 3):
+            blocks = children
+    if blocks is None:
+        raise ClsctlError("cannot find the transformer blocks of this model; name a layer with --target-layers "
+                          "(see --preview-model)")
+    last = by_name[blocks[-1]]
+    for out in order:
+        if (_inside(out.name, last.name) and out.name != last.name and "norm" in type(out.module).__name__.lower()
+                and len(out.shape) == 3 and out.shape[1] == last.shape[1]):
+            return out.name
+    return blocks[-2]
+
+
+def token_layout(count: int, height: int, width: int, max_extra: int = 8) -> tuple[int, int, int]:
+    """``(extra, grid_h, grid_w)``: how ``count`` tokens of an ``height x width`` input lie on a patch grid.
+
+    The grid has the input's aspect ratio; ``extra`` leading tokens (class, distillation) are not on it.
+
+    Raises:
+        ClsctlError: No grid of that aspect ratio fits with at most ``max_extra`` extra tokens.
+    """
+    for extra in range(0, max_extra + 1):
+        cells = count - extra
+        if cells < 1:
+            break
+        grid_h = round(math.sqrt(cells * height / width))
+        for gh in (grid_h - 1, grid_h, grid_h + 1):
+            if gh >= 1 and cells % gh == 0 and gh * width == (cells // gh) * height:
+                return extra, gh, cells // gh
+    raise ClsctlError(f"{count} tokens do not form a patch grid of a {height}x{width} input; choose another "
+                      f"--target-layers")
+
+
+def reshape_for(shape: tuple[int, ...], height: int, width: int) -> tuple[str, Callable | None]:
+    """How to turn a layer's output of ``shape`` into ``B x C x H x W`` maps, for an ``height x width`` input.
+
+    Returns:
+        ``("nchw", None)``, ``("nhwc", permute)`` (channels-last maps, as Swin's) or ``("tokens", fn)`` (drop
+        the extra tokens, lay the rest on the grid :func:`token_layout` finds).
+
+    Raises:
+        ClsctlError: The output is neither a feature map nor tokens.
+    """
+    if len(shape) == 4:
+        _, a, b, c = shape
+        ratio = height / width
+        nchw = math.isclose(b / c, ratio, rel_tol=0.25)
+        nhwc = math.isclose(a / b, ratio, rel_tol=0.25)
+        if nhwc and (not nchw or c > a):
+            return "nhwc", lambda tensor: tensor.permute(0, 3, 1, 2)
+        return "nchw", None
+    if len(shape) == 3:
+        extra, grid_h, grid_w = token_layout(shape[1], height, width)
+
+        def tokens(tensor: Any) -> Any:
+            cells = tensor[:, extra:, :]
+            return cells.reshape(tensor.shape[0], grid_h, grid_w, tensor.shape[2]).permute(0, 3, 1, 2)
+
+        return "tokens", tokens
+    raise ClsctlError(f"a layer with output shape {tuple(shape)} has no feature map to explain; choose another "
+                      f"--target-layers (see --preview-model)")
+
+
+def resolve_layers(model: Any, names: Sequence[str] | None, model_name: str,
+                   order: Sequence[LayerOutput] | None = None) -> tuple[list[Any], list[str]]:
+    """Modules named by ``names``; default the family's ``cam_layer``, else :func:`find_cam_layer` on ``order``."""
     from clsctl.models import model_info
 
     if not names:
         default = model_info(model_name).extra.get("cam_layer")
+        if default is None and order is not None:
+            default = find_cam_layer(order)
         if default is None:
             raise ClsctlError(f"{model_name} has no default CAM layer; name one with --target-layers "
                               f"(see --preview-model)")
@@ -130,40 +295,6 @@ def resolve_layers(model: Any, names: Sequence[str] | None, model_name: str) -> 
             raise ClsctlError(f"no layer '{name}' in {model_name}{hint} (list them with --preview-model)")
         modules.append(available[name])
     return modules, list(names)
-
-
-def token_grid(model: Any, height: int, width: int) -> tuple[int, int]:
-    """Patch grid of a ViT-style model for an input of ``height x width``."""
-    patch = getattr(model, "patch_size", None)  # torchvision VisionTransformer
-    if patch is None and hasattr(model, "patch_embed"):  # timm
-        patch = getattr(model.patch_embed, "patch_size", None)
-    if patch is None:
-        raise ClsctlError("cannot find the patch size of this transformer; it needs a reshape the tool does not know")
-    ph, pw = (patch, patch) if isinstance(patch, int) else tuple(patch)
-    return height // ph, width // pw
-
-
-def reshape_transform(kind: str | None, model: Any, height: int, width: int) -> Callable | None:
-    """Turn a transformer layer's output into ``B x C x H x W`` feature maps.
-
-    ``vit``: ``B x N x C`` tokens, the first ``N - grid`` of which are extra (class, distillation) tokens and
-    are dropped; ``swin``: ``B x H x W x C`` maps, permuted to channels-first.
-    """
-    if kind == "vit":
-        grid_h, grid_w = token_grid(model, height, width)
-
-        def vit(tensor: Any) -> Any:
-            extra = tensor.shape[1] - grid_h * grid_w
-            if extra < 0:
-                raise ClsctlError(f"layer output has {tensor.shape[1]} tokens, fewer than the {grid_h}x{grid_w} "
-                                  f"patch grid; choose another --target-layers")
-            tokens = tensor[:, extra:, :]
-            return tokens.reshape(tensor.shape[0], grid_h, grid_w, tensor.shape[2]).permute(0, 3, 1, 2)
-
-        return vit
-    if kind == "swin":
-        return lambda tensor: tensor.permute(0, 3, 1, 2)
-    return None
 
 
 def class_index(target: str | int | None, names: Sequence[str]) -> int | None:
@@ -212,30 +343,27 @@ def visualize_cam(image: str | Path, *, checkpoint: str | Path | None = None, mo
         weights: Weights file for ``model``.
         pretrained: Published ImageNet weights for ``model``.
         method: One of :data:`METHOD_NAMES`, any case.
-        target_layers: Module names (see :func:`list_layers`); default the family's CAM layer.
+        target_layers: Module names (see :func:`list_layers`); default the family's CAM layer, else the one
+            :func:`find_cam_layer` finds.
         target_category: Class index or name to explain; default the predicted class.
         aug_smooth: Average over test-time augmentations (flips, scalings).
         eigen_smooth: Keep the first principal component of the weighted activations (less noise).
         save_path: PNG path; default ``cam_<image stem>_<method>.png``.
         device: ``auto``, ``cpu``, ``cuda``.
+
+    With neither ``checkpoint`` nor ``model``: ImageNet-pretrained ResNet-50 (see :func:`load_source`).
     """
     import torch
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     from torchvision.transforms import functional as TF
 
-    from clsctl.data.datasets import load_image
     from clsctl.engine.build import resolve_device
-    from clsctl.models import model_info
+    from clsctl.readers import read_image
 
     cam_class = method_class(method)
-    source = load_source(checkpoint=checkpoint, model=model, weights=weights, pretrained=pretrained)
     image_path = Path(image)
-    if not image_path.is_file():
-        raise ClsctlError(f"image not found: {image_path}")
-    try:
-        shown = load_image(image_path)
-    except OSError as exc:
-        raise ClsctlError(f"cannot read image {image_path}: {exc}") from exc
+    shown = read_image(image_path)  # before the model: a bad image fails at once, without building a model
+    source = load_source(checkpoint=checkpoint, model=model, weights=weights, pretrained=pretrained)
     for step in source.steps:
         shown = step(shown)
     rgb = np.asarray(shown, dtype=np.float32) / 255.0
@@ -244,16 +372,26 @@ def visualize_cam(image: str | Path, *, checkpoint: str | Path | None = None, mo
     net = source.model.to(dev).eval()
     tensor = tensor.to(dev)
     with torch.no_grad():
-        probabilities = net(tensor).float().softmax(1)[0].cpu()
+        logits, outputs, order = record_outputs(net, tensor)
+        probabilities = logits.float().softmax(1)[0].cpu()
     predicted = int(probabilities.argmax())
     target = class_index(target_category, source.class_names)
     target = predicted if target is None else target
 
-    layers, layer_names = resolve_layers(net, target_layers, source.model_name)
-    kind = model_info(source.model_name).extra.get("cam_reshape")
-    reshape = reshape_transform(kind, net, tensor.shape[2], tensor.shape[3])
+    layers, layer_names = resolve_layers(net, target_layers, source.model_name, order)
+    layouts = []
+    for name in layer_names:
+        if name not in outputs:
+            raise ClsctlError(f"layer '{name}' of {source.model_name} gives no tensor output in a forward pass; "
+                              f"choose another --target-layers (see --preview-model)")
+        layouts.append(reshape_for(outputs[name].shape, tensor.shape[2], tensor.shape[3]))
+    kinds = sorted({kind for kind, _ in layouts})
+    if len(kinds) > 1:
+        raise ClsctlError(f"layers {', '.join(layer_names)} give outputs of different layouts ({', '.join(kinds)}); "
+                          f"choose layers of one kind")
+    kind, reshape = layouts[0]  # pytorch-grad-cam applies one reshape to every target layer
     options: dict[str, Any] = {}
-    if cam_class.__name__ == "AblationCAM" and kind in ("vit", "swin"):
+    if cam_class.__name__ == "AblationCAM" and kind in ("tokens", "nhwc"):
         from pytorch_grad_cam import AblationLayerVit
 
         options["ablation_layer"] = AblationLayerVit()  # ablates the last (channel) axis of token outputs

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from clsctl.errors import ClsctlError
 
 CONVENTION = "one fused multiply-add = one FLOP (fvcore / model-zoo convention)"
 RECIPE_SUFFIXES = (".yaml", ".yml")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 
 
 @dataclass
@@ -85,20 +87,23 @@ def _parse_shape(shape: tuple[int, ...] | list[int] | None, default: tuple[int, 
     raise ClsctlError(f"--shape takes one size (square) or two (height width), got {len(shape)} values")
 
 
-def load_model_for_counting(source: str | Path) -> tuple[Any, str, tuple[int, int]]:
+def load_model_for_counting(source: str | Path, overrides: Sequence[str] = ()) -> tuple[Any, str, tuple[int, int]]:
     """A model in eval mode from a registered name, a recipe YAML or a checkpoint, with its name and input size.
 
-    A recipe's model gets the class count of ``model.num_classes``, else of its train dataset when that can be
-    scanned, else the family default; no weights are loaded (they do not change the count).
+    A path that exists, or ends in ``.yaml``/``.yml``/``.pt``/``.pth``, is read as a file (recipe by its
+    suffix, else checkpoint); anything else is a model name. A recipe's model gets the class count of
+    ``model.num_classes``, else of its train dataset when that can be scanned, else the family default; no
+    weights are loaded (they do not change the count). ``overrides`` (``path.to.key=value``) apply to a recipe.
     """
     from clsctl.models import create_model, model_info
 
     path = Path(source)
-    if path.is_file() and path.suffix.lower() in RECIPE_SUFFIXES:
+    suffix = path.suffix.lower()
+    if suffix in RECIPE_SUFFIXES:
         from clsctl.engine.build import build_model, dataset_config
         from clsctl.recipe import load_recipe
 
-        recipe = load_recipe(path)
+        recipe = load_recipe(path, overrides)
         num_classes = recipe.model.num_classes
         if num_classes is None:
             try:
@@ -109,20 +114,18 @@ def load_model_for_counting(source: str | Path) -> tuple[Any, str, tuple[int, in
                 num_classes = model_info(recipe.model.name).num_classes
         model = build_model(recipe, num_classes, load_weights=False)
         return model.eval(), recipe.model.name, model_info(recipe.model.name).input_size
-    if path.is_file():
+    if path.exists() or suffix in CHECKPOINT_SUFFIXES:
         from clsctl.engine.build import model_from_checkpoint
 
         loaded = model_from_checkpoint(path)
         size = loaded.preprocessing.get("input_size") or model_info(loaded.recipe.model.name).input_size
         return loaded.model.eval(), loaded.recipe.model.name, (int(size[0]), int(size[1]))
-    if path.suffix.lower() in RECIPE_SUFFIXES or path.suffix.lower() in (".pt", ".pth"):
-        raise ClsctlError(f"file not found: {path}")
     meta = model_info(str(source))  # unknown names raise with suggestions
     return create_model(str(source)).eval(), meta.name, meta.input_size
 
 
 def count_flops(source: str | Path, shape: tuple[int, ...] | list[int] | None = None, *, table: bool = False,
-                depth: int = 3) -> FlopsReport:
+                depth: int = 3, overrides: Sequence[str] = (), device: str | None = "cpu") -> FlopsReport:
     """Count FLOPs, parameters and activations of one forward pass on a ``1 x 3 x H x W`` input.
 
     Args:
@@ -130,18 +133,24 @@ def count_flops(source: str | Path, shape: tuple[int, ...] | list[int] | None = 
         shape: ``(size,)`` or ``(height, width)``; default the model's input size.
         table: Also build the per-module breakdown.
         depth: Module depth of the breakdown.
+        overrides: ``path.to.key=value`` changes to a recipe ``source``.
+        device: Where the model is traced (``cpu``, ``cuda``, ``auto``); the count does not depend on it.
     """
     import torch
+
+    from clsctl.engine.build import resolve_device
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fvcore's import touches deprecated torch.jit APIs
         from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis, flop_count_table, parameter_count
 
-    model, name, default_size = load_model_for_counting(source)
+    dev = resolve_device(device)
+    model, name, default_size = load_model_for_counting(source, overrides)
+    model = model.to(dev)
     height, width = _parse_shape(shape, default_size)
     if height < 1 or width < 1:
         raise ClsctlError(f"--shape must be positive, got {height}x{width}")
-    inputs = (torch.zeros(1, 3, height, width),)
+    inputs = (torch.zeros(1, 3, height, width, device=dev),)
     # Traced with gradients enabled, as in training: under no_grad nn.MultiheadAttention switches to a fused
     # kernel (counted by native_mha_flop_handle too, but the unfused path is what the published figures count).
     with warnings.catch_warnings():

@@ -14,18 +14,11 @@ from clsctl.errors import ClsctlError
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
-    """Records of one ``metrics.jsonl`` (a run folder holding one is accepted too)."""
-    from clsctl.engine.runlog import read_metrics
+    """Records of one ``metrics.jsonl`` (a run folder holding one is accepted too); see
+    :func:`clsctl.readers.read_metrics_log`."""
+    from clsctl.readers import read_metrics_log
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.jsonl"
-    if not path.is_file():
-        raise ClsctlError(f"log file not found: {path}")
-    records = read_metrics(path)
-    if not records:
-        raise ClsctlError(f"{path}: no records")
-    return records
+    return read_metrics_log(path)
 
 
 def run_label(path: str | Path) -> str:

@@ -36,28 +36,27 @@ def load_predictions(path: str | Path) -> Predictions:
     return Predictions(list(data["class_names"]), list(records))
 
 
-def display_steps(source: str | Path | None) -> list[Any]:
+def display_steps(source: str | Path | None, overrides: Sequence[str] = ()) -> list[Any]:
     """The evaluation transform steps (without tensor conversion) of a recipe or checkpoint, built.
 
-    Images are shown as the model saw them: resized and cropped by the test pipeline.
+    Images are shown as the model saw them: resized and cropped by the test pipeline. ``overrides``
+    (``path.to.key=value``) apply to a recipe.
     """
     if source is None:
         return []
     from clsctl.data.transforms import build_step, pipeline_from_dicts
+    from clsctl.readers import check_file, read_checkpoint
 
     path = Path(source)
-    if not path.is_file():
-        raise ClsctlError(f"file not found: {path}")
     if path.suffix.lower() in (".yaml", ".yml"):
         from clsctl.engine.build import effective_pipeline
         from clsctl.recipe import load_recipe
 
-        recipe = load_recipe(path)
+        recipe = load_recipe(path, overrides)
         split = "test" if (recipe.data.test or recipe.data.val) is not None else "train"
         return [build_step(step) for step in effective_pipeline(recipe, split)]
-    from clsctl.engine.checkpoint import load_checkpoint
-
-    return [build_step(step) for step in pipeline_from_dicts(load_checkpoint(path)["preprocessing"]["pipeline"])]
+    check_file(path, "recipe or checkpoint")
+    return [build_step(step) for step in pipeline_from_dicts(read_checkpoint(path)["preprocessing"]["pipeline"])]
 
 
 def select(records: Sequence[dict[str, Any]], topk: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -69,7 +68,8 @@ def select(records: Sequence[dict[str, Any]], topk: int) -> tuple[list[dict[str,
 
 
 def analyze_results(predictions: str | Path, out_dir: str | Path, *, source: str | Path | None = None,
-                    topk: int = 20, rescale_factor: float = 1.0) -> dict[str, list[Path]]:
+                    topk: int = 20, rescale_factor: float = 1.0,
+                    overrides: Sequence[str] = ()) -> dict[str, list[Path]]:
     """Save the most confident correct predictions under ``out_dir/success`` and wrong ones under ``out_dir/fail``.
 
     Each PNG shows the image (through the test pipeline of ``source`` when given) with its true and predicted
@@ -81,26 +81,23 @@ def analyze_results(predictions: str | Path, out_dir: str | Path, *, source: str
         source: Recipe or checkpoint whose test pipeline prepares the images for display.
         topk: Images per group.
         rescale_factor: Nearest-neighbour upscaling of each image.
+        overrides: ``path.to.key=value`` changes to a recipe ``source``.
     """
-    from PIL import Image
+    from clsctl.readers import read_image
 
     if topk < 1:
         raise ClsctlError(f"--topk must be at least 1, got {topk}")
     if rescale_factor <= 0:
         raise ClsctlError(f"rescale factor must be positive, got {rescale_factor}")
     preds = load_predictions(predictions)
-    steps = display_steps(source)
+    steps = display_steps(source, overrides)
     names = preds.class_names
     out = Path(out_dir)
     written: dict[str, list[Path]] = {}
     for group, records in zip(("success", "fail"), select(preds.records, topk)):
         written[group] = []
         for rank, record in enumerate(records, start=1):
-            try:
-                with Image.open(record["path"]) as file:
-                    image = file.convert("RGB")
-            except OSError as exc:
-                raise ClsctlError(f"cannot read image {record['path']}: {exc}") from exc
+            image = read_image(record["path"])
             for step in steps:
                 image = step(image)
             true_name, pred_name = names[int(record["label"])], names[int(record["pred"])]

@@ -1,6 +1,10 @@
-"""Options that take several values after one flag (``--keys loss accuracy/top1``), as argparse's ``nargs="+"``.
+"""Command classes that rewrite the command line before click parses it.
 
-Click options take one value per occurrence; :class:`MultiValueCommand` rewrites ``--opt a b c`` into
+:class:`ClsctlCommand` (every command) accepts the old spellings of renamed flags (:data:`RENAMED_FLAGS`,
+``--save-path`` -> ``--out``): hidden aliases, not shown in ``--help``.
+
+Options that take several values after one flag (``--keys loss accuracy/top1``), as argparse's ``nargs="+"``:
+click options take one value per occurrence; :class:`MultiValueCommand` rewrites ``--opt a b c`` into
 ``--opt a --opt b --opt c`` for every list-valued option before click parses, so both spellings work. As with
 argparse, the values run until the next token that starts with ``-``: put positional arguments before such an
 option, or end its values with ``--``.
@@ -45,6 +49,26 @@ def expand_multi_values(args: Sequence[str], options: set[str]) -> list[str]:
     return out
 
 
+RENAMED_FLAGS: dict[str, str] = {
+    "--save-path": "--out",  # vis-cam, vis-scheduler
+    "--out-dir": "--out",  # analyze-results
+    "--output-dir": "--out",  # browse-dataset
+    "--out-path": "--out",  # verify-dataset
+}
+"""Old flag spellings, still accepted (hidden) by commands that have the new flag and not the old one."""
+
+
+def rename_flags(args: Sequence[str], renamed: dict[str, str]) -> list[str]:
+    """Replace old flag spellings (also in ``--old=value`` form) up to a ``--`` that ends the options."""
+    out: list[str] = []
+    for index, token in enumerate(args):
+        if token == "--":
+            return out + list(args[index:])
+        flag, sep, value = token.partition("=")
+        out.append(renamed[flag] + sep + value if flag in renamed else token)
+    return out
+
+
 def _is_number(token: str) -> bool:
     try:
         float(token)
@@ -53,7 +77,16 @@ def _is_number(token: str) -> bool:
     return True
 
 
-class MultiValueCommand(TyperCommand):
+class ClsctlCommand(TyperCommand):
+    """A Typer command that accepts the old spellings of renamed flags (:data:`RENAMED_FLAGS`)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        own = {flag for param in self.params for flag in getattr(param, "opts", ())}
+        renamed = {old: new for old, new in RENAMED_FLAGS.items() if old not in own and new in own}
+        return super().parse_args(ctx, rename_flags(args, renamed) if renamed else list(args))
+
+
+class MultiValueCommand(ClsctlCommand):
     """A Typer command whose list-valued options accept several values after one flag."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:

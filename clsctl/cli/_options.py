@@ -1,5 +1,6 @@
 """Options shared by several commands."""
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -36,3 +37,14 @@ WorkDirOpt = Annotated[Optional[Path], typer.Option("--work-dir", "-w", help="Ru
 ModelOpt = Annotated[
     Optional[str], typer.Option("--model", "-m", help="Registered model name.", autocompletion=complete_model_name)
 ]
+
+
+class Split(str, Enum):
+    """A dataset split of a recipe."""
+
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+PhaseOpt = Annotated[Split, typer.Option("--phase", "-p", help="Split of the recipe.")]

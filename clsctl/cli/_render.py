@@ -25,13 +25,18 @@ def print_error(error: ClsctlError) -> None:
 
 
 def handle_errors(fn: F) -> F:
-    """Render :class:`ClsctlError` without a traceback and exit with its code; let bugs raise."""
+    """Render :class:`ClsctlError` without a traceback (with one under ``-v``) and exit with its code; let bugs
+    raise."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except ClsctlError as error:
+            if logging.getLogger("clsctl").isEnabledFor(logging.DEBUG):
+                import traceback
+
+                err_console.print(traceback.format_exc().rstrip(), markup=False, highlight=False)
             print_error(error)
             raise typer.Exit(error.exit_code) from None
 

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clsctl.cli._multi_value import MultiValueCommand
+from clsctl.cli._multi_value import ClsctlCommand, MultiValueCommand
 from clsctl.cli._render import console, handle_errors
 
 analyze_app = typer.Typer(help="Curves and training-time statistics from metrics.jsonl files.", no_args_is_help=True)
@@ -38,7 +38,7 @@ def plot_curve_command(
     console.print(f"saved {path}", highlight=False)
 
 
-@analyze_app.command("cal-train-time")
+@analyze_app.command("cal-train-time", cls=ClsctlCommand)
 @handle_errors
 def cal_train_time_command(
     logs: LogsArg,

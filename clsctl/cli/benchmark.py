@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from clsctl.cli._options import DeviceOpt
+from clsctl.cli._options import DeviceOpt, SetOpt
 from clsctl.cli._render import console, handle_errors, human_count
 
 
@@ -66,6 +66,7 @@ def benchmark_command(
     iters: Annotated[int, typer.Option("--iters", min=1, help="Timed iterations.")] = 50,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed iterations first.")] = 10,
     device: DeviceOpt = None,
+    overrides: SetOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Throughput, latency and peak memory of a model (img/s, ms per batch and per image).
@@ -79,7 +80,7 @@ def benchmark_command(
     settings = BenchmarkSettings(
         source=source, mode=mode.value, batch_size=batch_size, shape=parse_shape(shape),
         amp=amp.value if amp is not None else None, channels_last=channels_last, compile=compile_,
-        fuse_conv_bn=fuse_conv_bn, iters=iters, warmup=warmup, device=device)
+        fuse_conv_bn=fuse_conv_bn, iters=iters, warmup=warmup, device=device, overrides=tuple(overrides or ()))
     result = run_benchmark(settings)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))

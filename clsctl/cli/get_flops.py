@@ -4,6 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from clsctl.cli._options import SetOpt
 from clsctl.cli._render import console, handle_errors, human_count
 from clsctl.errors import ClsctlError
 
@@ -32,12 +33,16 @@ def get_flops_command(
         show_default=False)] = None,
     table: Annotated[bool, typer.Option("--table", help="Per-module breakdown.")] = False,
     depth: Annotated[int, typer.Option("--depth", min=1, help="Module depth of --table.")] = 3,
+    overrides: SetOpt = None,
+    device: Annotated[Optional[str], typer.Option(
+        "--device", help="Where the model is traced: auto, cpu, cuda or cuda:N (the count does not depend on it).")
+    ] = "cpu",
 ) -> None:
     """FLOPs, parameters and activations of a model (fvcore), with the operators that were not counted."""
     from clsctl.analysis.flops import count_flops
 
     source, sizes = split_target(target, shape)
-    report = count_flops(source, sizes, table=table, depth=depth)
+    report = count_flops(source, sizes, table=table, depth=depth, overrides=overrides or (), device=device)
     if report.table:
         console.print(report.table, markup=False, highlight=False)
     console.print(f"model:       {report.model_name}", highlight=False)

@@ -8,30 +8,35 @@ import typer
 
 from clsctl.cli._options import DeviceOpt, ModelOpt
 from clsctl.cli._render import console, handle_errors
-from clsctl.errors import ClsctlError
 
 
 @handle_errors
 def infer_command(
     images: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", show_default=False)],
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="A clsctl checkpoint.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(
+        "--checkpoint", "-c", help="A clsctl checkpoint (neither this nor --model: ImageNet-pretrained resnet50).",
+        show_default=False)] = None,
     model: ModelOpt = None,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Weights file for --model.")] = None,
     pretrained: Annotated[bool, typer.Option("--pretrained", help="Published ImageNet weights for --model.")] = False,
     num_classes: Annotated[Optional[int], typer.Option("--num-classes", min=1, help="Classifier size for --model.")] = None,
     topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="Classes shown per image.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the predictions as JSON here.",
+                                                show_default=False)] = None,
     device: DeviceOpt = None,
 ) -> None:
-    """Classify images with a checkpoint (or a registered model) and print the top-k classes."""
+    """Classify images with a checkpoint (or a registered model) and print the top-k classes.
+
+    Without --checkpoint or --model: ResNet-50 with torchvision's ImageNet weights (from torch.hub's cache).
+    """
     from clsctl.engine.predict import predict
 
-    if (checkpoint is None) == (model is None):
-        raise ClsctlError("give exactly one of --checkpoint or --model")
-    if checkpoint is not None and (weights is not None or pretrained or num_classes is not None):
-        raise ClsctlError("--weights, --pretrained and --num-classes go with --model, not --checkpoint")
     results = predict(images, checkpoint=checkpoint, model=model, weights=weights, pretrained=pretrained,
                       num_classes=num_classes, topk=topk, device=device)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps([r.to_dict() for r in results], indent=2) + "\n", encoding="utf-8")
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
         return
@@ -39,3 +44,5 @@ def infer_command(
         console.print(f"[bold]{result.path}[/]", highlight=False)
         for rank, (_, name, probability) in enumerate(result.topk):
             console.print(f"  {rank}: class = {name}  with probability = {probability * 100:.1f} %", highlight=False)
+    if out is not None:
+        console.print(f"predictions: {out}", highlight=False)

@@ -1,13 +1,14 @@
 """``clsctl reparameterize``."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
 from clsctl.cli._options import CheckpointArg
 from clsctl.cli._render import console, handle_errors, human_count
+from clsctl.errors import ClsctlError
 
 
 def _checkpoint_path(incomplete: str) -> list[str]:
@@ -19,8 +20,11 @@ def _checkpoint_path(incomplete: str) -> list[str]:
 @handle_errors
 def reparameterize_command(
     checkpoint: CheckpointArg,
-    out: Annotated[Path, typer.Argument(help="Deploy checkpoint to write.", show_default=False,
-                                        autocompletion=_checkpoint_path)],
+    out_arg: Annotated[Optional[Path], typer.Argument(
+        metavar="[OUT]", help="Deploy checkpoint to write (or -o; default: <checkpoint>_deploy.pt next to it).",
+        show_default=False, autocompletion=_checkpoint_path)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Deploy checkpoint to write.",
+                                                show_default=False, autocompletion=_checkpoint_path)] = None,
     fuse_conv_bn: Annotated[bool, typer.Option(
         "--fuse-conv-bn", help="Also fold every BatchNorm into the conv before it (any CNN).")] = False,
 ) -> None:
@@ -32,7 +36,10 @@ def reparameterize_command(
     """
     from clsctl.deploy.convert import reparameterize_checkpoint
 
-    result = reparameterize_checkpoint(checkpoint, out, fuse_conv_bn=fuse_conv_bn)
+    if out_arg is not None and out is not None and out_arg != out:
+        raise ClsctlError(f"two output paths: {out_arg} and --out {out}; give one")
+    target = out or out_arg or checkpoint.with_name(f"{checkpoint.stem}_deploy.pt")
+    result = reparameterize_checkpoint(checkpoint, target, fuse_conv_bn=fuse_conv_bn)
     table = Table(title=f"{result.model_name}: training form -> deploy form")
     for column in ("", "before", "after"):
         table.add_column(column, justify="left" if not column else "right")

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clsctl.cli._options import DeviceOpt, ModelOpt, SetOpt
+from clsctl.cli._options import DeviceOpt, ModelOpt, SetOpt, Split
 from clsctl.cli._render import console, handle_errors, metrics_table, per_class_table
 
 MODEL, DIST = "Model by name (no checkpoint)", "Test-time augmentation and several processes"
@@ -44,7 +44,7 @@ def test_command(
                                      "ImageNet-style folder with meta/<split>.txt (with --model); for a checkpoint, "
                                      "instead of the recipe's.")
     ] = None,
-    split: Annotated[str, typer.Option("--split", help="test (falls back to val), val or train.")] = "test",
+    split: Annotated[Split, typer.Option("--split", help="Split to evaluate (test falls back to val).")] = Split.test,
     overrides: SetOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write per-sample predictions as JSON.")] = None,
     batch_size: Annotated[
@@ -80,10 +80,8 @@ def test_command(
     """
     from clsctl.engine.testing import evaluate, is_worker_process, launch_evaluation
 
-    if split not in ("train", "val", "test"):
-        raise typer.BadParameter("must be train, val or test", param_hint="--split")
     kwargs = dict(checkpoint=checkpoint, model=model, pretrained=pretrained, weights=weights,
-                  num_classes=num_classes, split=split, data_root=data_root, overrides=list(overrides or ()),
+                  num_classes=num_classes, split=split.value, data_root=data_root, overrides=list(overrides or ()),
                   device=device, batch_size=batch_size, out=out, tta=None if tta is None else tta.value,
                   show_progress=not no_progress)
     result = launch_evaluation(gpus, **kwargs) if gpus is not None else evaluate(**kwargs)

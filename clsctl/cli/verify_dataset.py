@@ -1,21 +1,21 @@
 """``clsctl verify-dataset``."""
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from clsctl.cli._options import RecipeArg, SetOpt
+from clsctl.cli._options import PhaseOpt, RecipeArg, SetOpt, Split
 from clsctl.cli._render import console, err_console, handle_errors
 
 
 @handle_errors
 def verify_dataset_command(
     recipe: RecipeArg,
-    phase: Annotated[str, typer.Option("--phase", "-p", help="Split: train, val or test.")] = "train",
+    phase: PhaseOpt = Split.train,
     num_process: Annotated[int, typer.Option("--num-process", min=1, help="Worker processes.")] = 1,
-    out_path: Annotated[Optional[Path], typer.Option(
-        "--out-path", help="Write 'path<TAB>reason' per broken file here.")] = Path("broken_files.log"),
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Write 'path<TAB>reason' per broken file here.")] = Path("broken_files.log"),
     overrides: SetOpt = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Do not draw the progress bar.")] = False,
 ) -> None:
@@ -26,19 +26,18 @@ def verify_dataset_command(
     from clsctl.engine.progress import make_progress
     from clsctl.recipe import load_recipe
 
-    if phase not in ("train", "val", "test"):
-        raise typer.BadParameter("must be train, val or test", param_hint="--phase")
+    split = phase.value
     loaded = load_recipe(recipe, overrides or ())
     with make_progress(not no_progress) as progress:
         task: list[int] = []
         result = verify_dataset(
-            loaded, phase, num_process=num_process, out_path=out_path,
-            on_start=lambda total: task.append(progress.add_task(f"verify {phase}", total=total, status="")),
+            loaded, split, num_process=num_process, out_path=out,
+            on_start=lambda total: task.append(progress.add_task(f"verify {split}", total=total, status="")),
             progress=lambda n: progress.advance(task[0], n))
     for skipped in result.skipped:
         err_console.print(f"[yellow]not checked:[/] {skipped.path}: {skipped.reason}", highlight=False)
     if result.ok:
-        console.print(f"all {result.checked} images of {phase} decode", highlight=False)
+        console.print(f"all {result.checked} images of {split} decode", highlight=False)
         return
     table = Table(title=f"{len(result.broken)} broken of {result.checked} files")
     table.add_column("file", overflow="fold")

@@ -1,13 +1,28 @@
 """``clsctl vis-cam`` (alias ``cam``)."""
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from clsctl.cli._options import ModelOpt
+from clsctl.cli._options import DeviceOpt, ModelOpt
 from clsctl.cli._render import console, err_console, handle_errors
 from clsctl.errors import ClsctlError
+
+
+class Method(str, Enum):
+    """CAM methods of pytorch-grad-cam (the values are clsctl.analysis.cam.METHOD_NAMES)."""
+
+    gradcam = "GradCAM"
+    gradcam_pp = "GradCAM++"
+    xgradcam = "XGradCAM"
+    eigencam = "EigenCAM"
+    eigengradcam = "EigenGradCAM"
+    layercam = "LayerCAM"
+    hirescam = "HiResCAM"
+    scorecam = "ScoreCAM"
+    ablationcam = "AblationCAM"
 
 
 def _split_commas(values: list[str] | None) -> list[str] | None:
@@ -19,32 +34,33 @@ def _split_commas(values: list[str] | None) -> list[str] | None:
 @handle_errors
 def vis_cam_command(
     image: Annotated[Optional[Path], typer.Argument(help="Image file.", show_default=False)] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="A clsctl checkpoint.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(
+        "--checkpoint", "-c", help="A clsctl checkpoint (neither this nor --model: ImageNet-pretrained resnet50).",
+        show_default=False)] = None,
     model: ModelOpt = None,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Weights file for --model.")] = None,
     pretrained: Annotated[bool, typer.Option("--pretrained", help="Published ImageNet weights for --model.")] = False,
-    method: Annotated[str, typer.Option(
-        "--method", help="GradCAM, GradCAM++, XGradCAM, EigenCAM, EigenGradCAM, LayerCAM, HiResCAM, ScoreCAM or "
-                         "AblationCAM (any case).")] = "GradCAM",
+    method: Annotated[Method, typer.Option("--method", case_sensitive=False, help="CAM method (any case).")
+                      ] = Method.gradcam,
     target_layers: Annotated[Optional[list[str]], typer.Option(
-        "--target-layers", help="Layer name(s), one or more (default: the family's CAM layer).",
+        "--target-layers", help="Layer name(s), one or more (default: found from the model: the last feature map "
+                                "before pooling, or the last block's norm of a token model).",
         show_default=False)] = None,
     preview_model: Annotated[bool, typer.Option("--preview-model", help="List the layer names and exit.")] = False,
     target_category: Annotated[Optional[str], typer.Option(
         "--target-category", help="Class index or name to explain (default: the predicted class).")] = None,
     aug_smooth: Annotated[bool, typer.Option("--aug-smooth", help="Average over flips and scalings.")] = False,
     eigen_smooth: Annotated[bool, typer.Option("--eigen-smooth", help="Keep the first principal component.")] = False,
-    save_path: Annotated[Optional[Path], typer.Option(
-        "--save-path", help="PNG to write (default: cam_<image>_<method>.png).")] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="PNG to write (default: cam_<image>_<method>.png).", show_default=False)] = None,
+    device: DeviceOpt = None,
 ) -> None:
-    """Class activation map of a checkpoint or model on an image: original and overlay side by side."""
+    """Class activation map of a checkpoint or model on an image: original and overlay side by side.
+
+    Without --checkpoint or --model: ResNet-50 with torchvision's ImageNet weights (from torch.hub's cache).
+    """
     from clsctl.analysis.cam import list_layers, load_source, visualize_cam
 
-    if (checkpoint is None) == (model is None):
-        raise ClsctlError("give exactly one of --checkpoint or --model")
-    if checkpoint is not None and (weights is not None or pretrained):
-        raise ClsctlError("--weights and --pretrained go with --model, not --checkpoint")
     if preview_model:
         from rich.table import Table
 
@@ -59,8 +75,9 @@ def vis_cam_command(
     if image is None:
         raise ClsctlError("give an image (or --preview-model to list the layers)")
     result = visualize_cam(image, checkpoint=checkpoint, model=model, weights=weights, pretrained=pretrained,
-                           method=method, target_layers=_split_commas(target_layers), target_category=target_category,
-                           aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, save_path=save_path, device=device)
+                           method=method.value, target_layers=_split_commas(target_layers),
+                           target_category=target_category, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth,
+                           save_path=out, device=device)
     if result.warning:
         err_console.print(f"[yellow]warning:[/] {result.warning}", highlight=False)
     console.print(f"predicted {result.predicted_name} ({result.score:.3f}); {result.method} of {result.target_name} "

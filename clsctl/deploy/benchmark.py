@@ -43,6 +43,7 @@ class BenchmarkSettings:
         iters: Timed iterations.
         warmup: Untimed iterations before them.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        overrides: ``path.to.key=value`` changes to a recipe ``source``.
     """
 
     source: str
@@ -56,6 +57,7 @@ class BenchmarkSettings:
     iters: int = 50
     warmup: int = 10
     device: str | None = None
+    overrides: tuple[str, ...] = ()
 
 
 @dataclass
@@ -194,7 +196,7 @@ def prepare_model(settings: BenchmarkSettings, device: torch.device) -> tuple[nn
     """The model to measure, on ``device``, in the mode, memory format and form the settings ask for."""
     from clsctl.analysis.flops import load_model_for_counting
 
-    model, name, default_size = load_model_for_counting(settings.source)
+    model, name, default_size = load_model_for_counting(settings.source, settings.overrides)
     size = tuple(settings.shape) if settings.shape is not None else tuple(int(s) for s in default_size)
     if settings.fuse_conv_bn:
         from clsctl.models.reparam import to_deploy

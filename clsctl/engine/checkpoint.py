@@ -41,23 +41,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a clsctl checkpoint with ``weights_only=True`` and check it is one.
 
     Raises:
-        CheckpointError: Missing file, not a PyTorch file, or not a clsctl checkpoint.
+        CheckpointError: Missing, a folder, empty, not a PyTorch file, an unsafe pickle, a plain state dict,
+            or not a (complete) clsctl checkpoint; see :func:`clsctl.readers.read_checkpoint`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for files that are not checkpoints
-        raise CheckpointError(f"{path} is not a clsctl checkpoint (cannot be read: {type(exc).__name__})") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path} is not a clsctl checkpoint (a plain state dict? use it as 'model.weights' in a recipe)"
-        )
-    missing = [k for k in REQUIRED_KEYS if k not in data]
-    if missing:
-        raise CheckpointError(f"{path} is an incomplete clsctl checkpoint (missing {', '.join(missing)})")
-    return data
+    from clsctl.readers import read_checkpoint
+
+    return read_checkpoint(path)
 
 
 def latest_checkpoint(work_dir: str | Path) -> Path:

@@ -346,6 +346,27 @@ class WorkerError(ClsctlError):
     """A user error raised in the workers, re-raised in the launching process with its exit code."""
 
 
+def check_gpu_count(processes: int, device: str | None) -> None:
+    """Refuse more GPU worker processes than this machine has CUDA devices.
+
+    Worker processes run on the CPU only when ``device`` says ``cpu`` explicitly (``--device cpu`` or the
+    recipe's ``runtime.device``); ``auto`` never falls back to CPU workers, which would start ``processes``
+    full-size CPU runs where GPU runs were meant.
+
+    Raises:
+        ClsctlError: Fewer CUDA devices than ``processes`` (the message says how many there are).
+    """
+    spec = (device or "auto").strip().lower()
+    if spec == "cpu":
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if processes <= count:
+        return
+    have = "CUDA is not available here (0 GPUs)" if count == 0 else f"this machine has {count} GPU(s)"
+    raise ClsctlError(f"--gpus {processes} asked for, but {have}; for {processes} CPU worker processes give "
+                      f"--device cpu")
+
+
 def launch_training(recipe_data: dict[str, Any], options: LaunchOptions, *, work_dir: str | Path | None = None,
                     resume: bool | str | Path = False, device: str | None = None, show_progress: bool = True) -> Any:
     """Train with ``options.nproc_per_node`` processes on this node through torch's elastic launcher.
@@ -367,9 +388,7 @@ def launch_training(recipe_data: dict[str, Any], options: LaunchOptions, *, work
         raise ClsctlError("this process was started by torchrun or srun already; drop --gpus (each started "
                           "process is one worker)")
     spec = device or recipe_data.get("runtime", {}).get("device", "auto")
-    if resolve_device(spec).type == "cuda" and options.nproc_per_node > torch.cuda.device_count():
-        raise ClsctlError(f"--gpus {options.nproc_per_node} asked for, but this machine has "
-                          f"{torch.cuda.device_count()} GPU(s)")
+    check_gpu_count(options.nproc_per_node, spec)
     config = launch_config(options)
     level = logging.getLogger("clsctl").getEffectiveLevel()
     args = (recipe_data, None if work_dir is None else str(work_dir),

@@ -53,7 +53,8 @@ def load_predictions(path: str | Path) -> SavedPredictions:
     data = read_json_file(path, what="predictions file")
     items = data.get("predictions") if isinstance(data, dict) else None
     if not isinstance(items, list) or not items:
-        raise ClsctlError(f"{path}: expected a 'predictions' list (the file `clsctl test --out` writes)")
+        raise ClsctlError(f"{path} is not a predictions file: expected a 'predictions' list (the file "
+                          f"`clsctl test --out` writes)")
     try:
         scores = torch.tensor(data["scores"], dtype=torch.float64) if data.get("scores") is not None else None
     except (TypeError, ValueError) as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +11,14 @@ from typing import Any
 
 import torch
 
-from clsctl.data.datasets import IMG_EXTENSIONS, load_image
+from clsctl.data.datasets import IMG_EXTENSIONS
 from clsctl.data.imagenet_classes import imagenet_class_names
 from clsctl.errors import ClsctlError, DataError
+
+logger = logging.getLogger("clsctl")
+
+DEFAULT_MODEL = "resnet50"
+"""The model used, with its published ImageNet weights, when neither a checkpoint nor a model name is given."""
 
 
 @dataclass
@@ -34,8 +40,11 @@ def expand_images(sources: Iterable[str | Path]) -> list[Path]:
         text = str(source)
         path = Path(text)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS and p.is_file())
-        elif path.is_file():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS and p.is_file())
+            if not files:
+                raise DataError(f"{path} is a folder without images ({', '.join(IMG_EXTENSIONS)})")
+            found += files
+        elif path.exists():
             found.append(path)
         elif any(ch in text for ch in "*?["):
             matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
@@ -44,10 +53,45 @@ def expand_images(sources: Iterable[str | Path]) -> list[Path]:
                 raise DataError(f"no images match {text}")
             found += files
         else:
-            raise DataError(f"no such file or folder: {text}")
+            raise DataError(f"image not found: {text}")
     if not found:
         raise DataError("no images to predict")
     return list(dict.fromkeys(found))
+
+
+def choose_model(checkpoint: str | Path | None, model: str | None, weights: str | Path | None,
+                 pretrained: bool) -> tuple[str | None, bool]:
+    """The model name and whether to load its published weights, for commands that take a checkpoint or a model.
+
+    Neither given: :data:`DEFAULT_MODEL` with its ImageNet weights (through torch.hub's cache), logged. A model
+    without ``weights`` or ``pretrained`` is used as asked, with a warning that its weights are random.
+
+    Raises:
+        ClsctlError: Both a checkpoint and a model, or weights/pretrained with a checkpoint, or weights without
+            a model.
+    """
+    if checkpoint is not None:
+        if model is not None:
+            raise ClsctlError("give --checkpoint or --model, not both")
+        if weights is not None or pretrained:
+            raise ClsctlError("--weights and --pretrained go with --model, not --checkpoint")
+        return None, False
+    if model is None:
+        if weights is not None:
+            raise ClsctlError("--weights needs --model NAME (the architecture the weights are for)")
+        from clsctl.models import model_info
+        from clsctl.models.weights import hub_cache_path
+
+        url = model_info(DEFAULT_MODEL).pretrained_url
+        logger.info("no --checkpoint or --model: using %s with its ImageNet weights (%s, cached at %s)",
+                    DEFAULT_MODEL, url, hub_cache_path(url) if url else "-")
+        return DEFAULT_MODEL, True
+    from clsctl.models.weights import random_weights_warning
+
+    warning = random_weights_warning(model, weights=weights, pretrained=pretrained)
+    if warning is not None:
+        logger.warning(warning)
+    return model, pretrained
 
 
 def _model_source(checkpoint: str | Path | None, model_name: str | None, weights: str | Path | None,
@@ -55,12 +99,14 @@ def _model_source(checkpoint: str | Path | None, model_name: str | None, weights
     """The network, its class names, its eval transform, and whether its scores are independent (multi-label)."""
     from clsctl.engine.build import is_multi_label_recipe, model_from_checkpoint, transform_from_preprocessing
 
+    if checkpoint is not None and num_classes is not None:
+        raise ClsctlError("--num-classes goes with --model, not --checkpoint")
+    model_name, pretrained = choose_model(checkpoint, model_name, weights, pretrained)
     if checkpoint is not None:
         loaded = model_from_checkpoint(checkpoint)
         return (loaded.model, loaded.class_names, transform_from_preprocessing(loaded.preprocessing),
                 is_multi_label_recipe(loaded.recipe))
-    if model_name is None:
-        raise ClsctlError("give a checkpoint or a model name")
+    assert model_name is not None  # choose_model picked one
     from clsctl.data.transforms import build_pipeline, eval_pipeline
     from clsctl.models import create_model, model_info
 
@@ -87,7 +133,8 @@ def predict(images: Sequence[str | Path], *, checkpoint: str | Path | None = Non
     Args:
         images: Files, folders or glob patterns.
         checkpoint: A clsctl checkpoint (carries class names and preprocessing).
-        model: A registered model name, used when no checkpoint is given.
+        model: A registered model name, used when no checkpoint is given; neither: :data:`DEFAULT_MODEL`
+            with its ImageNet weights.
         weights: Weights file for ``model``.
         pretrained: Published ImageNet weights for ``model`` (ImageNet class names are printed).
         num_classes: Classifier size for ``model``.
@@ -96,6 +143,7 @@ def predict(images: Sequence[str | Path], *, checkpoint: str | Path | None = Non
         batch_size: Images per forward pass.
     """
     from clsctl.engine.build import resolve_device
+    from clsctl.readers import read_image
 
     paths = expand_images(images)
     net, names, transform, multi_label = _model_source(checkpoint, model, weights, pretrained, num_classes)
@@ -107,10 +155,7 @@ def predict(images: Sequence[str | Path], *, checkpoint: str | Path | None = Non
         chunk = paths[start : start + batch_size]
         tensors = []
         for path in chunk:
-            try:
-                tensors.append(transform(load_image(path)))
-            except OSError as exc:
-                raise DataError(f"cannot read image {path}: {exc}") from exc
+            tensors.append(transform(read_image(path)))
         logits = net(torch.stack(tensors).to(dev)).float()
         # Multi-label models score each class on its own (sigmoid); the others share one softmax.
         probs = (logits.sigmoid() if multi_label else logits.softmax(1)).cpu()

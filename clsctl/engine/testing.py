@@ -233,9 +233,11 @@ def _model_source(name: str, pretrained: bool, weights: str | Path | None, num_c
     meta = model_info(name)
     if pretrained and not meta.has_pretrained:
         raise ClsctlError(f"model '{name}' has no published weights; give --weights FILE")
-    if not pretrained and weights is None:
-        hint = " (it has published weights: --pretrained)" if meta.has_pretrained else ""
-        logger.warning("%s gets random weights: give --pretrained or --weights FILE%s", name, hint)
+    from clsctl.models.weights import random_weights_warning
+
+    warning = random_weights_warning(name, weights=weights, pretrained=pretrained)
+    if warning is not None:
+        logger.warning(warning)
     data: dict[str, Any] = {"loader": {"batch_size": batch_size or 32}, "mean": list(meta.mean),
                             "std": list(meta.std)}
     if data_root is not None:

@@ -25,18 +25,45 @@ def hub_cache_path(url: str) -> Path:
 def download_state_dict(url: str) -> dict[str, torch.Tensor]:
     """Return the state dict at ``url``, downloading it into torch.hub's cache unless it is already there.
 
+    The cached file is read like any weights file (:func:`clsctl.readers.read_state_dict`: weights-only load,
+    one-line errors), so a damaged cache entry is reported, not a traceback.
+
     Raises:
         ClsctlError: The file is not cached and cannot be downloaded (offline); the message names the URL and
             the path to put the file at.
     """
+    from clsctl.readers import read_state_dict as read
+
     cache_path = hub_cache_path(url)
-    try:
-        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True, weights_only=True)
-    except (URLError, OSError, ConnectionError) as exc:
-        raise ClsctlError(
-            f"could not download pretrained weights from {url} ({exc}); "
-            f"download that file on a machine with internet and put it at {cache_path}"
-        ) from exc
+    if not cache_path.is_file():
+        try:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(cache_path), progress=True)  # temporary file, then renamed
+        except (URLError, OSError, ConnectionError) as exc:
+            reason = str(getattr(exc, "reason", "") or exc).strip().splitlines()
+            raise ClsctlError(
+                f"could not download pretrained weights from {url} ({reason[0] if reason else type(exc).__name__}); "
+                f"download that file on a machine with internet and put it at {cache_path}"
+            ) from None
+    return read(cache_path)
+
+
+def random_weights_warning(name: str, *, weights: str | Path | None = None, pretrained: bool = False) -> str | None:
+    """The warning for a registered model used without ``--weights`` or ``--pretrained``; None when it has weights.
+
+    Args:
+        name: Registered model name (``timm/...`` included).
+        weights: The ``--weights`` file, if any.
+        pretrained: Whether ``--pretrained`` was given.
+    """
+    if weights is not None or pretrained:
+        return None
+    from clsctl.models import model_info
+
+    meta = model_info(name)
+    hint = ("add --pretrained for its published ImageNet weights, or --weights FILE" if meta.has_pretrained
+            else "it has no published weights: give --weights FILE or a --checkpoint")
+    return f"{meta.name} has random weights (no --weights or --pretrained): its predictions mean nothing; {hint}"
 
 
 def load_pretrained(model: nn.Module, meta: ModelMeta) -> None:
@@ -48,34 +75,13 @@ def load_pretrained(model: nn.Module, meta: ModelMeta) -> None:
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict from a torchvision/timm-format file, a clsctl checkpoint (its ``model`` entry) or a
-    ``.safetensors`` file (read without pickle)."""
-    from clsctl.models.safetensors_io import is_safetensors, read_safetensors
+    ``.safetensors`` file (read without pickle).
 
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights file not found: {path}")
-    if is_safetensors(path):
-        return _strip_wrapper_prefix(read_safetensors(path)[0])
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for files that are not checkpoints
-        raise CheckpointError(f"{path} is not a PyTorch weights file ({type(exc).__name__}: {exc})") from exc
-    if isinstance(data, dict):
-        for key in ("model", "state_dict", "model_state_dict"):
-            if isinstance(data.get(key), dict):
-                data = data[key]
-                break
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise CheckpointError(f"{path} holds no state dict of tensors")
-    return _strip_wrapper_prefix(data)
+    See :func:`clsctl.readers.read_state_dict`.
+    """
+    from clsctl.readers import read_state_dict as read
 
-
-def _strip_wrapper_prefix(data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Checkpoints saved from DataParallel/DDP or torch.compile wrappers carry a prefix; drop it."""
-    for prefix in ("module.", "_orig_mod."):
-        if data and all(k.startswith(prefix) for k in data):
-            data = {k[len(prefix):]: v for k, v in data.items()}
-    return data
+    return read(path)
 
 
 def load_weights_file(model: nn.Module, path: str | Path) -> None:
@@ -122,7 +128,10 @@ def load_state_dict_checked(model: nn.Module, state: dict[str, Any], *, source: 
     problems += [f"missing in checkpoint: {k}" for k in sorted(missing_keys) if not in_head(k)]
     problems += [f"not in model: {k}" for k in sorted(unexpected_keys) if not in_head(k)]
     if problems:
-        raise CheckpointError(f"weights from {source} do not fit {type(model).__name__}", details=problems[:20])
+        more = f" (and {len(problems) - 3} more; -v lists them)" if len(problems) > 3 else ""
+        logger.debug("weights from %s that do not fit:\n%s", source, "\n".join(problems))
+        raise CheckpointError(f"weights from {source} do not fit {type(model).__name__}: "
+                              f"{'; '.join(problems[:3])}{more}")
     model.load_state_dict({k: v for k, v in state.items() if k in own and k not in reinit}, strict=False)
     if reinit:
         logger.warning("classifier differs from %s; re-initialised: %s", source, ", ".join(reinit))

@@ -19,18 +19,10 @@ REPLACE_KEY = "_replace_"  # a mapping holding `_replace_: true` replaces the in
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read one YAML mapping with ``safe_load``."""
-    if not path.is_file():
-        raise RecipeError(f"recipe file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: invalid YAML: {exc}") from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: a recipe must be a mapping at the top level (got {type(data).__name__})")
-    return data
+    """Read one YAML mapping with ``safe_load`` (see :func:`clsctl.readers.read_recipe_yaml`)."""
+    from clsctl.readers import read_recipe_yaml
+
+    return read_recipe_yaml(path)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
