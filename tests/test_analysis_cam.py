@@ -127,3 +127,65 @@ def test_names_and_errors(image: Path, tmp_path: Path) -> None:
         visualize_cam(tmp_path / "none.png", model="test_resnet")
     with pytest.raises(ClsctlError, match="not both"):
         visualize_cam(image, checkpoint=tmp_path / "a.pt", model="test_resnet")
+
+
+def _found_layer(net: object, size: tuple[int, int]) -> tuple[str, tuple[int, ...]]:
+    import torch
+
+    from clsctl.analysis.cam import find_cam_layer, record_outputs
+
+    with torch.no_grad():
+        _, outputs, order = record_outputs(net.eval(), torch.zeros(1, 3, *size))  # type: ignore[attr-defined]
+    name = find_cam_layer(order)
+    return name, outputs[name].shape
+
+
+@pytest.mark.parametrize("name", ["test_resnet", "test_repvgg", "test_mobileone", "resnet20_cifar",
+                                  "test_vit"])
+def test_found_layer_is_the_familys_cam_layer(name: str) -> None:
+    """The hook-based search recomputes the families' cam_layer metadata (CNN stages, a ViT's last ln_1)."""
+    from clsctl.models import create_model, model_info
+
+    meta = model_info(name)
+    assert _found_layer(create_model(name), meta.input_size)[0] == meta.extra["cam_layer"]
+
+
+@pytest.mark.parametrize("arch, kwargs, layer, shape", [
+    ("resnet10t", {}, "layer4", (1, 512, 2, 2)),
+    ("convnext_atto", {}, "norm_pre", (1, 320, 2, 2)),  # the head's LayerNorm after pooling is not a feature map
+    ("vit_tiny_patch16_224", {"img_size": 64, "depth": 2}, "blocks.1.norm1", (1, 17, 192)),
+    ("deit_tiny_distilled_patch16_224", {"img_size": 64, "depth": 2}, "blocks.1.norm1", (1, 18, 192)),
+])
+def test_found_layer_of_timm_models(arch: str, kwargs: dict, layer: str, shape: tuple[int, ...]) -> None:
+    timm = pytest.importorskip("timm")
+
+    assert _found_layer(timm.create_model(arch, pretrained=False, **kwargs), (64, 64)) == (layer, shape)
+
+
+def test_token_layout_and_reshape_come_from_the_shapes() -> None:
+    import torch
+
+    from clsctl.analysis.cam import reshape_for, token_layout
+
+    assert token_layout(197, 224, 224) == (1, 14, 14)  # ViT: class token
+    assert token_layout(198, 224, 224) == (2, 14, 14)  # DeiT distilled: class and distillation tokens
+    assert token_layout(49, 224, 224) == (0, 7, 7)  # Swin: no extra token
+    assert token_layout(1 + 8 * 12, 128, 192) == (1, 8, 12)  # the input's aspect ratio
+    with pytest.raises(ClsctlError, match="do not form a patch grid"):
+        token_layout(10, 32, 32, max_extra=0)
+    assert reshape_for((1, 768, 7, 7), 224, 224) == ("nchw", None)
+    kind, permute = reshape_for((1, 7, 7, 768), 224, 224)
+    assert kind == "nhwc" and permute(torch.zeros(1, 7, 7, 768)).shape == (1, 768, 7, 7)
+    kind, tokens = reshape_for((2, 17, 32), 32, 32)
+    grid = tokens(torch.arange(2 * 17 * 32, dtype=torch.float32).reshape(2, 17, 32))
+    assert kind == "tokens" and grid.shape == (2, 32, 4, 4)
+    assert grid[0, :, 0, 0].tolist() == list(range(32, 64))  # first patch token, class token dropped
+    with pytest.raises(ClsctlError, match="no feature map"):
+        reshape_for((1, 10), 32, 32)
+
+
+@pytest.mark.slow  # builds a timm ResNet and explains a 224x224 input: about 5 s of CPU
+def test_timm_model_needs_no_target_layers(image: Path, tmp_path: Path) -> None:
+    pytest.importorskip("timm")
+    result = visualize_cam(image, model="timm/resnet10t", method="EigenCAM", save_path=tmp_path / "t.png")
+    assert result.target_layers == ["layer4"] and result.cam.max() > 0

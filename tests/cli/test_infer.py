@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from clsctl.cli.main import app
@@ -40,3 +41,49 @@ def test_infer_argument_errors(runner: CliRunner, trained_checkpoint: Path, tmp_
     assert missing.exit_code == 2 and "image not found" in missing.output
     unknown = runner.invoke(app, ["infer", str(image), "-m", "resnet5O"])
     assert unknown.exit_code == 2 and "did you mean 'resnet50'" in unknown.output
+
+
+def test_without_checkpoint_or_model_imagenet_weights_from_the_hub_cache(
+        runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clsctl.engine.predict import imagenet_class_names
+    from torch_hub_helpers import stand_in_default_model
+
+    cached = stand_in_default_model(monkeypatch, tmp_path)
+    image = write_image_folder(tmp_path / "imgs", per_class=1) / "red" / "0.png"
+    result = runner.invoke(app, ["infer", str(image), "--json", "-k", "2"])
+    assert result.exit_code == 0, result.output
+    assert "using shufflenet_v2_x0_5 with its ImageNet weights" in result.output and str(cached) in result.output
+    top = json.loads(result.stdout)[0]["topk"]
+    assert len(top) == 2 and all(entry["name"] in imagenet_class_names() for entry in top)
+
+
+def test_the_real_default_is_torchvisions_resnet50_in_the_hub_cache(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchvision.models import ResNet50_Weights
+
+    from clsctl.engine.predict import DEFAULT_MODEL
+    from clsctl.models import model_info
+    from clsctl.models.weights import hub_cache_path
+    from torch_hub_helpers import empty_hub_cache
+
+    hub = empty_hub_cache(monkeypatch, tmp_path)
+    url = model_info(DEFAULT_MODEL).pretrained_url
+    assert DEFAULT_MODEL == "resnet50" and url == ResNet50_Weights.IMAGENET1K_V1.url
+    assert hub_cache_path(url) == hub / "checkpoints" / "resnet50-0676ba61.pth"
+
+
+@pytest.mark.parametrize("model, hint", [("test_resnet", "no published weights"),
+                                         ("shufflenet_v2_x0_5", "add --pretrained")])
+def test_model_without_weights_warns(runner: CliRunner, tmp_path: Path, model: str, hint: str) -> None:
+    image = write_image_folder(tmp_path / "imgs", per_class=1) / "red" / "0.png"
+    result = runner.invoke(app, ["infer", str(image), "-m", model])
+    assert result.exit_code == 0, result.output
+    assert f"{model} has random weights" in result.output and hint in result.output
+    import torch
+
+    from clsctl.models import create_model
+
+    torch_file = tmp_path / "w.pt"
+    torch.save(create_model(model).state_dict(), torch_file)
+    quiet = runner.invoke(app, ["infer", str(image), "-m", model, "--weights", str(torch_file)])
+    assert quiet.exit_code == 0 and "random weights" not in quiet.output

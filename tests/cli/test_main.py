@@ -56,3 +56,52 @@ def test_help_starts_fast() -> None:
         floor = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
         pytest.fail(f"clsctl --help CPU times {cpu_times}; importing Typer's help renderer alone: {floor:.3f} s")
     assert statistics.median(wall_times) < 3.0, wall_times  # sanity bound for a loaded CI machine
+
+
+def _commands() -> list[tuple[str, object]]:
+    import typer.main
+
+    found = []
+    stack = [("", typer.main.get_command(app))]
+    while stack:
+        prefix, group = stack.pop()
+        for name, command in group.commands.items():  # type: ignore[attr-defined]
+            if hasattr(command, "commands"):
+                stack.append((f"{prefix}{name} ", command))
+            else:
+                found.append((prefix + name, command))
+    return found
+
+
+def test_one_flag_vocabulary() -> None:
+    """-o is --out, -s is --set, old output spellings are hidden, and a recipe or model comes with --set/--device."""
+    from clsctl.cli._multi_value import RENAMED_FLAGS
+
+    commands = _commands()
+    assert len(commands) > 20
+    uses_recipe = {"train", "print-config", "vis-scheduler", "browse-dataset", "verify-dataset", "get-flops",
+                   "flops", "benchmark", "analyze-results", "test"}
+    runs_model = {"train", "test", "infer", "vis-cam", "cam", "get-flops", "flops", "benchmark"}
+    for name, command in commands:
+        flags = {flag for param in command.params for flag in (*param.opts, *param.secondary_opts)}
+        for param in command.params:
+            opts = set(param.opts)
+            if "-o" in opts:
+                assert "--out" in opts, (name, param.opts)
+            if "-s" in opts or "--set" in opts:
+                assert opts == {"-s", "--set"}, (name, param.opts)
+            if "--out" in opts:
+                assert "-o" in opts, (name, param.opts)
+        assert not flags & set(RENAMED_FLAGS), name
+        if name in uses_recipe:
+            assert "--set" in flags, name
+        if name in runs_model:
+            assert "--device" in flags, name
+
+
+def test_old_output_flag_still_works_but_is_not_shown(runner: CliRunner, tiny_recipe, tmp_path) -> None:
+    result = runner.invoke(app, ["vis-scheduler", str(tiny_recipe), "-d", "8", "--save-path", str(tmp_path / "a.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "a.png").is_file()
+    shown = runner.invoke(app, ["vis-scheduler", "--help"])
+    assert "--out" in shown.output and "--save-path" not in shown.output

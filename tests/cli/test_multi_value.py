@@ -24,3 +24,11 @@ def test_other_options_untouched() -> None:
     args = ["--title", "a b", "--keys=loss", "log"]
     assert expand_multi_values(args, OPTS) == args
     assert expand_multi_values(["--keys"], OPTS) == ["--keys"]  # click reports the missing value
+
+
+def test_old_flag_spellings_are_renamed() -> None:
+    from clsctl.cli._multi_value import rename_flags
+
+    renamed = {"--save-path": "--out"}
+    assert rename_flags(["img.png", "--save-path", "a.png", "--save-path=b.png", "--", "--save-path"], renamed) == [
+        "img.png", "--out", "a.png", "--out=b.png", "--", "--save-path"]

@@ -153,3 +153,16 @@ def test_ctrl_c_stops_every_worker_at_one_step_and_resume_is_exact(tmp_path: Pat
     assert final.keys() == expected.keys()
     for key in expected:
         assert torch.equal(final[key], expected[key]), key
+
+
+def test_more_gpus_than_cuda_devices_stops_at_once(runner: CliRunner, ddp_recipe: dict, tmp_path: Path) -> None:
+    """--gpus N without N CUDA devices is an error, not N CPU workers: those need an explicit --device cpu."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(ddp_recipe), encoding="utf-8")
+    result = runner.invoke(app, ["train", str(path), "--gpus", str(count + 1), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    have = "CUDA is not available here (0 GPUs)" if count == 0 else f"this machine has {count} GPU(s)"
+    assert f"--gpus {count + 1} asked for, but {have}; for {count + 1} CPU worker processes give --device cpu" in (
+        " ".join(result.output.split()))
+    assert not (tmp_path / "run").exists()

@@ -67,3 +67,38 @@ def test_errors(runner: CliRunner, image: Path, trained_checkpoint: Path) -> Non
     assert layer.exit_code == 2 and "no layer 'layer9'" in layer.output
     mixed = runner.invoke(app, ["cam", str(image), "-c", str(trained_checkpoint), "--pretrained"])
     assert mixed.exit_code == 2
+
+
+def test_without_checkpoint_or_model_imagenet_weights_from_the_hub_cache(
+        runner: CliRunner, image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clsctl.engine.predict import imagenet_class_names
+    from torch_hub_helpers import stand_in_default_model
+
+    cached = stand_in_default_model(monkeypatch, tmp_path)
+    result = runner.invoke(app, ["cam", str(image), "--method", "EigenCAM", "-o", str(tmp_path / "c.png")])
+    assert result.exit_code == 0, result.output
+    assert "using shufflenet_v2_x0_5 with its ImageNet weights" in result.output and str(cached) in result.output
+    predicted = result.stdout.split("predicted ", 1)[1].split(" (")[0]
+    assert predicted in imagenet_class_names()
+    assert "at conv5" in result.output and "random weights" not in result.output
+    assert_picture(tmp_path / "c.png", 448, 224)
+
+
+def test_default_model_offline_without_the_cached_file(runner: CliRunner, image: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from clsctl.models import model_info
+    from torch_hub_helpers import stand_in_default_model
+
+    cached = stand_in_default_model(monkeypatch, tmp_path)
+    cached.unlink()
+    result = runner.invoke(app, ["cam", str(image)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    error = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and result.output.rstrip().endswith(error[0])
+    assert model_info("shufflenet_v2_x0_5").pretrained_url in error[0] and str(cached) in error[0]
+
+
+def test_model_without_weights_warns(runner: CliRunner, image: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["cam", str(image), "-m", "test_resnet", "-o", str(tmp_path / "c.png")])
+    assert result.exit_code == 0, result.output
+    assert "test_resnet has random weights" in result.output and "no published weights" in result.output
