@@ -33,6 +33,9 @@ SetOpt = Annotated[
 DeviceOpt = Annotated[
     Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N (default: the recipe's runtime.device).")
 ]
+ModelDeviceOpt = Annotated[
+    Optional[str], typer.Option("--device", help="auto (CUDA when available), cpu, cuda or cuda:N.", show_default=False)
+]
 WorkDirOpt = Annotated[Optional[Path], typer.Option("--work-dir", "-w", help="Run folder (default: runtime.work_dir).")]
 ModelOpt = Annotated[
     Optional[str], typer.Option("--model", "-m", help="Registered model name.", autocompletion=complete_model_name)

@@ -1,6 +1,7 @@
 """``clsctl eval-metric``: metrics of a saved predictions file, offline."""
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -8,6 +9,23 @@ import typer
 from rich.table import Table
 
 from clsctl.cli._render import console, handle_errors, metrics_table
+
+
+class Metric(str, Enum):
+    """Metrics of a predictions file (clsctl.engine.offline_metrics.METRICS)."""
+
+    accuracy = "accuracy"
+    precision = "precision"
+    recall = "recall"
+    f1 = "f1"
+    confusion_matrix = "confusion_matrix"
+    map = "map"
+    cp = "cp"
+    cr = "cr"
+    cf1 = "cf1"
+    op = "op"
+    or_ = "or"
+    of1 = "of1"
 
 
 def _per_class_table(names: list[str], per_class: dict[str, list[float]]) -> Table:
@@ -37,10 +55,11 @@ def eval_metric_command(
     predictions: Annotated[Path, typer.Argument(help="Predictions JSON (what `clsctl test --out` writes).",
                                                 show_default=False)],
     metric: Annotated[
-        Optional[list[str]],
-        typer.Option("--metric", "-m", help="accuracy, precision, recall, f1, confusion_matrix (single-label); "
-                     "map, cp, cr, cf1, op, or, of1 (multi-label). Repeatable. Default: accuracy, or map for "
-                     "multi-label files.", show_default=False),
+        Optional[list[Metric]],
+        typer.Option("--metric", "-m", case_sensitive=False,
+                     help="accuracy, precision, recall, f1, confusion_matrix (single-label); map, cp, cr, cf1, op, "
+                     "or, of1 (multi-label). Repeatable. Default: accuracy, or map for multi-label files.",
+                     show_default=False),
     ] = None,
     topk: Annotated[Optional[list[int]], typer.Option("--topk", "-k", min=1, help="k of top-k accuracy. Repeatable.",
                                                       show_default="1 and 5")] = None,
@@ -54,7 +73,8 @@ def eval_metric_command(
     """Evaluate saved predictions offline: top-k accuracy, precision/recall/F1, confusion matrix, mAP, CP..OF1."""
     from clsctl.engine.offline_metrics import evaluate_predictions
 
-    result = evaluate_predictions(predictions, metric or None, topk=topk or (1, 5), threshold=threshold,
+    names = [m.value for m in metric] if metric else None
+    result = evaluate_predictions(predictions, names, topk=topk or (1, 5), threshold=threshold,
                                   multi_label_topk=label_topk)
     console.print(metrics_table({**result.metrics, "samples": result.num_samples}, title=str(predictions)))
     if per_class and result.per_class:

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clsctl.cli._options import DeviceOpt, ModelOpt
+from clsctl.cli._options import ModelDeviceOpt, ModelOpt
 from clsctl.cli._render import console, handle_errors
 
 
@@ -24,7 +24,7 @@ def infer_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the predictions as JSON here.",
                                                 show_default=False)] = None,
-    device: DeviceOpt = None,
+    device: ModelDeviceOpt = None,
 ) -> None:
     """Classify images with a checkpoint (or a registered model) and print the top-k classes.
 

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clsctl.cli._options import DeviceOpt, ModelOpt
+from clsctl.cli._options import ModelDeviceOpt, ModelOpt
 from clsctl.cli._render import console, err_console, handle_errors
 from clsctl.errors import ClsctlError
 
@@ -53,7 +53,7 @@ def vis_cam_command(
     eigen_smooth: Annotated[bool, typer.Option("--eigen-smooth", help="Keep the first principal component.")] = False,
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="PNG to write (default: cam_<image>_<method>.png).", show_default=False)] = None,
-    device: DeviceOpt = None,
+    device: ModelDeviceOpt = None,
 ) -> None:
     """Class activation map of a checkpoint or model on an image: original and overlay side by side.
 

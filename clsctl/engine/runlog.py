@@ -23,11 +23,8 @@ class MetricsLog:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """All records of a ``metrics.jsonl`` file (blank or truncated last lines are skipped)."""
-    records = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    """All records of a ``metrics.jsonl`` file (blank or truncated last lines are skipped); see
+    :func:`clsctl.readers.read_metrics_log`."""
+    from clsctl.readers import read_metrics_log
+
+    return read_metrics_log(path)

@@ -105,3 +105,12 @@ def test_old_output_flag_still_works_but_is_not_shown(runner: CliRunner, tiny_re
     assert (tmp_path / "a.png").is_file()
     shown = runner.invoke(app, ["vis-scheduler", "--help"])
     assert "--out" in shown.output and "--save-path" not in shown.output
+
+
+def test_user_errors_are_one_line_and_verbose_adds_the_traceback(runner: CliRunner, tmp_path) -> None:
+    missing = tmp_path / "missing.yaml"
+    plain = runner.invoke(app, ["print-config", str(missing)])
+    assert plain.exit_code == 2 and plain.output.strip() == f"error: recipe file not found: {missing}"
+    verbose = runner.invoke(app, ["-v", "print-config", str(missing)])
+    assert verbose.exit_code == 2 and "Traceback" in verbose.output and "RecipeError" in verbose.output
+    assert verbose.output.rstrip().endswith(f"error: recipe file not found: {missing}")
