@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from clsctl.data.decode import DECODE_ERRORS, decode_image
 from clsctl.errors import DataError
+from clsctl.readers import read_text
 from clsctl.recipe import schema as S
 
 logger = logging.getLogger("clsctl")
@@ -250,17 +251,13 @@ def read_class_names(spec: list[str] | str, base: Path) -> list[str]:
     if isinstance(spec, list):
         return spec
     path = Path(spec) if Path(spec).is_absolute() else base / spec
-    if not path.is_file():
-        raise DataError(f"classes file not found: {path}")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line.strip() for line in read_text(path, "classes file", DataError).splitlines() if line.strip()]
 
 
 def read_annotation_file(root: Path, ann_file: Path, classes: Sequence[str] | None) -> list[tuple[str, int]]:
     """Read ``relative/path label`` lines; every label must index ``classes`` (when given)."""
-    if not ann_file.is_file():
-        raise DataError(f"annotation file not found: {ann_file}")
     samples, problems = [], []
-    for number, line in enumerate(ann_file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(ann_file, "annotation file", DataError).splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         parts = line.rsplit(maxsplit=1)

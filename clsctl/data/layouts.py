@@ -13,6 +13,7 @@ from typing import Any
 
 from clsctl.errors import DataError
 from clsctl.jsonfile import read_json_file
+from clsctl.readers import read_text
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
@@ -53,7 +54,7 @@ def _id_table(path: Path) -> dict[int, str]:
     if not path.is_file():
         raise DataError(f"CUB-200-2011 file not found: {path}")
     table = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(path, "CUB-200-2011 file", DataError).splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split(maxsplit=1)
@@ -106,7 +107,7 @@ def read_voc(root: Path, split: str, difficult: str) -> tuple[list[tuple[str, tu
         raise DataError(f"VOC split file not found: {ids_file} (root must be the VOC2007 folder)")
     index = {name: i for i, name in enumerate(VOC_CLASSES)}
     samples, ignored = [], {}
-    for image_id in ids_file.read_text(encoding="utf-8").split():
+    for image_id in read_text(ids_file, "VOC split file", DataError).split():
         xml = root / "Annotations" / f"{image_id}.xml"
         try:
             objects = ET.parse(xml).getroot().findall("object")

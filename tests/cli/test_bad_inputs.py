@@ -91,3 +91,13 @@ def test_frozen_stages_out_of_range(runner: CliRunner, tmp_path: Path, image_roo
     recipe["model"]["kwargs"] = {"frozen_stages": 9}
     code, output = run_train(runner, recipe, tmp_path)
     assert code == 2 and "model.kwargs: frozen_stages must be in [-1, 4]" in output
+
+
+def test_binary_annotation_file(runner: CliRunner, tmp_path: Path) -> None:
+    images = write_image_folder(tmp_path / "imgs", per_class=1)
+    (tmp_path / "train.txt").write_bytes(b"\xff\xfe" + bytes(range(256)))
+    recipe = tiny_recipe_dict(tmp_path, tmp_path / "run")
+    recipe["data"]["train"] = {"type": "ann_file", "root": str(images), "ann_file": str(tmp_path / "train.txt"),
+                               "classes": ["red", "green", "blue"]}
+    code, output = run_train(runner, recipe, tmp_path)
+    assert code == 2 and f"{tmp_path / 'train.txt'} is not an annotation file: not UTF-8 text" in output
