@@ -11,6 +11,7 @@ never executed.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from pathlib import Path
@@ -43,8 +44,8 @@ def sniff(path: Path) -> str | None:
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             return kind
-    try:
-        text = head.decode("utf-8").lstrip()
+    try:  # incremental: a character cut at byte 512 is not a decoding error
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False).lstrip()
     except UnicodeDecodeError:
         return None
     if text.startswith(("{", "[")):
