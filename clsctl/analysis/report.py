@@ -87,10 +87,9 @@ def _example_picture(record: dict[str, Any], checkpoint: Path, out: Path, method
         visualize_cam(record["path"], checkpoint=checkpoint, method=method, save_path=out, device=device)
         return out, None
     except ClsctlError as error:
-        from PIL import Image
+        from clsctl.readers import read_image
 
-        with Image.open(record["path"]) as image:
-            picture = to_rgb_array(image.convert("RGB").resize((224, 224)))
+        picture = to_rgb_array(read_image(record["path"]).resize((224, 224)))
         save_png(caption(picture, [f"predicted: {names[record['pred']]} ({record['score']:.2f})"]), out)
         return out, error.message
 
@@ -102,7 +101,10 @@ def _training_curves(checkpoint: Path, out: Path) -> Path | None:
     log = checkpoint.parent / "metrics.jsonl"
     if not log.is_file():
         return None
-    records = read_metrics(log)
+    try:
+        records = read_metrics(log)
+    except ClsctlError:  # an empty or foreign log next to the checkpoint: the report goes without curves
+        return None
     keys = [key for key in CURVE_KEYS if key in numeric_keys(records)]
     if not keys:
         return None

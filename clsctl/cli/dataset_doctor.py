@@ -1,18 +1,26 @@
 """``clsctl dataset-doctor``."""
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from clsctl.cli._options import DeviceOpt, RecipeArg, SetOpt
+from clsctl.cli._options import DeviceOpt, RecipeArg, SetOpt, Split
 from clsctl.cli._render import console, err_console, handle_errors
+
+
+class HashKind(str, Enum):
+    """Perceptual hashes."""
+
+    phash = "phash"
+    dhash = "dhash"
 
 
 @handle_errors
 def dataset_doctor_command(
     recipe: RecipeArg,
-    phases: Annotated[Optional[list[str]], typer.Option(
+    phases: Annotated[Optional[list[Split]], typer.Option(
         "--phase", "-p", help="Splits to examine, in order (train val test); later ones are checked for leakage "
         "into earlier ones. Default: train val.", show_default=False)] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(
@@ -21,7 +29,7 @@ def dataset_doctor_command(
     threshold: Annotated[int, typer.Option(
         "--threshold", "-t", min=0, max=16, help="Near-duplicates: perceptual hashes at most this many bits apart "
         "(of 64).")] = 6,
-    hash_kind: Annotated[str, typer.Option("--hash", help="Perceptual hash: phash or dhash.")] = "phash",
+    hash_kind: Annotated[HashKind, typer.Option("--hash", help="Perceptual hash.")] = HashKind.phash,
     min_class_images: Annotated[int, typer.Option(
         "--min-class-images", min=0, help="Report classes with fewer images than this.")] = 5,
     num_process: Annotated[Optional[int], typer.Option(
@@ -38,8 +46,9 @@ def dataset_doctor_command(
     from clsctl.recipe import load_recipe
 
     loaded = load_recipe(recipe, overrides or ())
-    result = dataset_doctor(loaded, phases or ("train", "val"), checkpoint=checkpoint, out=out, threshold=threshold,
-                            hash_kind=hash_kind, min_class_images=min_class_images, num_process=num_process,
+    splits = [phase.value for phase in phases] if phases else ["train", "val"]
+    result = dataset_doctor(loaded, splits, checkpoint=checkpoint, out=out, threshold=threshold,
+                            hash_kind=hash_kind.value, min_class_images=min_class_images, num_process=num_process,
                             device=device, show_progress=not no_progress)
     table = Table(title=f"dataset-doctor: {result.files} files in {result.seconds:.1f} s")
     table.add_column("finding")
