@@ -93,7 +93,9 @@ def benchmark_command(
     table.add_column("")
     table.add_column("value", justify="right")
     table.add_row("input", f"{shape_text}, {', '.join(options)}")
-    table.add_row("throughput", f"{result.images_per_second:,.1f} img/s")
+    # at least three significant digits, so a slow model (a few img/s) is not rounded by several per cent
+    decimals = 1 if result.images_per_second >= 100 else 3
+    table.add_row("throughput", f"{result.images_per_second:,.{decimals}f} img/s")
     table.add_row("ms / batch (median)", f"{result.ms_per_batch:.2f}")
     table.add_row("ms / batch (p10 - p90)", f"{result.ms_per_batch_p10:.2f} - {result.ms_per_batch_p90:.2f}")
     table.add_row("ms / image (median)", f"{result.ms_per_image:.3f}")
