@@ -30,7 +30,8 @@ def test_tensor_steps_run_after_to_tensor_and_normalize_whatever_their_position(
     steps = _steps({"type": "random_erasing", "prob": 1.0}, {"type": "lighting"}, {"type": "center_crop", "size": 8},
                    {"type": "random_horizontal_flip"})
     names = [type(t).__name__ for t in build_pipeline(steps, MEAN, STD).transforms]
-    assert names == ["CenterCrop", "RandomHorizontalFlip", "ToTensor", "Lighting", "Normalize", "RandomErasing"]
+    assert names == ["ToImageTensor", "CenterCrop", "RandomHorizontalFlip", "ToDtype", "Lighting", "Normalize",
+                     "RandomErasing"]
 
 
 def test_channel_order_bgr_swaps_after_normalizing_in_rgb() -> None:
@@ -157,7 +158,7 @@ def test_built_types_and_options() -> None:
                              "interpolation": "bicubic"})[0])
     assert rrc.scale == (0.5, 1.0) and rrc.interpolation == T.InterpolationMode.BICUBIC
     crop = build_step(_steps({"type": "random_crop", "size": 8, "padding": 4, "padding_mode": "reflect"})[0])
-    assert crop.padding == 4 and crop.padding_mode == "reflect"
+    assert crop.padding == [4, 4, 4, 4] and crop.padding_mode == "reflect"  # v2 keeps all four sides
 
 
 def test_schema_rejects_bad_options() -> None:

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from clsctl.data.decode import DECODE_ERRORS, decode_image
+from clsctl.data.decode import DECODE_ERRORS, decode_image, decode_tensor
 from clsctl.errors import DataError
 from clsctl.readers import read_text
 from clsctl.recipe import schema as S
@@ -68,19 +68,22 @@ def _shared_counter(value: int) -> Any:
 class ClassificationDataset(Dataset):
     """Base: samples with class names; items are ``(transformed image, target)``.
 
+    Images are decoded to ``(3, H, W)`` uint8 tensors and given to the transform as such; without a transform
+    an item's image is the decoded PIL image (what tools that show or step through images take).
+
     Single-label targets are class indices; multi-label targets are ``(C,)`` float tensors with 1 for each
     label, 0 elsewhere and -1 for labels to ignore (VOC "difficult" objects).
 
     Args:
         samples: ``(path or name, target)`` pairs.
         classes: Class names; ``classes[i]`` names class ``i``.
-        transform: Applied to the PIL image.
+        transform: Applied to the decoded uint8 image tensor.
         multi_label: Targets are tuples of class indices.
         ignored: For multi-label data, sample index -> class indices to ignore.
     """
 
     def __init__(self, samples: Sequence[tuple[str, Target]], classes: Sequence[str],
-                 transform: Callable[[Image.Image], Any] | None = None, *, multi_label: bool = False,
+                 transform: Callable[[torch.Tensor], Any] | None = None, *, multi_label: bool = False,
                  ignored: dict[int, tuple[int, ...]] | None = None) -> None:
         self.samples = list(samples)
         self.classes = list(classes)
@@ -102,8 +105,9 @@ class ClassificationDataset(Dataset):
         """How many times an unreadable image was replaced by another (0 for in-memory data)."""
         return 0
 
-    def _load(self, index: int) -> tuple[Image.Image, int]:
-        """The decoded image of ``index`` and the index it really came from (a replacement, maybe)."""
+    def _load(self, index: int) -> tuple[torch.Tensor, int]:
+        """The decoded ``(3, H, W)`` uint8 image of ``index`` and the index it really came from (a replacement,
+        maybe)."""
         raise NotImplementedError
 
     def excluded_target(self) -> Any:
@@ -129,6 +133,8 @@ class ClassificationDataset(Dataset):
             if seed is not None:
                 seed_sample(seed)
             image = self.transform(image)
+        else:
+            image = Image.fromarray(image.permute(1, 2, 0).numpy())
         if loaded != index and self.exclude_replaced:
             # Evaluation: the stand-in keeps the batch shape, but its target tells the metrics to skip it, so
             # an unreadable file neither counts twice a neighbour nor counts as a mistake.
@@ -147,14 +153,14 @@ class ImageListDataset(ClassificationDataset):
     Args:
         samples: Image paths with targets.
         classes: Class names.
-        transform: Applied to the PIL image.
+        transform: Applied to the decoded uint8 image tensor.
         on_bad_image: ``skip`` or ``fail``.
         multi_label: Targets are tuples of class indices.
         ignored: Multi-label labels to ignore, per sample index.
     """
 
     def __init__(self, samples: Sequence[tuple[str, Target]], classes: Sequence[str],
-                 transform: Callable[[Image.Image], Any] | None = None, *, on_bad_image: OnBadImage = "skip",
+                 transform: Callable[[torch.Tensor], Any] | None = None, *, on_bad_image: OnBadImage = "skip",
                  multi_label: bool = False, ignored: dict[int, tuple[int, ...]] | None = None) -> None:
         super().__init__(samples, classes, transform, multi_label=multi_label, ignored=ignored)
         if on_bad_image not in ("skip", "fail"):
@@ -180,13 +186,13 @@ class ImageListDataset(ClassificationDataset):
             state["_skips"] = _shared_counter(state["_skips"])
         self.__dict__.update(state)
 
-    def _load(self, index: int) -> tuple[Image.Image, int]:
+    def _load(self, index: int) -> tuple[torch.Tensor, int]:
         tries = min(len(self.samples), MAX_REPLACEMENTS + 1)
         for attempt in range(tries):
             current = (index + attempt) % len(self.samples)
             path = self.samples[current][0]
             try:
-                return decode_image(path), current
+                return decode_tensor(path), current
             except DECODE_ERRORS as exc:
                 if self.on_bad_image == "fail":
                     raise DataError(f"cannot read image {path}: {exc} (set data.on_bad_image: skip to skip "
@@ -209,19 +215,22 @@ class ArrayImageDataset(ClassificationDataset):
         images: The pixel array.
         labels: Class index per image.
         classes: Class names.
-        transform: Applied to the PIL image.
+        transform: Applied to the uint8 image tensor.
         name: Prefix of each sample's name in ``samples`` (``name/<index>``).
     """
 
     def __init__(self, images: np.ndarray, labels: Sequence[int], classes: Sequence[str],
-                 transform: Callable[[Image.Image], Any] | None = None, *, name: str = "array") -> None:
+                 transform: Callable[[torch.Tensor], Any] | None = None, *, name: str = "array") -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         super().__init__([(f"{name}/{i}", int(y)) for i, y in enumerate(labels)], classes, transform)
         self.images = images
 
-    def _load(self, index: int) -> tuple[Image.Image, int]:
-        return Image.fromarray(self.images[index]).convert("RGB"), index
+    def _load(self, index: int) -> tuple[torch.Tensor, int]:
+        pixels = torch.from_numpy(np.ascontiguousarray(self.images[index]))
+        if pixels.ndim == 2:  # grey: the same value in all three channels, as PIL's convert("RGB") gives
+            return pixels.unsqueeze(0).repeat(3, 1, 1), index
+        return pixels.permute(2, 0, 1), index
 
 
 def scan_image_folder(root: Path, classes: Sequence[str] | None = None) -> tuple[list[tuple[str, int]], list[str]]:
@@ -288,7 +297,7 @@ def build_dataset(config: S.Dataset, transform: Callable | None = None, base_dir
 
     Args:
         config: The validated dataset entry.
-        transform: Applied to each PIL image.
+        transform: Applied to each decoded uint8 image tensor.
         base_dir: Folder relative paths are resolved against (default: the working directory).
         on_bad_image: What an unreadable image file does: ``skip`` (replace it, count it) or ``fail``.
     """

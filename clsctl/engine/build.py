@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -66,11 +66,26 @@ def effective_pipeline(recipe: Recipe, split: str) -> list[S.Transform]:
     return steps or default_pipeline(model_info(recipe.model.name).input_size)
 
 
-def build_split(recipe: Recipe, split: str, base_dir: Path | None = None) -> ImageListDataset:
-    """The dataset of ``split`` with its transform pipeline and normalisation."""
+def build_split(recipe: Recipe, split: str, base_dir: Path | None = None, *,
+                output: Literal["float", "uint8"] = "float") -> ImageListDataset:
+    """The dataset of ``split`` with its transform pipeline.
+
+    Args:
+        output: ``float``: items are normalised float tensors. ``uint8``: items stay uint8 where the pipeline
+            allows, for :func:`device_input` to normalise on the device (what training does).
+    """
     mean, std = normalization(recipe)
-    transform = build_pipeline(effective_pipeline(recipe, split), mean, std, channel_order=recipe.data.channel_order)
+    transform = build_pipeline(effective_pipeline(recipe, split), mean, std, channel_order=recipe.data.channel_order,
+                               output=output)
     return build_dataset(dataset_config(recipe, split), transform, base_dir, on_bad_image=recipe.data.on_bad_image)
+
+
+def device_input(recipe: Recipe) -> Any:
+    """The recipe's :class:`~clsctl.data.device.DeviceInput`: the loader batch -> normalised model input."""
+    from clsctl.data.device import DeviceInput
+
+    mean, std = normalization(recipe)
+    return DeviceInput(mean, std, recipe.data.channel_order)
 
 
 def preprocessing(recipe: Recipe) -> dict[str, Any]:
