@@ -210,6 +210,18 @@ class SwapRB:
         return "SwapRB()"
 
 
+class ToFloat:
+    """uint8 ``[0, 255]`` -> float32 ``[0, 1]`` by ``x / 255``: ``ToTensor``'s arithmetic, which
+    :class:`clsctl.data.device.DeviceInput` also uses, so CPU and device normalisation agree bit for bit (v2's
+    ``ToDtype`` multiplies by ``1 / 255``, which rounds differently)."""
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return image.to(torch.float32).div_(255)
+
+    def __repr__(self) -> str:
+        return "ToFloat()"
+
+
 class ToImageTensor:
     """A PIL image -> ``(3, H, W)`` uint8 RGB tensor; a tensor passes as it is."""
 
@@ -319,7 +331,7 @@ def build_pipeline(pipeline: Sequence[S.Transform], mean: Sequence[float], std: 
         by_stage[stage(step)].append(_build_raw(step))
     steps = [ToImageTensor(), *by_stage[IMAGE_STAGE]]
     if output == "float" or not stays_uint8(pipeline):
-        steps += [v2.ToDtype(torch.float32, scale=True), *by_stage[TENSOR_STAGE], v2.Normalize(list(mean), list(std)),
+        steps += [ToFloat(), *by_stage[TENSOR_STAGE], v2.Normalize(list(mean), list(std)),
                   *by_stage[NORMALIZED_STAGE]]
         if channel_order == "bgr":
             steps.append(SwapRB())
