@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -168,6 +168,33 @@ class ImageListDataset(ClassificationDataset):
         self.on_bad_image = on_bad_image
         self._skips = _shared_counter(0)
         self._warned: set[str] = set()
+        self.encoded_split: str | None = None  # data.decode: gpu: JPEGs leave as bytes, for this split's pipeline
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, Any]:
+        if self.encoded_split is not None:
+            index, seed = key if isinstance(key, tuple) else (key, None)
+            encoded = self._encoded(index, seed)
+            if encoded is not None:
+                return encoded, self.encode_target(index)
+        return super().__getitem__(key)
+
+    def _encoded(self, index: int, seed: int | None) -> Any:
+        """The sample's JPEG bytes for :mod:`clsctl.data.gpu_decode`, or None when the file is not a whole JPEG
+        (the ordinary CPU path then decodes it, or reports it unreadable)."""
+        from clsctl.data.decode import is_jpeg, read_bytes
+        from clsctl.data.gpu_decode import EncodedImage, jpeg_complete
+
+        path = self.samples[index][0]
+        try:
+            data = read_bytes(path)
+        except OSError:
+            return None
+        if len(data) > 4 and is_jpeg(data.numpy()) and jpeg_complete(data):
+            return EncodedImage(data, seed, path, self.encoded_split)
+        if path not in self._warned:
+            self._warned.add(path)
+            logger.warning("%s is not a complete JPEG file: decoded on the CPU (data.decode: gpu takes JPEGs)", path)
+        return None
 
     @property
     def bad_image_count(self) -> int:
@@ -333,6 +360,32 @@ def build_dataset(config: S.Dataset, transform: Callable | None = None, base_dir
         raise TypeError(f"no builder for dataset {type(config).__name__}")  # a schema entry without a builder
     return ImageListDataset(samples, classes, transform, on_bad_image=on_bad_image, multi_label=multi_label,
                             ignored=ignored)
+
+
+def _leaves(dataset: ClassificationDataset) -> Iterator[ClassificationDataset]:
+    """The datasets under wrappers (``inner``, ``parts``), and ``dataset`` itself."""
+    yield dataset
+    for child in [getattr(dataset, "inner", None), *getattr(dataset, "parts", [])]:
+        if isinstance(child, ClassificationDataset):
+            yield from _leaves(child)
+
+
+def encode_jpegs(dataset: ClassificationDataset, split: str) -> bool:
+    """Make the datasets that read files give JPEGs as bytes, for decoding on the GPU (``data.decode: gpu``).
+
+    Returns:
+        Whether any does (in-memory data has no files to read).
+    """
+    found = False
+    for leaf in _leaves(dataset):
+        if isinstance(leaf, ImageListDataset):
+            leaf.encoded_split, found = split, True
+    return found
+
+
+def gives_encoded_jpegs(dataset: ClassificationDataset) -> bool:
+    """Whether :func:`encode_jpegs` was applied (the loader then collates with ``gpu_decode.collate``)."""
+    return any(getattr(leaf, "encoded_split", None) is not None for leaf in _leaves(dataset))
 
 
 def exclude_replaced_samples(dataset: ClassificationDataset) -> ClassificationDataset:

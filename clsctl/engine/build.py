@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from clsctl.data.datasets import ImageListDataset, build_dataset
-from clsctl.data.transforms import build_pipeline, default_pipeline, pipeline_from_dicts
+from clsctl.data.transforms import build_pipeline, default_pipeline, pipeline_from_dicts, stays_uint8
 from clsctl.errors import ClsctlError, RecipeError
 from clsctl.models import create_model, model_info
 from clsctl.recipe import Recipe, schema as S
@@ -73,19 +73,41 @@ def build_split(recipe: Recipe, split: str, base_dir: Path | None = None, *,
     Args:
         output: ``float``: items are normalised float tensors. ``uint8``: items stay uint8 where the pipeline
             allows, for :func:`device_input` to normalise on the device (what training does).
+
+    With ``data.decode: gpu`` and ``uint8`` output, JPEG files come as bytes for :func:`device_input` to decode.
     """
     mean, std = normalization(recipe)
     transform = build_pipeline(effective_pipeline(recipe, split), mean, std, channel_order=recipe.data.channel_order,
                                output=output)
-    return build_dataset(dataset_config(recipe, split), transform, base_dir, on_bad_image=recipe.data.on_bad_image)
+    dataset = build_dataset(dataset_config(recipe, split), transform, base_dir, on_bad_image=recipe.data.on_bad_image)
+    if recipe.data.decode == "gpu" and output == "uint8" and stays_uint8(effective_pipeline(recipe, split)):
+        from clsctl.data.datasets import encode_jpegs
+
+        encode_jpegs(dataset, split)
+    return dataset
 
 
-def device_input(recipe: Recipe) -> Any:
-    """The recipe's :class:`~clsctl.data.device.DeviceInput`: the loader batch -> normalised model input."""
+def device_input(recipe: Recipe, device: torch.device | None = None) -> Any:
+    """The recipe's :class:`~clsctl.data.device.DeviceInput`: the loader batch -> normalised model input.
+
+    Raises:
+        RecipeError: ``data.decode: gpu`` but ``device`` is not a CUDA device.
+    """
     from clsctl.data.device import DeviceInput
 
     mean, std = normalization(recipe)
-    return DeviceInput(mean, std, recipe.data.channel_order)
+    decoder = None
+    if recipe.data.decode == "gpu":
+        if device is None or device.type != "cuda":
+            raise RecipeError(f"data.decode: gpu decodes JPEGs on a CUDA device, but this run uses "
+                              f"{device or 'the CPU'}; set data.decode: cpu (or train on a GPU)")
+        from clsctl.data.gpu_decode import BatchDecoder
+
+        transforms = {split: build_pipeline(effective_pipeline(recipe, split), mean, std,
+                                            channel_order=recipe.data.channel_order, output="uint8")
+                      for split in ("train", "val") if getattr(recipe.data, split) is not None}
+        decoder = BatchDecoder(transforms, recipe.data.on_bad_image)
+    return DeviceInput(mean, std, recipe.data.channel_order, decoder)
 
 
 def preprocessing(recipe: Recipe) -> dict[str, Any]:

@@ -214,10 +214,10 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
 
     # Data: the train split defines the classes; validation must use the same ones. Each process reads
     # every world_size-th sample; the per-sample seeds make the images the same whatever the split.
-    train_set = build_split(recipe, "train", output="uint8")  # normalised on the device, by `inputs`
+    inputs = device_input(recipe, dev)  # copies uint8 batches to the device and normalises them there
+    train_set = build_split(recipe, "train", output="uint8")
     class_names = train_set.classes
     val_set = build_split(recipe, "val", output="uint8") if recipe.data.val is not None else None
-    inputs = device_input(recipe)
     if val_set is not None:
         exclude_replaced_samples(val_set)  # an unreadable val image is left out, not scored twice
         if val_set.classes != class_names:
