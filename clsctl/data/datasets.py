@@ -45,13 +45,20 @@ def load_image(path: str | Path) -> Image.Image:
     return decode_image(path)
 
 
-def seed_sample(seed: int) -> None:
+def seed_sample(seed: int, *, torch_only: bool = False) -> None:
     """Seed every RNG a transform may draw from (torch's CPU generator, Python, NumPy).
 
     Only the CPU generator: ``torch.manual_seed`` would also queue the lazy seeding of every accelerator
     backend, which costs ~150 µs per call on a machine without CUDA (measured), once per image.
+
+    Args:
+        torch_only: Only torch's generator, for pipelines known to draw from nothing else (clsctl's own, see
+            ``build_pipeline``): seeding Python's and NumPy's generators costs ~30 and ~45 µs per image
+            (measured), a tenth of the time a core has per image at 1,000 img/s.
     """
     torch.default_generator.manual_seed(seed)
+    if torch_only:
+        return
     random.seed(seed)
     np.random.seed(seed % 2**32)
 
@@ -131,7 +138,7 @@ class ClassificationDataset(Dataset):
         image, loaded = self._load(index)
         if self.transform is not None:
             if seed is not None:
-                seed_sample(seed)
+                seed_sample(seed, torch_only=getattr(self.transform, "torch_rng_only", False))
             image = self.transform(image)
         else:
             image = Image.fromarray(image.permute(1, 2, 0).numpy())

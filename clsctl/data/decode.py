@@ -39,8 +39,13 @@ def torchvision_reads(data: bytes | memoryview) -> bool:
 
 
 def read_bytes(path: str | Path) -> torch.Tensor:
-    """A file's bytes as a 1-D uint8 tensor (what ``torchvision.io.decode_*`` take)."""
-    return torch.from_numpy(np.fromfile(path, dtype=np.uint8))
+    """A file's bytes as a 1-D uint8 tensor (what ``torchvision.io.decode_*`` take).
+
+    A plain read into a ``bytearray`` (writable, so the tensor owns its memory safely): faster than
+    ``np.fromfile`` or ``torchvision.io.read_file`` on small files (24 vs 44 and 32 us for a 60 kB JPEG here).
+    """
+    with open(path, "rb") as file:
+        return torch.frombuffer(bytearray(file.read()), dtype=torch.uint8)
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:

@@ -161,7 +161,8 @@ class BatchDecoder:
                 if item.seed is not None:
                     from clsctl.data.datasets import seed_sample
 
-                    seed_sample(item.seed)
+                    transform = self.transforms[item.split]
+                    seed_sample(item.seed, torch_only=getattr(transform, "torch_rng_only", False))
                 images[position] = self.transforms[item.split](image).to(device)
         good = [i for i, image in enumerate(images) if image is not None]
         if not good:

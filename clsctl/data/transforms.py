@@ -335,7 +335,11 @@ def build_pipeline(pipeline: Sequence[S.Transform], mean: Sequence[float], std: 
                   *by_stage[NORMALIZED_STAGE]]
         if channel_order == "bgr":
             steps.append(SwapRB())
-    return v2.Compose(steps)
+    pipeline = v2.Compose(steps)
+    # Every step above draws its randomness from torch's generator alone (torchvision v1 and v2 transforms,
+    # clsctl's own classes), so seeding a sample need not touch Python's or NumPy's (see seed_sample).
+    pipeline.torch_rng_only = True
+    return pipeline
 
 
 def pipeline_from_dicts(entries: Sequence[dict[str, Any]]) -> list[S.Transform]:
