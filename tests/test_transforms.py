@@ -257,29 +257,3 @@ def test_float_steps_match_the_v1_pipeline_of_the_same_seed(value: object) -> No
         expected = reference(image)
         seed_sample(seed)
         torch.testing.assert_close(pipeline(image), expected)
-
-
-def test_uint8_output_normalised_on_the_device_equals_the_float_pipeline() -> None:
-    from clsctl.data.device import DeviceInput
-
-    steps = _steps({"type": "random_resized_crop", "size": 24}, {"type": "random_horizontal_flip"})
-    for order in ("rgb", "bgr"):
-        on_cpu = build_pipeline(steps, MEAN, STD, channel_order=order)
-        deferred = build_pipeline(steps, MEAN, STD, channel_order=order, output="uint8")
-        images = [_photo(seed=s) for s in range(4)]
-        expected, raw = [], []
-        for seed, image in enumerate(images):
-            seed_sample(seed)
-            expected.append(on_cpu(image))
-            seed_sample(seed)
-            raw.append(deferred(image))
-        batch = torch.stack(raw)
-        assert batch.dtype == torch.uint8
-        out, _ = DeviceInput(MEAN, STD, order)(batch, None, torch.device("cpu"))
-        assert torch.equal(out, torch.stack(expected))  # the same arithmetic, bit for bit
-        half, _ = DeviceInput(MEAN, STD, order)(batch, None, torch.device("cpu"), dtype=torch.bfloat16,
-                                                channels_last=True)
-        assert half.dtype == torch.bfloat16 and half.is_contiguous(memory_format=torch.channels_last)
-        torch.testing.assert_close(half.float(), out, atol=0.02, rtol=0.01)
-    floats = torch.randn(2, 3, 4, 4)  # a pipeline that normalised on the CPU: only copied
-    assert torch.equal(DeviceInput(MEAN, STD)(floats, None, torch.device("cpu"))[0], floats)

@@ -121,6 +121,12 @@ class BatchDecoder:
 
         if not items:
             return []
+        if device.type == "cuda":
+            # torchvision's nvJPEG path allocates its outputs on this stream but decodes on a pool stream of its
+            # own without first waiting for this one, so a block freed here while queued kernels still read it
+            # could be overwritten (pytorch/vision#9606). Waiting for the queued work closes that window; it
+            # costs the overlap of this batch's decoding with the previous step's tail.
+            torch.cuda.current_stream(device).synchronize()
         try:  # one call for the batch: nvJPEG decodes the images together
             return list(decode_jpeg([item.data for item in items], mode=ImageReadMode.RGB, device=device))
         except RuntimeError:
