@@ -191,9 +191,9 @@ def test_nccl_ddp_with_sync_batchnorm_steps_on_one_gpu(tmp_path: Path) -> None:
 
     from clsctl.models import create_model
 
+    torch.cuda.set_device(0)  # NCCL uses the current device, so choose it before joining the group
     dist.init_process_group("nccl", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
     try:
-        torch.cuda.set_device(0)
         model = nn.SyncBatchNorm.convert_sync_batchnorm(create_model("test_resnet", num_classes=3)).cuda()
         assert any(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
         model = model.to(memory_format=torch.channels_last)
