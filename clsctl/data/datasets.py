@@ -75,8 +75,9 @@ def _shared_counter(value: int) -> Any:
 class ClassificationDataset(Dataset):
     """Base: samples with class names; items are ``(transformed image, target)``.
 
-    Images are decoded to ``(3, H, W)`` uint8 tensors and given to the transform as such; without a transform
-    an item's image is the decoded PIL image (what tools that show or step through images take).
+    Images are decoded to ``(3, H, W)`` uint8 tensors for training pipelines, to RGB PIL images for full CPU
+    pipelines (``takes_pil``: evaluation keeps Pillow's resampling) and without a transform (what tools that
+    show or step through images take).
 
     Single-label targets are class indices; multi-label targets are ``(C,)`` float tensors with 1 for each
     label, 0 elsewhere and -1 for labels to ignore (VOC "difficult" objects).
@@ -112,9 +113,9 @@ class ClassificationDataset(Dataset):
         """How many times an unreadable image was replaced by another (0 for in-memory data)."""
         return 0
 
-    def _load(self, index: int) -> tuple[torch.Tensor, int]:
-        """The decoded ``(3, H, W)`` uint8 image of ``index`` and the index it really came from (a replacement,
-        maybe)."""
+    def _load(self, index: int, pil: bool = False) -> tuple[Any, int]:
+        """The decoded image of ``index`` (a ``(3, H, W)`` uint8 tensor, or an RGB PIL image when ``pil``) and the
+        index it really came from (a replacement, maybe)."""
         raise NotImplementedError
 
     def excluded_target(self) -> Any:
@@ -135,13 +136,11 @@ class ClassificationDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, Any]:
         index, seed = key if isinstance(key, tuple) else (key, None)
-        image, loaded = self._load(index)
+        image, loaded = self._load(index, pil=self.transform is None or getattr(self.transform, "takes_pil", False))
         if self.transform is not None:
             if seed is not None:
                 seed_sample(seed, torch_only=getattr(self.transform, "torch_rng_only", False))
             image = self.transform(image)
-        else:
-            image = Image.fromarray(image.permute(1, 2, 0).numpy())
         if loaded != index and self.exclude_replaced:
             # Evaluation: the stand-in keeps the batch shape, but its target tells the metrics to skip it, so
             # an unreadable file neither counts twice a neighbour nor counts as a mistake.
@@ -220,13 +219,13 @@ class ImageListDataset(ClassificationDataset):
             state["_skips"] = _shared_counter(state["_skips"])
         self.__dict__.update(state)
 
-    def _load(self, index: int) -> tuple[torch.Tensor, int]:
+    def _load(self, index: int, pil: bool = False) -> tuple[Any, int]:
         tries = min(len(self.samples), MAX_REPLACEMENTS + 1)
         for attempt in range(tries):
             current = (index + attempt) % len(self.samples)
             path = self.samples[current][0]
             try:
-                return decode_tensor(path), current
+                return (decode_image(path) if pil else decode_tensor(path)), current
             except DECODE_ERRORS as exc:
                 if self.on_bad_image == "fail":
                     raise DataError(f"cannot read image {path}: {exc} (set data.on_bad_image: skip to skip "
@@ -260,7 +259,9 @@ class ArrayImageDataset(ClassificationDataset):
         super().__init__([(f"{name}/{i}", int(y)) for i, y in enumerate(labels)], classes, transform)
         self.images = images
 
-    def _load(self, index: int) -> tuple[torch.Tensor, int]:
+    def _load(self, index: int, pil: bool = False) -> tuple[Any, int]:
+        if pil:
+            return Image.fromarray(self.images[index]).convert("RGB"), index
         pixels = torch.from_numpy(np.ascontiguousarray(self.images[index]))
         if pixels.ndim == 2:  # grey: the same value in all three channels, as PIL's convert("RGB") gives
             return pixels.unsqueeze(0).repeat(3, 1, 1), index

@@ -216,7 +216,8 @@ class ToFloat:
     ``ToDtype`` multiplies by ``1 / 255``, which rounds differently)."""
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        return image.to(torch.float32).div_(255)
+        # contiguous (C, H, W) like ToTensor's, whatever the strides of the uint8 input (decoders give HWC memory)
+        return image.to(torch.float32, memory_format=torch.contiguous_format).div_(255)
 
     def __repr__(self) -> str:
         return "ToFloat()"
@@ -329,13 +330,18 @@ def build_pipeline(pipeline: Sequence[S.Transform], mean: Sequence[float], std: 
     by_stage: list[list[Any]] = [[], [], []]
     for step in pipeline:
         by_stage[stage(step)].append(_build_raw(step))
-    steps = [ToImageTensor(), *by_stage[IMAGE_STAGE]]
+    # Image steps run on what comes in: a uint8 tensor (training), or a PIL image with Pillow's kernels, as
+    # before the tensor pipeline (evaluation and inference: published accuracies were measured that way).
+    steps = [*by_stage[IMAGE_STAGE], ToImageTensor()]
     if output == "float" or not stays_uint8(pipeline):
         steps += [ToFloat(), *by_stage[TENSOR_STAGE], v2.Normalize(list(mean), list(std)),
                   *by_stage[NORMALIZED_STAGE]]
         if channel_order == "bgr":
             steps.append(SwapRB())
     pipeline = v2.Compose(steps)
+    # A dataset decodes to what the pipeline prefers: PIL for a full CPU pipeline (output="float": evaluation,
+    # with Pillow's resampling as before), uint8 tensors for training's (output="uint8").
+    pipeline.takes_pil = output == "float"
     # Every step above draws its randomness from torch's generator alone (torchvision v1 and v2 transforms,
     # clsctl's own classes), so seeding a sample need not touch Python's or NumPy's (see seed_sample).
     pipeline.torch_rng_only = True
@@ -372,6 +378,8 @@ class MultiViewTransform:
         views: PIL image -> list of PIL views.
         after: PIL view -> normalised tensor.
     """
+
+    takes_pil = True  # datasets hand it PIL images: evaluation keeps Pillow's resampling
 
     def __init__(self, before: Any, views: Any, after: Any) -> None:
         self.before, self.views, self.after = before, views, after
