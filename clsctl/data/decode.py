@@ -53,7 +53,7 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
 
 
-def decode_bytes(data: torch.Tensor, path: str | Path = "<bytes>") -> torch.Tensor:
+def decode_tensor_bytes(data: torch.Tensor, path: str | Path = "<bytes>") -> torch.Tensor:
     """Decode encoded image bytes (a 1-D uint8 tensor) to a ``(3, H, W)`` uint8 RGB tensor.
 
     torchvision.io for JPEG, PNG, GIF and WebP (the first frame of an animation); Pillow for other formats
@@ -84,12 +84,12 @@ def decode_bytes(data: torch.Tensor, path: str | Path = "<bytes>") -> torch.Tens
 
 
 def decode_tensor(path: str | Path) -> torch.Tensor:
-    """Decode an image file to a ``(3, H, W)`` uint8 RGB tensor (see :func:`decode_bytes`).
+    """Decode an image file to a ``(3, H, W)`` uint8 RGB tensor (see :func:`decode_tensor_bytes`).
 
     Raises:
         OSError: The file is missing or no decoder reads it.
     """
-    return decode_bytes(read_bytes(path), path)
+    return decode_tensor_bytes(read_bytes(path), path)
 
 
 @functools.lru_cache(maxsize=1)
