@@ -1,7 +1,8 @@
 """Image decoding, to uint8 tensors (what the training pipeline takes) or to PIL images (for tools).
 
-:func:`decode_tensor` reads JPEG, PNG, WebP and GIF with ``torchvision.io.decode_image`` (libjpeg-turbo, libpng,
-libwebp: no PIL image on the way) and everything else (BMP, PPM, TIFF, ...) with OpenCV or Pillow.
+:func:`decode_tensor` (a file) and :func:`decode_tensor_bytes` (its bytes) read JPEG, PNG, WebP and GIF with
+``torchvision.io.decode_image`` (libjpeg-turbo, libpng, libwebp: no PIL image on the way) and everything else
+(BMP, PPM, TIFF, ...) with Pillow. :func:`decode_bytes` gives a PIL image from bytes (tar shards).
 :func:`decode_image` gives a PIL image: OpenCV when it is installed (faster, see ``benchmarks/decode.py``),
 else Pillow. All give the same pixels: RGB, as stored (EXIF orientation is not applied, as Pillow and
 torchvision's ImageFolder do not). A file no decoder reads raises an ``OSError`` with a meaningful message.
