@@ -44,3 +44,35 @@ def test_dataset_doctor_prints_time_per_10k_and_ratio() -> None:
     out = _run("benchmarks/dataset_doctor.py", "--images", "80", "--size", "16", "--workers", "2")
     assert len(re.findall(r"^\d hashing process\(es\): .* s per 10k images .*CPU time", out, re.MULTILINE)) == 2
     assert re.search(r"ratio \d+\.\d+x", out) and "'leaks': 0" in out
+
+
+@pytest.mark.slow  # four loaders, with and without a worker process: ~15 s
+def test_pipeline_prints_img_per_s_of_each_loader_and_the_ratios() -> None:
+    out = _run("benchmarks/pipeline.py", "--images", "8", "--rounds", "1", "--workers", "1", "--batch", "4",
+               "--size", "16", "--jpeg-size", "40", "30")
+    for name in ("clsctl", "clsctl + CPU normalise", "torchvision ImageFolder + PIL", "decode_jpeg + v2"):
+        rows = re.findall(rf"^  {re.escape(name)}\s+(\d+)\s+(\d+)\s+(\d+\.\d+)x$", out, re.MULTILINE)
+        assert len(rows) == 2 and all(int(img_s) > 0 for img_s, _, _ in rows), (name, out)
+    assert "one core (num_workers=0, 1 thread):" in out and "1 loader workers:" in out
+    reference = re.findall(r"^  torchvision ImageFolder \+ PIL\s+\d+\s+\d+\s+(\d+\.\d+)x$", out, re.MULTILINE)
+    assert reference == ["1.00", "1.00"]
+
+
+def test_gpu_check_collects_whatever_the_steps_left(tmp_path: Path) -> None:
+    import json
+
+    assert subprocess.run(["bash", "-n", "benchmarks/gpu_check.sh"], cwd=REPO).returncode == 0
+    (tmp_path / "train_synthetic.status").write_text("rc=0 seconds=40 limit=100")
+    (tmp_path / "train_synthetic.jsonl").write_text(
+        'noise from a library\n{"name": "train_synthetic_bf16_cl", "img_per_s": 3000.0}\n'
+        '{"name": "train_synthetic_fp32", "error": "OutOfMemoryError: ..."}\n')
+    (tmp_path / "timm.status").write_text("rc=0 seconds=20 limit=60")
+    (tmp_path / "timm.jsonl").write_text('{"name": "timm_bf16_cl", "img_per_s": 2500.0}\n')
+    (tmp_path / "pytest.status").write_text("rc=124 seconds=170 limit=170")
+    (tmp_path / "pytest.log").write_text("killed")
+    (tmp_path / "jpeg_gpu.status").write_text("rc=-1 skipped=out_of_budget")
+    report = json.loads(_run("benchmarks/gpu_bench.py", "collect", str(tmp_path)))
+    assert report["ratios"]["clsctl_vs_timm_train_bf16_cl"] == 1.2
+    assert report["results"]["train_synthetic_fp32"]["error"].startswith("OutOfMemoryError")
+    assert report["steps"]["pytest"]["timed_out"] and report["steps"]["pytest"]["log_tail"] == "killed"
+    assert report["steps"]["jpeg_gpu"]["skipped"] == "out_of_budget"

@@ -360,3 +360,25 @@ def test_loader_settings_and_worker_independent_augmentation(tmp_path: Path) -> 
         torch.testing.assert_close(a, b)
         assert y_a.tolist() == y_b.tolist()
     assert opencv().getNumThreads() == 1  # set once in the parent, inherited by forked workers
+
+
+def test_items_decode_to_what_the_pipeline_takes(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "data", per_class=1)
+    seen = []
+
+    class Probe:
+        def __init__(self, takes_pil: bool) -> None:
+            self.takes_pil = takes_pil
+
+        def __call__(self, image: object) -> torch.Tensor:
+            seen.append(type(image).__name__)
+            return torch.zeros(1)
+
+    for takes_pil in (True, False):
+        build_dataset(_config(type="image_folder", root=str(root)), Probe(takes_pil))[(0, 1)]
+    assert seen == ["Image", "Tensor"]  # evaluation pipelines get PIL images, training ones uint8 tensors
+    assert build_pipeline([], [0] * 3, [1] * 3).takes_pil
+    assert not build_pipeline([], [0] * 3, [1] * 3, output="uint8").takes_pil
+    image, _ = build_dataset(_config(type="image_folder", root=str(root)),
+                             build_pipeline([], [0] * 3, [1] * 3, output="uint8"))[0]
+    assert image.dtype == torch.uint8 and image.shape == (3, 32, 32)

@@ -30,7 +30,8 @@ def test_tensor_steps_run_after_to_tensor_and_normalize_whatever_their_position(
     steps = _steps({"type": "random_erasing", "prob": 1.0}, {"type": "lighting"}, {"type": "center_crop", "size": 8},
                    {"type": "random_horizontal_flip"})
     names = [type(t).__name__ for t in build_pipeline(steps, MEAN, STD).transforms]
-    assert names == ["CenterCrop", "RandomHorizontalFlip", "ToTensor", "Lighting", "Normalize", "RandomErasing"]
+    assert names == ["CenterCrop", "RandomHorizontalFlip", "ToImageTensor", "ToFloat", "Lighting", "Normalize",
+                     "RandomErasing"]
 
 
 def test_channel_order_bgr_swaps_after_normalizing_in_rgb() -> None:
@@ -157,7 +158,7 @@ def test_built_types_and_options() -> None:
                              "interpolation": "bicubic"})[0])
     assert rrc.scale == (0.5, 1.0) and rrc.interpolation == T.InterpolationMode.BICUBIC
     crop = build_step(_steps({"type": "random_crop", "size": 8, "padding": 4, "padding_mode": "reflect"})[0])
-    assert crop.padding == 4 and crop.padding_mode == "reflect"
+    assert crop.padding == [4, 4, 4, 4] and crop.padding_mode == "reflect"  # v2 keeps all four sides
 
 
 def test_schema_rejects_bad_options() -> None:
@@ -181,3 +182,78 @@ def test_every_transform_round_trips_through_plain_data() -> None:
     assert again == steps
     out = build_pipeline(steps, MEAN, STD)(_image(width=40, height=40))
     assert out.shape == (3, 8, 8) and math.isfinite(float(out.sum()))
+
+
+# --------------------------------------------------------------------------- tensor steps vs the PIL steps before
+
+
+def _photo(width: int = 64, height: int = 48, seed: int = 0) -> Image.Image:
+    """Smooth colours with mild noise: interpolation differences stay small, as on photos."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8))
+    smooth = np.asarray(coarse.resize((width, height), Image.BICUBIC), dtype=np.int16)
+    return Image.fromarray(np.clip(smooth + rng.integers(-6, 7, smooth.shape), 0, 255).astype(np.uint8))
+
+
+_BI, _NEAREST = T.InterpolationMode.BILINEAR, T.InterpolationMode.NEAREST
+# (recipe entry, the torchvision v1 transform on PIL images that clsctl used for it before (None: clsctl's own
+# class, which still takes PIL images), largest mean |difference| in grey levels, largest single difference)
+PIL_REFERENCES = [
+    ({"type": "resize", "size": 20}, T.Resize(20, _BI), 1.0, 12),
+    ({"type": "resize", "size": 80, "interpolation": "bicubic"}, T.Resize(80, T.InterpolationMode.BICUBIC), 1.0, 12),
+    # Pillow's fixed-point arithmetic takes the neighbouring pixel where a source position is exactly .5
+    ({"type": "resize", "size": 20, "interpolation": "nearest"}, T.Resize(20, _NEAREST), 2.0, 64),
+    ({"type": "resize", "size": 20, "interpolation": "lanczos"}, T.Resize(20, T.InterpolationMode.LANCZOS), 1.0, 12),
+    ({"type": "random_resized_crop", "size": 24}, T.RandomResizedCrop(24), 1.0, 12),
+    ({"type": "center_crop", "size": 30}, T.CenterCrop(30), 0.0, 0),
+    ({"type": "random_crop", "size": 40, "padding": 4, "padding_mode": "reflect"},
+     T.RandomCrop(40, padding=4, padding_mode="reflect"), 0.0, 0),
+    ({"type": "random_horizontal_flip"}, T.RandomHorizontalFlip(), 0.0, 0),
+    ({"type": "random_vertical_flip"}, T.RandomVerticalFlip(), 0.0, 0),
+    ({"type": "color_jitter", "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1},
+     T.ColorJitter(0.4, 0.4, 0.4, 0.1), 1.0, 12),
+    ({"type": "random_grayscale", "prob": 0.5}, T.RandomGrayscale(0.5), 1.0, 1),
+    ({"type": "random_rotation", "degrees": 30}, T.RandomRotation(30), 2.0, 255),
+    ({"type": "rand_augment", "num_ops": 2, "magnitude": 9}, T.RandAugment(2, 9), 2.0, 255),
+    ({"type": "auto_augment"}, T.AutoAugment(), 2.0, 255),
+    ({"type": "trivial_augment"}, T.TrivialAugmentWide(), 2.0, 255),
+    ({"type": "resize_edge", "size": 30}, None, 1.0, 12),
+    ({"type": "efficientnet_random_crop", "size": 24}, None, 1.0, 12),
+    ({"type": "efficientnet_center_crop", "size": 24}, None, 1.0, 12),
+]
+
+
+@pytest.mark.parametrize(("entry", "reference", "mean_tol", "max_tol"), PIL_REFERENCES,
+                         ids=[f"{e['type']}-{e.get('interpolation', '')}" for e, *_ in PIL_REFERENCES])
+def test_tensor_step_matches_the_pil_step_of_the_same_seed(entry: dict, reference: object, mean_tol: float,
+                                                          max_tol: int) -> None:
+    from clsctl.data.decode import pil_to_tensor
+
+    step = build_step(_steps(entry)[0])
+    reference = reference or step  # clsctl's own classes: the same object, once on PIL, once on a tensor
+    for seed in range(6):
+        image = _photo(seed=seed)
+        seed_sample(seed)
+        expected = np.asarray(reference(image), dtype=np.int16)
+        seed_sample(seed)
+        out = step(pil_to_tensor(image))
+        assert isinstance(out, torch.Tensor) and out.dtype == torch.uint8
+        got = out.permute(1, 2, 0).numpy().astype(np.int16)
+        assert got.shape == expected.shape
+        diff = np.abs(got - expected)
+        assert diff.mean() <= mean_tol and diff.max() <= max_tol, (seed, diff.mean(), diff.max())
+
+
+@pytest.mark.parametrize("value", [0.0, "random"])
+def test_float_steps_match_the_v1_pipeline_of_the_same_seed(value: object) -> None:
+    steps = _steps({"type": "center_crop", "size": 32}, {"type": "lighting"},
+                   {"type": "random_erasing", "prob": 0.7, "value": value})
+    reference = T.Compose([T.CenterCrop(32), T.ToTensor(), Lighting(0.1, steps[1].eigval, steps[1].eigvec),
+                           T.Normalize(MEAN, STD), T.RandomErasing(0.7, scale=(0.02, 1 / 3), value=value)])
+    pipeline = build_pipeline(steps, MEAN, STD, output="uint8")  # float steps: normalised on the CPU anyway
+    for seed in range(6):
+        image = _photo(seed=seed)
+        seed_sample(seed)
+        expected = reference(image)
+        seed_sample(seed)
+        torch.testing.assert_close(pipeline(image), expected)

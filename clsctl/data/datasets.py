@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from clsctl.data.decode import DECODE_ERRORS, decode_image
+from clsctl.data.decode import DECODE_ERRORS, decode_image, decode_tensor
 from clsctl.errors import DataError
 from clsctl.readers import read_text
 from clsctl.recipe import schema as S
@@ -45,13 +45,20 @@ def load_image(path: str | Path) -> Image.Image:
     return decode_image(path)
 
 
-def seed_sample(seed: int) -> None:
+def seed_sample(seed: int, *, torch_only: bool = False) -> None:
     """Seed every RNG a transform may draw from (torch's CPU generator, Python, NumPy).
 
     Only the CPU generator: ``torch.manual_seed`` would also queue the lazy seeding of every accelerator
     backend, which costs ~150 µs per call on a machine without CUDA (measured), once per image.
+
+    Args:
+        torch_only: Only torch's generator, for pipelines known to draw from nothing else (clsctl's own, see
+            ``build_pipeline``): seeding Python's and NumPy's generators costs ~30 and ~45 µs per image
+            (measured), a tenth of the time a core has per image at 1,000 img/s.
     """
     torch.default_generator.manual_seed(seed)
+    if torch_only:
+        return
     random.seed(seed)
     np.random.seed(seed % 2**32)
 
@@ -68,19 +75,23 @@ def _shared_counter(value: int) -> Any:
 class ClassificationDataset(Dataset):
     """Base: samples with class names; items are ``(transformed image, target)``.
 
+    Images are decoded to ``(3, H, W)`` uint8 tensors for training pipelines, to RGB PIL images for full CPU
+    pipelines (``takes_pil``: evaluation keeps Pillow's resampling) and without a transform (what tools that
+    show or step through images take).
+
     Single-label targets are class indices; multi-label targets are ``(C,)`` float tensors with 1 for each
     label, 0 elsewhere and -1 for labels to ignore (VOC "difficult" objects).
 
     Args:
         samples: ``(path or name, target)`` pairs.
         classes: Class names; ``classes[i]`` names class ``i``.
-        transform: Applied to the PIL image.
+        transform: Applied to the decoded uint8 image tensor.
         multi_label: Targets are tuples of class indices.
         ignored: For multi-label data, sample index -> class indices to ignore.
     """
 
     def __init__(self, samples: Sequence[tuple[str, Target]], classes: Sequence[str],
-                 transform: Callable[[Image.Image], Any] | None = None, *, multi_label: bool = False,
+                 transform: Callable[[torch.Tensor], Any] | None = None, *, multi_label: bool = False,
                  ignored: dict[int, tuple[int, ...]] | None = None) -> None:
         self.samples = list(samples)
         self.classes = list(classes)
@@ -102,8 +113,9 @@ class ClassificationDataset(Dataset):
         """How many times an unreadable image was replaced by another (0 for in-memory data)."""
         return 0
 
-    def _load(self, index: int) -> tuple[Image.Image, int]:
-        """The decoded image of ``index`` and the index it really came from (a replacement, maybe)."""
+    def _load(self, index: int, pil: bool = False) -> tuple[Any, int]:
+        """The decoded image of ``index`` (a ``(3, H, W)`` uint8 tensor, or an RGB PIL image when ``pil``) and the
+        index it really came from (a replacement, maybe)."""
         raise NotImplementedError
 
     def excluded_target(self) -> Any:
@@ -124,10 +136,10 @@ class ClassificationDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, Any]:
         index, seed = key if isinstance(key, tuple) else (key, None)
-        image, loaded = self._load(index)
+        image, loaded = self._load(index, pil=self.transform is None or getattr(self.transform, "takes_pil", False))
         if self.transform is not None:
             if seed is not None:
-                seed_sample(seed)
+                seed_sample(seed, torch_only=getattr(self.transform, "torch_rng_only", False))
             image = self.transform(image)
         if loaded != index and self.exclude_replaced:
             # Evaluation: the stand-in keeps the batch shape, but its target tells the metrics to skip it, so
@@ -147,14 +159,14 @@ class ImageListDataset(ClassificationDataset):
     Args:
         samples: Image paths with targets.
         classes: Class names.
-        transform: Applied to the PIL image.
+        transform: Applied to the decoded uint8 image tensor.
         on_bad_image: ``skip`` or ``fail``.
         multi_label: Targets are tuples of class indices.
         ignored: Multi-label labels to ignore, per sample index.
     """
 
     def __init__(self, samples: Sequence[tuple[str, Target]], classes: Sequence[str],
-                 transform: Callable[[Image.Image], Any] | None = None, *, on_bad_image: OnBadImage = "skip",
+                 transform: Callable[[torch.Tensor], Any] | None = None, *, on_bad_image: OnBadImage = "skip",
                  multi_label: bool = False, ignored: dict[int, tuple[int, ...]] | None = None) -> None:
         super().__init__(samples, classes, transform, multi_label=multi_label, ignored=ignored)
         if on_bad_image not in ("skip", "fail"):
@@ -162,6 +174,33 @@ class ImageListDataset(ClassificationDataset):
         self.on_bad_image = on_bad_image
         self._skips = _shared_counter(0)
         self._warned: set[str] = set()
+        self.encoded_split: str | None = None  # data.decode: gpu: JPEGs leave as bytes, for this split's pipeline
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, Any]:
+        if self.encoded_split is not None:
+            index, seed = key if isinstance(key, tuple) else (key, None)
+            encoded = self._encoded(index, seed)
+            if encoded is not None:
+                return encoded, self.encode_target(index)
+        return super().__getitem__(key)
+
+    def _encoded(self, index: int, seed: int | None) -> Any:
+        """The sample's JPEG bytes for :mod:`clsctl.data.gpu_decode`, or None when the file is not a whole JPEG
+        (the ordinary CPU path then decodes it, or reports it unreadable)."""
+        from clsctl.data.decode import is_jpeg, read_bytes
+        from clsctl.data.gpu_decode import EncodedImage, jpeg_complete
+
+        path = self.samples[index][0]
+        try:
+            data = read_bytes(path)
+        except OSError:
+            return None
+        if len(data) > 4 and is_jpeg(data.numpy()) and jpeg_complete(data):
+            return EncodedImage(data, seed, path, self.encoded_split)
+        if path not in self._warned:
+            self._warned.add(path)
+            logger.warning("%s is not a complete JPEG file: decoded on the CPU (data.decode: gpu takes JPEGs)", path)
+        return None
 
     @property
     def bad_image_count(self) -> int:
@@ -180,13 +219,13 @@ class ImageListDataset(ClassificationDataset):
             state["_skips"] = _shared_counter(state["_skips"])
         self.__dict__.update(state)
 
-    def _load(self, index: int) -> tuple[Image.Image, int]:
+    def _load(self, index: int, pil: bool = False) -> tuple[Any, int]:
         tries = min(len(self.samples), MAX_REPLACEMENTS + 1)
         for attempt in range(tries):
             current = (index + attempt) % len(self.samples)
             path = self.samples[current][0]
             try:
-                return decode_image(path), current
+                return (decode_image(path) if pil else decode_tensor(path)), current
             except DECODE_ERRORS as exc:
                 if self.on_bad_image == "fail":
                     raise DataError(f"cannot read image {path}: {exc} (set data.on_bad_image: skip to skip "
@@ -209,19 +248,24 @@ class ArrayImageDataset(ClassificationDataset):
         images: The pixel array.
         labels: Class index per image.
         classes: Class names.
-        transform: Applied to the PIL image.
+        transform: Applied to the uint8 image tensor.
         name: Prefix of each sample's name in ``samples`` (``name/<index>``).
     """
 
     def __init__(self, images: np.ndarray, labels: Sequence[int], classes: Sequence[str],
-                 transform: Callable[[Image.Image], Any] | None = None, *, name: str = "array") -> None:
+                 transform: Callable[[torch.Tensor], Any] | None = None, *, name: str = "array") -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         super().__init__([(f"{name}/{i}", int(y)) for i, y in enumerate(labels)], classes, transform)
         self.images = images
 
-    def _load(self, index: int) -> tuple[Image.Image, int]:
-        return Image.fromarray(self.images[index]).convert("RGB"), index
+    def _load(self, index: int, pil: bool = False) -> tuple[Any, int]:
+        if pil:
+            return Image.fromarray(self.images[index]).convert("RGB"), index
+        pixels = torch.from_numpy(np.ascontiguousarray(self.images[index]))
+        if pixels.ndim == 2:  # grey: the same value in all three channels, as PIL's convert("RGB") gives
+            return pixels.unsqueeze(0).repeat(3, 1, 1), index
+        return pixels.permute(2, 0, 1), index
 
 
 def scan_image_folder(root: Path, classes: Sequence[str] | None = None) -> tuple[list[tuple[str, int]], list[str]]:
@@ -288,7 +332,7 @@ def build_dataset(config: S.Dataset, transform: Callable | None = None, base_dir
 
     Args:
         config: The validated dataset entry.
-        transform: Applied to each PIL image.
+        transform: Applied to each decoded uint8 image tensor.
         base_dir: Folder relative paths are resolved against (default: the working directory).
         on_bad_image: What an unreadable image file does: ``skip`` (replace it, count it) or ``fail``.
     """
@@ -324,6 +368,32 @@ def build_dataset(config: S.Dataset, transform: Callable | None = None, base_dir
         raise TypeError(f"no builder for dataset {type(config).__name__}")  # a schema entry without a builder
     return ImageListDataset(samples, classes, transform, on_bad_image=on_bad_image, multi_label=multi_label,
                             ignored=ignored)
+
+
+def _leaves(dataset: ClassificationDataset) -> Iterator[ClassificationDataset]:
+    """The datasets under wrappers (``inner``, ``parts``), and ``dataset`` itself."""
+    yield dataset
+    for child in [getattr(dataset, "inner", None), *getattr(dataset, "parts", [])]:
+        if isinstance(child, ClassificationDataset):
+            yield from _leaves(child)
+
+
+def encode_jpegs(dataset: ClassificationDataset, split: str) -> bool:
+    """Make the datasets that read files give JPEGs as bytes, for decoding on the GPU (``data.decode: gpu``).
+
+    Returns:
+        Whether any does (in-memory data has no files to read).
+    """
+    found = False
+    for leaf in _leaves(dataset):
+        if isinstance(leaf, ImageListDataset):
+            leaf.encoded_split, found = split, True
+    return found
+
+
+def gives_encoded_jpegs(dataset: ClassificationDataset) -> bool:
+    """Whether :func:`encode_jpegs` was applied (the loader then collates with ``gpu_decode.collate``)."""
+    return any(getattr(leaf, "encoded_split", None) is not None for leaf in _leaves(dataset))
 
 
 def exclude_replaced_samples(dataset: ClassificationDataset) -> ClassificationDataset:

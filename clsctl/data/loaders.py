@@ -83,6 +83,7 @@ def build_loader(dataset: Dataset, config: LoaderConfig, *, train: bool, seed: i
         num_replicas: Processes sharing the data (distributed training).
         rank: This process's index.
     """
+    from clsctl.data.datasets import gives_encoded_jpegs
     from clsctl.data.shards import ShardDataset, StreamLoader
 
     workers = config.num_workers
@@ -91,10 +92,14 @@ def build_loader(dataset: Dataset, config: LoaderConfig, *, train: bool, seed: i
                             drop_last=config.drop_last, seed=seed, pin_memory=pin_memory,
                             prefetch_factor=config.prefetch_factor, num_replicas=num_replicas, rank=rank)
     sampler = SeededSampler(len(dataset), shuffle=train, seed=seed, num_replicas=num_replicas, rank=rank)
+    collate_fn = None
+    if gives_encoded_jpegs(dataset):  # type: ignore[arg-type]
+        from clsctl.data.gpu_decode import collate as collate_fn
     return DataLoader(
         dataset,
         batch_size=config.batch_size,
         sampler=sampler,
+        collate_fn=collate_fn,
         num_workers=workers,
         pin_memory=pin_memory,
         drop_last=train and config.drop_last,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 
@@ -111,7 +112,13 @@ class TimmRandAugment:
             level = level + self.magnitude_std * float(torch.randn(()))
         return min(max(level, 0.0), self.max_level) / self.max_level
 
-    def __call__(self, image: Image.Image) -> Image.Image:
+    def __call__(self, image: Image.Image | torch.Tensor) -> Image.Image | torch.Tensor:
+        if isinstance(image, torch.Tensor):
+            # clsctl's pipeline hands a (3, H, W) uint8 tensor: these operations are Pillow's, so through PIL and
+            # back (the random draws are the same either way)
+            from clsctl.data.decode import pil_to_tensor
+
+            return pil_to_tensor(self(Image.fromarray(np.ascontiguousarray(image.permute(1, 2, 0).numpy()))))
         picks = torch.randint(len(self.names), (self.num_ops,)).tolist()
         for index in picks:
             if _uniform() >= self.prob:

@@ -1,22 +1,31 @@
-"""Transform pipelines: recipe entries -> torchvision-style transforms, plus tensor conversion and normalisation.
+"""Transform pipelines: recipe entries -> transforms on uint8 image tensors, plus conversion and normalisation.
 
-A pipeline runs in three stages whatever the order of its entries: steps on the PIL image (crops, flips,
-colour, RandAugment, ...), then ``ToTensor`` and steps on the [0, 1] tensor (``lighting``), then ``Normalize``
-and steps on the normalised tensor (``random_erasing``), and finally the channel swap for BGR models. Entries
-keep their relative order within a stage.
+Images arrive as ``(3, H, W)`` uint8 tensors (see :func:`clsctl.data.decode.decode_tensor`; PIL images are
+converted first) and every step runs on tensors with ``torchvision.transforms.v2`` (or a clsctl class where v2
+has none). A pipeline runs in three stages whatever the order of its entries: steps on the uint8 image (crops,
+flips, colour, RandAugment, ...), then steps on the [0, 1] float tensor (``lighting``), then ``Normalize`` and
+steps on the normalised tensor (``random_erasing``), and finally the channel swap for BGR models. Entries keep
+their relative order within a stage.
+
+For training, a pipeline without float steps stops after the first stage (``output="uint8"``): batches stay
+uint8 (4x less to collate, pin and copy) and :mod:`clsctl.data.device` converts and normalises them on the
+device. Each step also accepts a PIL image, so tools that run steps one by one (``browse-dataset``) can.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from PIL import Image
 from torchvision import transforms as T
-from torchvision.transforms import functional as F
+from torchvision.transforms import functional as F1
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
+from clsctl.data.decode import pil_to_tensor
 from clsctl.recipe import schema as S
 
 _INTERPOLATION = {
@@ -25,9 +34,11 @@ _INTERPOLATION = {
     "bicubic": T.InterpolationMode.BICUBIC,
     "lanczos": T.InterpolationMode.LANCZOS,
 }
+# For resizing, "nearest" means Pillow's (pixel-centre) rule, which tensors call NEAREST_EXACT.
+_RESIZE_INTERPOLATION = {**_INTERPOLATION, "nearest": T.InterpolationMode.NEAREST_EXACT}
 
 PIL_STAGE, TENSOR_STAGE, NORMALIZED_STAGE = 0, 1, 2
-
+IMAGE_STAGE = PIL_STAGE  # the uint8 image stage (PIL_STAGE is its old name)
 
 def _size(size: int | tuple[int, int]) -> int | list[int]:
     return size if isinstance(size, int) else list(size)
@@ -37,14 +48,14 @@ class ResizeEdge:
     """Resize so one edge (``short``, ``long``, ``width`` or ``height``) is ``size``, keeping the aspect ratio."""
 
     def __init__(self, size: int, edge: str = "short", interpolation: str = "bilinear") -> None:
-        self.size, self.edge, self.interpolation = size, edge, _INTERPOLATION[interpolation]
+        self.size, self.edge, self.interpolation = size, edge, _RESIZE_INTERPOLATION[interpolation]
 
-    def __call__(self, image: Image.Image) -> Image.Image:
-        width, height = image.size
+    def __call__(self, image: Any) -> Any:
+        height, width = F.get_size(image)
         edge = {"short": min(width, height), "long": max(width, height), "width": width, "height": height}[self.edge]
         scale = self.size / edge
         new = (max(1, round(height * scale)), max(1, round(width * scale)))
-        return F.resize(image, list(new), interpolation=self.interpolation)
+        return F.resize(image, list(new), interpolation=self.interpolation, antialias=True)
 
     def __repr__(self) -> str:
         return f"ResizeEdge(size={self.size}, edge={self.edge})"
@@ -61,11 +72,13 @@ class EfficientNetCenterCrop:
     resized to ``size`` x ``size`` (for 224 and padding 32: 87.5 % of the shorter edge)."""
 
     def __init__(self, size: int, crop_padding: int = 32, interpolation: str = "bicubic") -> None:
-        self.size, self.crop_padding, self.interpolation = size, crop_padding, _INTERPOLATION[interpolation]
+        self.size, self.crop_padding, self.interpolation = size, crop_padding, _RESIZE_INTERPOLATION[interpolation]
 
-    def __call__(self, image: Image.Image) -> Image.Image:
-        top, left, side = efficientnet_center_box(*image.size, self.size, self.crop_padding)
-        return F.resized_crop(image, top, left, side, side, [self.size, self.size], interpolation=self.interpolation)
+    def __call__(self, image: Any) -> Any:
+        height, width = F.get_size(image)
+        top, left, side = efficientnet_center_box(width, height, self.size, self.crop_padding)
+        return F.resized_crop(image, top, left, side, side, [self.size, self.size], interpolation=self.interpolation,
+                              antialias=True)
 
     def __repr__(self) -> str:
         return f"EfficientNetCenterCrop(size={self.size}, crop_padding={self.crop_padding})"
@@ -84,7 +97,7 @@ class EfficientNetRandomCrop:
                  interpolation: str = "bicubic") -> None:
         self.size, self.scale, self.ratio = size, scale, ratio
         self.min_covered, self.max_attempts = min_covered, max_attempts
-        self.interpolation = _INTERPOLATION[interpolation]
+        self.interpolation = _RESIZE_INTERPOLATION[interpolation]
         self.fallback = EfficientNetCenterCrop(size, crop_padding, interpolation)
 
     def box(self, width: int, height: int) -> tuple[int, int, int, int] | None:
@@ -102,11 +115,12 @@ class EfficientNetRandomCrop:
                 return top, left, h, w
         return None
 
-    def __call__(self, image: Image.Image) -> Image.Image:
-        box = self.box(*image.size)
+    def __call__(self, image: Any) -> Any:
+        height, width = F.get_size(image)
+        box = self.box(width, height)
         if box is None:
             return self.fallback(image)
-        return F.resized_crop(image, *box, [self.size, self.size], interpolation=self.interpolation)
+        return F.resized_crop(image, *box, [self.size, self.size], interpolation=self.interpolation, antialias=True)
 
     def __repr__(self) -> str:
         return f"EfficientNetRandomCrop(size={self.size}, scale={self.scale}, ratio={self.ratio})"
@@ -177,7 +191,9 @@ class TensorStep:
 
     def __call__(self, image: Any) -> Any:
         if isinstance(image, Image.Image):
-            return F.to_pil_image(self.transform(F.to_tensor(image)).clamp(0, 1))
+            return F1.to_pil_image(self.transform(F1.to_tensor(image)).clamp(0, 1))
+        if image.dtype == torch.uint8:  # a uint8 image tensor: run in [0, 1] floats, give uint8 back
+            return self.transform(image / 255).clamp(0, 1).mul(255).round().to(torch.uint8)
         return self.transform(image)
 
     def __repr__(self) -> str:
@@ -194,8 +210,31 @@ class SwapRB:
         return "SwapRB()"
 
 
+class ToFloat:
+    """uint8 ``[0, 255]`` -> float32 ``[0, 1]`` by ``x / 255``: ``ToTensor``'s arithmetic, which
+    :class:`clsctl.data.device.DeviceInput` also uses, so CPU and device normalisation agree bit for bit (v2's
+    ``ToDtype`` multiplies by ``1 / 255``, which rounds differently)."""
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        # contiguous (C, H, W) like ToTensor's, whatever the strides of the uint8 input (decoders give HWC memory)
+        return image.to(torch.float32, memory_format=torch.contiguous_format).div_(255)
+
+    def __repr__(self) -> str:
+        return "ToFloat()"
+
+
+class ToImageTensor:
+    """A PIL image -> ``(3, H, W)`` uint8 RGB tensor; a tensor passes as it is."""
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        return pil_to_tensor(image) if isinstance(image, Image.Image) else image
+
+    def __repr__(self) -> str:
+        return "ToImageTensor()"
+
+
 def stage(step: S.Transform) -> int:
-    """Where a step runs: on the PIL image, on the [0, 1] tensor, or on the normalised tensor."""
+    """Where a step runs: on the uint8 image, on the [0, 1] tensor, or on the normalised tensor."""
     if isinstance(step, S.Lighting):
         return TENSOR_STAGE
     if isinstance(step, S.RandomErasing):
@@ -204,32 +243,37 @@ def stage(step: S.Transform) -> int:
 
 
 def _build_raw(step: S.Transform) -> Any:
+    # v2 draws the random parameters of these steps from torch's generator exactly as v1 did, so a seeded
+    # sample gets the same crop, flip or jitter as with the PIL pipeline before it.
     if isinstance(step, S.Resize):
-        return T.Resize(_size(step.size), interpolation=_INTERPOLATION[step.interpolation])
+        return v2.Resize(_size(step.size), interpolation=_RESIZE_INTERPOLATION[step.interpolation], antialias=True)
     if isinstance(step, S.ResizeEdge):
         return ResizeEdge(step.size, step.edge, step.interpolation)
     if isinstance(step, S.RandomResizedCrop):
-        return T.RandomResizedCrop(_size(step.size), scale=step.scale, ratio=step.ratio,
-                                   interpolation=_INTERPOLATION[step.interpolation])
+        return v2.RandomResizedCrop(_size(step.size), scale=step.scale, ratio=step.ratio,
+                                    interpolation=_RESIZE_INTERPOLATION[step.interpolation], antialias=True)
     if isinstance(step, S.EfficientNetRandomCrop):
         return EfficientNetRandomCrop(step.size, step.scale, step.ratio, step.min_covered, step.max_attempts,
                                       step.crop_padding, step.interpolation)
     if isinstance(step, S.EfficientNetCenterCrop):
         return EfficientNetCenterCrop(step.size, step.crop_padding, step.interpolation)
     if isinstance(step, S.CenterCrop):
-        return T.CenterCrop(_size(step.size))
+        return v2.CenterCrop(_size(step.size))
     if isinstance(step, S.RandomCrop):
-        return T.RandomCrop(_size(step.size), padding=step.padding or None, padding_mode=step.padding_mode)
+        return v2.RandomCrop(_size(step.size), padding=step.padding or None, padding_mode=step.padding_mode)
     if isinstance(step, S.RandomHorizontalFlip):
-        return T.RandomHorizontalFlip(step.prob)
+        return v2.RandomHorizontalFlip(step.prob)
     if isinstance(step, S.RandomVerticalFlip):
-        return T.RandomVerticalFlip(step.prob)
+        return v2.RandomVerticalFlip(step.prob)
     if isinstance(step, S.ColorJitter):
-        return T.ColorJitter(step.brightness, step.contrast, step.saturation, step.hue)
+        return v2.ColorJitter(step.brightness or None, step.contrast or None, step.saturation or None,
+                              step.hue or None)
     if isinstance(step, S.RandomGrayscale):
-        return T.RandomGrayscale(step.prob)
+        return v2.RandomGrayscale(step.prob)
     if isinstance(step, S.RandomRotation):
-        return T.RandomRotation(step.degrees)
+        return v2.RandomRotation(step.degrees)
+    # The auto-augment family stays on torchvision's v1 classes, which run on uint8 tensors too: v2 draws its
+    # choices of operation and sign in another order, so the same seed would give another augmentation.
     if isinstance(step, S.RandAugment):
         if step.policy == "timm_increasing":
             from clsctl.data.rand_augment import TimmRandAugment
@@ -248,14 +292,15 @@ def _build_raw(step: S.Transform) -> Any:
     if isinstance(step, S.RandomErasing):
         if step.box == "clip":
             return ClippedBoxErasing(step.prob, step.scale, step.ratio, step.value)
-        return T.RandomErasing(step.prob, step.scale, step.ratio, value=step.value)
+        return v2.RandomErasing(step.prob, step.scale, step.ratio, value=step.value)
     raise TypeError(f"no builder for transform {type(step).__name__}")  # a schema entry without a builder is a bug
 
 
 def build_step(step: S.Transform) -> Any:
-    """One recipe transform -> a callable doing it on a PIL image (tensor-stage steps accept both)."""
+    """One recipe transform -> a callable doing it on a uint8 image tensor or a PIL image (float-stage steps take
+    both too)."""
     built = _build_raw(step)
-    return built if stage(step) == PIL_STAGE else TensorStep(built)
+    return built if stage(step) == IMAGE_STAGE else TensorStep(built)
 
 
 def default_pipeline(input_size: Sequence[int]) -> list[S.Transform]:
@@ -263,20 +308,44 @@ def default_pipeline(input_size: Sequence[int]) -> list[S.Transform]:
     return [S.Resize(type="resize", size=(int(input_size[0]), int(input_size[1])))]
 
 
+def stays_uint8(pipeline: Sequence[S.Transform]) -> bool:
+    """Whether the pipeline has only uint8 image steps, so its output can be normalised later, on the device."""
+    return all(stage(step) == IMAGE_STAGE for step in pipeline)
+
+
 def build_pipeline(pipeline: Sequence[S.Transform], mean: Sequence[float], std: Sequence[float], *,
-                   channel_order: str = "rgb") -> T.Compose:
-    """PIL steps, ``ToTensor``, [0, 1] tensor steps, ``Normalize`` (mean/std in RGB order), normalised-tensor
-    steps, and a channel swap when the model takes BGR."""
+                   channel_order: str = "rgb", output: Literal["float", "uint8"] = "float") -> v2.Compose:
+    """The transform of a split: a decoded image (uint8 tensor or PIL) -> a tensor.
+
+    ``output="float"``: image steps, conversion to [0, 1] float, [0, 1] tensor steps, ``Normalize`` (mean/std
+    in RGB order), normalised-tensor steps, and a channel swap when the model takes BGR. ``output="uint8"``:
+    the image steps only, leaving conversion, normalisation and channel order to
+    :class:`clsctl.data.device.DeviceInput`; a pipeline with float steps (:func:`stays_uint8` is false) is
+    built in full whatever ``output`` says, and the device step passes its float output through.
+    """
     if channel_order not in ("rgb", "bgr"):
         raise ValueError(f"channel_order must be rgb or bgr, got {channel_order!r}")
+    if output not in ("float", "uint8"):
+        raise ValueError(f"output must be float or uint8, got {output!r}")
     by_stage: list[list[Any]] = [[], [], []]
     for step in pipeline:
         by_stage[stage(step)].append(_build_raw(step))
-    steps = [*by_stage[PIL_STAGE], T.ToTensor(), *by_stage[TENSOR_STAGE], T.Normalize(list(mean), list(std)),
-             *by_stage[NORMALIZED_STAGE]]
-    if channel_order == "bgr":
-        steps.append(SwapRB())
-    return T.Compose(steps)
+    # Image steps run on what comes in: a uint8 tensor (training), or a PIL image with Pillow's kernels, as
+    # before the tensor pipeline (evaluation and inference: published accuracies were measured that way).
+    steps = [*by_stage[IMAGE_STAGE], ToImageTensor()]
+    if output == "float" or not stays_uint8(pipeline):
+        steps += [ToFloat(), *by_stage[TENSOR_STAGE], v2.Normalize(list(mean), list(std)),
+                  *by_stage[NORMALIZED_STAGE]]
+        if channel_order == "bgr":
+            steps.append(SwapRB())
+    pipeline = v2.Compose(steps)
+    # A dataset decodes to what the pipeline prefers: PIL for a full CPU pipeline (output="float": evaluation,
+    # with Pillow's resampling as before), uint8 tensors for training's (output="uint8").
+    pipeline.takes_pil = output == "float"
+    # Every step above draws its randomness from torch's generator alone (torchvision v1 and v2 transforms,
+    # clsctl's own classes), so seeding a sample need not touch Python's or NumPy's (see seed_sample).
+    pipeline.torch_rng_only = True
+    return pipeline
 
 
 def pipeline_from_dicts(entries: Sequence[dict[str, Any]]) -> list[S.Transform]:
@@ -309,6 +378,8 @@ class MultiViewTransform:
         views: PIL image -> list of PIL views.
         after: PIL view -> normalised tensor.
     """
+
+    takes_pil = True  # datasets hand it PIL images: evaluation keeps Pillow's resampling
 
     def __init__(self, before: Any, views: Any, after: Any) -> None:
         self.before, self.views, self.after = before, views, after

@@ -5,14 +5,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from clsctl.data.datasets import ImageListDataset, build_dataset
-from clsctl.data.transforms import build_pipeline, default_pipeline, pipeline_from_dicts
+from clsctl.data.transforms import build_pipeline, default_pipeline, pipeline_from_dicts, stays_uint8
 from clsctl.errors import ClsctlError, RecipeError
 from clsctl.models import create_model, model_info
 from clsctl.recipe import Recipe, schema as S
@@ -66,11 +66,48 @@ def effective_pipeline(recipe: Recipe, split: str) -> list[S.Transform]:
     return steps or default_pipeline(model_info(recipe.model.name).input_size)
 
 
-def build_split(recipe: Recipe, split: str, base_dir: Path | None = None) -> ImageListDataset:
-    """The dataset of ``split`` with its transform pipeline and normalisation."""
+def build_split(recipe: Recipe, split: str, base_dir: Path | None = None, *,
+                output: Literal["float", "uint8"] = "float") -> ImageListDataset:
+    """The dataset of ``split`` with its transform pipeline.
+
+    Args:
+        output: ``float``: items are normalised float tensors. ``uint8``: items stay uint8 where the pipeline
+            allows, for :func:`device_input` to normalise on the device (what training does).
+
+    With ``data.decode: gpu`` and ``uint8`` output, JPEG files come as bytes for :func:`device_input` to decode.
+    """
     mean, std = normalization(recipe)
-    transform = build_pipeline(effective_pipeline(recipe, split), mean, std, channel_order=recipe.data.channel_order)
-    return build_dataset(dataset_config(recipe, split), transform, base_dir, on_bad_image=recipe.data.on_bad_image)
+    transform = build_pipeline(effective_pipeline(recipe, split), mean, std, channel_order=recipe.data.channel_order,
+                               output=output)
+    dataset = build_dataset(dataset_config(recipe, split), transform, base_dir, on_bad_image=recipe.data.on_bad_image)
+    if recipe.data.decode == "gpu" and output == "uint8" and stays_uint8(effective_pipeline(recipe, split)):
+        from clsctl.data.datasets import encode_jpegs
+
+        encode_jpegs(dataset, split)
+    return dataset
+
+
+def device_input(recipe: Recipe, device: torch.device | None = None) -> Any:
+    """The recipe's :class:`~clsctl.data.device.DeviceInput`: the loader batch -> normalised model input.
+
+    Raises:
+        RecipeError: ``data.decode: gpu`` but ``device`` is not a CUDA device.
+    """
+    from clsctl.data.device import DeviceInput
+
+    mean, std = normalization(recipe)
+    decoder = None
+    if recipe.data.decode == "gpu":
+        if device is None or device.type != "cuda":
+            raise RecipeError(f"data.decode: gpu decodes JPEGs on a CUDA device, but this run uses "
+                              f"{device or 'the CPU'}; set data.decode: cpu (or train on a GPU)")
+        from clsctl.data.gpu_decode import BatchDecoder
+
+        transforms = {split: build_pipeline(effective_pipeline(recipe, split), mean, std,
+                                            channel_order=recipe.data.channel_order, output="uint8")
+                      for split in ("train", "val") if getattr(recipe.data, split) is not None}
+        decoder = BatchDecoder(transforms, recipe.data.on_bad_image)
+    return DeviceInput(mean, std, recipe.data.channel_order, decoder)
 
 
 def preprocessing(recipe: Recipe) -> dict[str, Any]:

@@ -28,9 +28,10 @@ import yaml
 from torch import nn
 
 from clsctl.data.datasets import exclude_replaced_samples
+from clsctl.data.device import DeviceInput
 from clsctl.data.loaders import build_loader
 from clsctl.engine import distributed as D
-from clsctl.engine.build import build_model, build_split, preprocessing, seed_everything
+from clsctl.engine.build import build_model, build_split, device_input, preprocessing, seed_everything
 from clsctl.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from clsctl.engine.ema import ModelEma
 from clsctl.engine.evaluation import run_evaluation
@@ -213,9 +214,10 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
 
     # Data: the train split defines the classes; validation must use the same ones. Each process reads
     # every world_size-th sample; the per-sample seeds make the images the same whatever the split.
-    train_set = build_split(recipe, "train")
+    inputs = device_input(recipe, dev)  # copies uint8 batches to the device and normalises them there
+    train_set = build_split(recipe, "train", output="uint8")
     class_names = train_set.classes
-    val_set = build_split(recipe, "val") if recipe.data.val is not None else None
+    val_set = build_split(recipe, "val", output="uint8") if recipe.data.val is not None else None
     if val_set is not None:
         exclude_replaced_samples(val_set)  # an unreadable val image is left out, not scored twice
         if val_set.classes != class_names:
@@ -345,7 +347,7 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
                     progress, autocast_dtype=autocast_dtype, channels_last=channels_last,
                     log_interval=rt.log_interval, accumulate=accumulate, clip=recipe.optim.clip_grad, ema=ema,
                     ema_interval=recipe.ema.interval if recipe.ema else 1, ctx=ctx, mix=mix, start_batch=first,
-                    stop=stop_requested)
+                    stop=stop_requested, inputs=inputs)
                 if stopped_at is not None:  # Ctrl-C: keep the exact position, then stop
                     _check_finite_weights(raw_model, epoch)
                     if ctx.is_main:
@@ -358,7 +360,7 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
                 is_last = epoch + 1 == rt.epochs
                 if val_loader is not None and ((epoch + 1) % rt.val_interval == 0 or is_last):
                     val_metrics = validate(raw_model, val_loader, dev, len(class_names), ctx, progress,
-                                           f"val {epoch + 1}", autocast_dtype, channels_last)
+                                           f"val {epoch + 1}", autocast_dtype, channels_last, inputs=inputs)
                     log.write({"mode": "val", "epoch": epoch + 1, "step": schedule.step_count, **val_metrics})
                     best_key, better = _best_rule(rt, val_metrics)
                     if best_key is not None and better(val_metrics[best_key], best_metric):
@@ -367,7 +369,7 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
                             save_checkpoint(checkpoint(epoch + 1, val_metrics), best_path)
                     if ema is not None:
                         ema_metrics = validate(ema.module, val_loader, dev, len(class_names), ctx, progress,
-                                               f"val ema {epoch + 1}", autocast_dtype, channels_last)
+                                               f"val ema {epoch + 1}", autocast_dtype, channels_last, inputs=inputs)
                         log.write({"mode": "val_ema", "epoch": epoch + 1, "step": schedule.step_count, **ema_metrics})
                         if best_key is not None and better(ema_metrics[best_key], best_ema_metric):
                             best_ema_metric = ema_metrics[best_key]
@@ -395,18 +397,21 @@ def train_one_epoch(model: nn.Module, loader: Any, criterion: nn.Module, optimiz
                     log: Any, progress: Any, *, autocast_dtype: torch.dtype | None = None,
                     channels_last: bool = False, log_interval: int = 20, accumulate: int = 1, clip: Any = None,
                     ema: ModelEma | None = None, ema_interval: int = 1, ctx: D.DistContext | None = None,
-                    mix: Any = None, start_batch: int = 0, stop: Callable[[], bool] | None = None) -> int | None:
+                    mix: Any = None, start_batch: int = 0, stop: Callable[[], bool] | None = None,
+                    inputs: DeviceInput | None = None) -> int | None:
     """One pass over ``loader``: an optimizer step every ``accumulate`` batches; records every ``log_interval``
     batches.
 
     Args:
         start_batch: Batches of this epoch already done (the loader's sampler skips them).
         stop: Asked after every optimizer step; when it says yes the epoch ends there.
+        inputs: Copies a batch to the device and normalises it there (default: mean 0, std 1 for uint8).
 
     Returns:
         The number of this epoch's batches done when ``stop`` ended it early, else None.
     """
     ctx = ctx or D.DistContext(device=device)
+    inputs = inputs or DeviceInput((0.0,) * 3, (1.0,) * 3)
     model.train()
     n_batches = start_batch + len(loader)
     world = ctx.world_size
@@ -426,10 +431,8 @@ def train_one_epoch(model: nn.Module, loader: Any, criterion: nn.Module, optimiz
     fetch_start = time.perf_counter()
     for batch_index, (images, targets) in enumerate(loader, start=start_batch + 1):
         data_time += time.perf_counter() - fetch_start
-        images = images.to(device, non_blocking=True)
+        images, targets = inputs(images, targets, device, dtype=autocast_dtype, channels_last=channels_last)
         targets = targets.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
         if mix is not None:  # Mixup/CutMix/ResizeMix: mixed images, soft targets
             images, targets = mix(images, targets)
 
@@ -489,7 +492,7 @@ def train_one_epoch(model: nn.Module, loader: Any, criterion: nn.Module, optimiz
 @torch.no_grad()
 def validate(model: nn.Module, loader: Any, device: torch.device, num_classes: int, ctx: D.DistContext,
              progress: Any, description: str, autocast_dtype: torch.dtype | None = None,
-             channels_last: bool = False) -> dict[str, float]:
+             channels_last: bool = False, inputs: DeviceInput | None = None) -> dict[str, float]:
     """Metrics of ``model`` on the whole validation set, the same on every process.
 
     Each process runs its share; the logits are gathered in dataset order with the sampler's padding
@@ -498,12 +501,12 @@ def validate(model: nn.Module, loader: Any, device: torch.device, num_classes: i
     distributed validation equals a single-process one.
     """
     model.eval()
+    inputs = inputs or DeviceInput((0.0,) * 3, (1.0,) * 3)
     task = progress.add_task(description, total=len(loader.sampler) * ctx.world_size, status="")
     logits, targets = [], []
     for images, batch_targets in loader:
-        images = images.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images, batch_targets = inputs(images, batch_targets, device, dtype=autocast_dtype,
+                                       channels_last=channels_last)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             out = model(images)
         logits.append(out.float().cpu())

@@ -537,6 +537,9 @@ class DataConfig(Section):
         "rgb", description="Channel order the model takes; mean/std are always given in RGB order.")
     on_bad_image: Literal["skip", "fail"] = Field(
         "skip", description="An unreadable image file: replace it by the next sample and count it, or stop.")
+    decode: Literal["cpu", "gpu"] = Field(
+        "cpu", description="Where training decodes JPEG files: in the loader workers, or in batches on the GPU "
+                           "(nvJPEG; the pipeline then runs on the GPU too). gpu needs CUDA.")
     batch_augments: list[BatchAugment] = Field(
         default_factory=list, description="Batch-level mixing for training (mixup, cutmix, resizemix); one is "
                                           "picked per batch by its prob, none with the probability left over.")
