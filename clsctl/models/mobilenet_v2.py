@@ -2,6 +2,11 @@
 
 Built with ``torchvision.models``, so parameter names are torchvision's and its checkpoints load as they are;
 keyword arguments go to the torchvision constructor.
+
+torchvision's init equals MMPretrain's ``MobileNetV2`` (``mmpretrain/models/backbones/mobilenet_v2.py``:
+Kaiming convs, BatchNorm 1/0 with eps 1e-5 and momentum 0.1, classifier ~ N(0, 0.01)); its config
+(``configs/_base_/models/mobilenet_v2_1x.py``) has a plain ``LinearClsHead``, so fresh models here have no
+dropout before the classifier (torchvision: 0.2; pass ``dropout`` for it).
 """
 
 from __future__ import annotations
@@ -26,4 +31,5 @@ def _meta(params: int, gflops: float, weights_file: str, weights: str, size: int
 @register_model(**_meta(3_504_872, 0.301, "mobilenet_v2-7ebf99e0.pth", "IMAGENET1K_V2"))
 def mobilenet_v2(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
     """MobileNetV2 (width 1.0)."""
+    kwargs.setdefault("dropout", 0.0)
     return tv_build("mobilenet_v2", num_classes, **kwargs)

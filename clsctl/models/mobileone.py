@@ -17,6 +17,7 @@ from torch import nn
 
 from clsctl.models._factory import register_model
 from clsctl.models._fuse import ConvBN, deploy_conv, fuse_bn, identity_kernel
+from clsctl.models._init import kaiming_convs_and_unit_norms, normal_head
 
 
 class SEBlock(nn.Module):
@@ -124,6 +125,8 @@ class MobileOne(nn.Module):
         self.gap = nn.AdaptiveAvgPool2d(1)
         self.num_features = stage_widths[-1]
         self.linear = nn.Linear(self.num_features, num_classes)
+        kaiming_convs_and_unit_norms(self)  # MMPretrain's init_cfg: Kaiming convs, BatchNorm 1/0
+        normal_head(self.linear)  # its LinearClsHead: N(0, 0.01), bias 0
 
     def _make_stage(self, width: int, blocks: int, se_blocks: int) -> nn.Sequential:
         layers = []

@@ -9,6 +9,11 @@ Built with torchvision's ``RegNet`` and ``BlockParams`` and the design parameter
 parameter names are torchvision's and its checkpoints load as they are. (torchvision's constructors derive
 the widths with tensor arithmetic on the default device, which fails under ``torch.device("meta")``; here
 that arithmetic runs on the CPU.)
+
+Fresh models start with the last BatchNorm of every residual block at zero (``zero_init_residual=True``), as
+MMPretrain's ``RegNet`` (``mmpretrain/models/backbones/regnet.py``, RegNetX) and timm's (``timm/models/regnet.py``,
+``zero_init_last``) do; torchvision's init is otherwise kept (it equals theirs: Kaiming-normal fan_out convs,
+BatchNorm 1/0, classifier ~ N(0, 0.01)).
 """
 
 from __future__ import annotations
@@ -20,17 +25,27 @@ import torch
 from torch import nn
 
 from clsctl.models._factory import register_model
+from clsctl.models._init import zero_init_norms
 from clsctl.models._tv import tv_class, tv_meta
 
 
+def residual_norms(model: nn.Module) -> list[nn.Module]:
+    """The last BatchNorm of each residual branch (``f.c``'s norm in torchvision's ``ResBottleneckBlock``)."""
+    block = tv_class("regnet.ResBottleneckBlock")
+    return [m.f.c[1] for m in model.modules() if isinstance(m, block)]
+
+
 def _regnet(num_classes: int, *, depth: int, w_0: int, w_a: float, w_m: float, group_width: int,
-            se_ratio: float | None = None, **kwargs: Any) -> nn.Module:
+            se_ratio: float | None = None, zero_init_residual: bool = True, **kwargs: Any) -> nn.Module:
     block_params = tv_class("regnet.BlockParams")
     with torch.device("cpu"):
         params = block_params.from_init_params(depth=depth, w_0=w_0, w_a=w_a, w_m=w_m, group_width=group_width,
                                                se_ratio=se_ratio)
     kwargs.setdefault("norm_layer", partial(nn.BatchNorm2d, eps=1e-05, momentum=0.1))
-    return tv_class("regnet.RegNet")(params, num_classes=num_classes, **kwargs)
+    model = tv_class("regnet.RegNet")(params, num_classes=num_classes, **kwargs)
+    if zero_init_residual:  # MMPretrain's RegNet (a ResNet) and timm's RegNet (zero_init_last) both do
+        zero_init_norms(residual_norms(model))
+    return model
 
 
 def _meta(params: int, gflops: float, weights_file: str, weights: str, size: int = 224) -> dict[str, Any]:

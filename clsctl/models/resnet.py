@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from clsctl.models._factory import register_model
+from clsctl.models._init import kaiming_convs_and_unit_norms, normal_head, zero_init_norms
 from clsctl.models._tv import tv_eval
 
 _TV = "https://download.pytorch.org/models/"
@@ -81,6 +82,12 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
+def last_residual_norms(model: nn.Module) -> list[nn.BatchNorm2d]:
+    """The last BatchNorm of each residual branch: ``bn2`` of basic blocks, ``bn3`` of bottlenecks."""
+    return [m.bn3 if isinstance(m, Bottleneck) else m.bn2 for m in model.modules()
+            if isinstance(m, (BasicBlock, Bottleneck))]
+
+
 class ResNet(nn.Module):
     """ResNet classifier.
 
@@ -95,14 +102,19 @@ class ResNet(nn.Module):
         avg_down: Downsample shortcuts by average pooling and a stride-1 1x1 conv (ResNet-V1d).
         cifar_stem: 3x3 stride-1 stem without max-pool, for small images.
         frozen_stages: Stages to freeze (-1: none, 0: stem, k: stem and the first k stages).
-        zero_init_residual: Start each block's last BN at zero so blocks begin as identities.
+        zero_init_residual: Start each block's last BN at zero so blocks begin as identities (the default, as
+            in MMPretrain's ``ResNet`` and timm's ``zero_init_last``; ``False`` gives torchvision's init).
         drop_rate: Dropout before the classifier.
+
+    A fresh model is initialised as MMPretrain's ``ResNet`` (``mmpretrain/models/backbones/resnet.py``) with a
+    ``LinearClsHead``: Kaiming-normal convs (fan_out, bias 0), BatchNorm 1/0 (eps 1e-5, momentum 0.1), the last
+    BN of every residual block at 0, classifier ~ N(0, 0.01) with bias 0 (see ``docs/defaults.md``).
     """
 
     def __init__(self, block: type[BasicBlock | Bottleneck], layers: Sequence[int], num_classes: int = 1000, *,
                  groups: int = 1, width_per_group: int = 64, stem_width: int = 64, deep_stem: bool = False,
                  avg_down: bool = False, cifar_stem: bool = False,
-                 frozen_stages: int = -1, zero_init_residual: bool = False, drop_rate: float = 0.0) -> None:
+                 frozen_stages: int = -1, zero_init_residual: bool = True, drop_rate: float = 0.0) -> None:
         super().__init__()
         if not -1 <= frozen_stages <= len(layers):
             raise ValueError(f"frozen_stages must be in [-1, {len(layers)}], got {frozen_stages}")
@@ -135,17 +147,10 @@ class ResNet(nn.Module):
         self.num_features = widths[3] * block.expansion
         self.fc = nn.Linear(self.num_features, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        kaiming_convs_and_unit_norms(self)
+        normal_head(self.fc)
         if zero_init_residual:
-            for m in self.modules():
-                last_bn = getattr(m, "bn3", None) if isinstance(m, Bottleneck) else getattr(m, "bn2", None)
-                if isinstance(m, (BasicBlock, Bottleneck)) and last_bn is not None:
-                    nn.init.zeros_(last_bn.weight)
+            zero_init_norms(last_residual_norms(self))
         self.frozen_stages = frozen_stages
         self._freeze()
 

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from clsctl.models._factory import register_model
-from clsctl.models.resnet import BasicBlock
+from clsctl.models._init import kaiming_convs_and_unit_norms, normal_head, zero_init_norms
+from clsctl.models.resnet import BasicBlock, last_residual_norms
 
 _CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 _CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -24,9 +25,15 @@ class CifarResNet(nn.Module):
         depth: Network depth; must be 6n + 2.
         num_classes: Classifier size.
         base_width: Channels of the first stage (doubled at each of the next two).
+        zero_init_residual: Start each block's last BN at zero (MMPretrain's ``ResNet_CIFAR`` inherits this
+            default from its ``ResNet``); ``False`` keeps it at one.
+
+    A fresh model is initialised as MMPretrain's ResNet (``mmpretrain/models/backbones/resnet_cifar.py``):
+    Kaiming-normal convs, BatchNorm 1/0, the last BN of each block at 0, classifier ~ N(0, 0.01) with bias 0.
     """
 
-    def __init__(self, depth: int, num_classes: int = 10, *, base_width: int = 16) -> None:
+    def __init__(self, depth: int, num_classes: int = 10, *, base_width: int = 16,
+                 zero_init_residual: bool = True) -> None:
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"depth must be 6n + 2, got {depth}")
@@ -51,9 +58,10 @@ class CifarResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = in_ch
         self.fc = nn.Linear(in_ch, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        kaiming_convs_and_unit_norms(self)
+        normal_head(self.fc)
+        if zero_init_residual:
+            zero_init_norms(last_residual_norms(self))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Feature map of the last stage."""

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from clsctl.models._factory import register_model
+from clsctl.models._init import normal_head, shufflenet_init
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -66,6 +67,10 @@ class ShuffleNetV1(nn.Module):
         groups: Groups of the 1x1 convs.
         num_classes: Classifier size.
         stem_width: Channels of the stem.
+
+    A fresh model is initialised as MMPretrain's ``ShuffleNetV1.init_weights``
+    (``mmpretrain/models/backbones/shufflenet_v1.py``): stem conv ~ N(0, 0.01), other convs ~ N(0, 1 / input
+    channels per group), BatchNorm weight 1 and bias 1e-4; the classifier as its ``LinearClsHead``, ~ N(0, 0.01).
     """
 
     def __init__(self, widths: Sequence[int] = (240, 480, 960), blocks: Sequence[int] = (4, 8, 4), groups: int = 3,
@@ -84,6 +89,8 @@ class ShuffleNetV1(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = in_ch
         self.fc = nn.Linear(in_ch, num_classes)
+        shufflenet_init(self)
+        normal_head(self.fc)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Feature map of the last stage."""

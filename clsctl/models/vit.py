@@ -4,6 +4,14 @@ ViT-B/16, B/32 and L/16 are torchvision's constructors; DeiT tiny/small/base are
 ``VisionTransformer`` with DeiT's widths (192/3 heads, 384/6, 768/12; 12 layers, patch 16, MLP 4x), so all of
 them share torchvision's parameter names. ``image_size`` may be passed to build for another input size (the
 position embedding is sized for it). ``test_vit`` is a tiny variant for tests.
+
+Every variant also takes ``drop_path_rate``: stochastic depth on both residual branches of each encoder
+layer, rising linearly from 0 at the first layer to the rate at the last (MMPretrain's ``VisionTransformer``,
+``mmpretrain/models/backbones/vision_transformer.py``); torchvision's ViT has none. Fresh-model defaults
+follow MMPretrain's configs: ViT-B/L (``configs/_base_/models/vit-base-p16.py``) use dropout 0.1; DeiT
+(``configs/deit/deit-*_in1k.py``) drop-path 0.1 for DeiT-B and none for DeiT-S/T (those configs remove it),
+every linear layer (attention and MLP) ~ TruncNormal(0.02) with bias 0, and all use a zero-initialised
+classifier (``VisionTransformerClsHead``), which torchvision's init already has.
 """
 
 from __future__ import annotations
@@ -13,7 +21,41 @@ from typing import Any
 from torch import nn
 
 from clsctl.models._factory import register_model
+from clsctl.models._init import zeros_head
 from clsctl.models._tv import tv_build, tv_class, tv_meta
+
+
+def add_drop_path(model: nn.Module, rate: float) -> None:
+    """Stochastic depth on the attention and MLP branches of each encoder layer, ``rate * i / (layers - 1)``
+    at layer ``i``. The modules hold no parameters, so the state dict (and checkpoint loading) is unchanged."""
+    from torchvision.ops import StochasticDepth
+
+    layers = list(model.encoder.layers)
+    for index, layer in enumerate(layers):
+        layer_rate = rate * index / max(len(layers) - 1, 1)
+        if layer_rate <= 0:
+            continue
+        # torchvision's block adds its ``dropout`` output (the attention branch) and its ``mlp`` output to the
+        # input, so dropping whole samples after each is drop-path on each branch.
+        layer.dropout = nn.Sequential(layer.dropout, StochasticDepth(layer_rate, "row"))
+        layer.mlp.append(StochasticDepth(layer_rate, "row"))
+
+
+def deit_init(model: nn.Module) -> None:
+    """MMPretrain's DeiT ``init_cfg``: every linear layer, including the attention's input projection,
+    ~ TruncNormal(0.02) with bias 0; LayerNorms 1/0; the classifier at zero."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.MultiheadAttention):
+            nn.init.trunc_normal_(module.in_proj_weight, std=0.02)
+            nn.init.zeros_(module.in_proj_bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    zeros_head(model.heads.head)
 
 
 def _cam(num_layers: int) -> dict[str, str]:
@@ -36,28 +78,44 @@ def _meta(params: int, gflops: float, weights_file: str, num_layers: int) -> dic
 
 
 def _vit(num_classes: int, *, patch_size: int, num_layers: int, num_heads: int, hidden_dim: int, mlp_dim: int,
-         image_size: int = 224, **kwargs: Any) -> nn.Module:
+         image_size: int = 224, drop_path_rate: float = 0.0, **kwargs: Any) -> nn.Module:
     cls = tv_class("vision_transformer.VisionTransformer")
-    return cls(image_size=image_size, patch_size=patch_size, num_layers=num_layers, num_heads=num_heads,
-               hidden_dim=hidden_dim, mlp_dim=mlp_dim, num_classes=num_classes, **kwargs)
+    model = cls(image_size=image_size, patch_size=patch_size, num_layers=num_layers, num_heads=num_heads,
+                hidden_dim=hidden_dim, mlp_dim=mlp_dim, num_classes=num_classes, **kwargs)
+    add_drop_path(model, drop_path_rate)
+    return model
+
+
+def _tv_vit(constructor: str, num_classes: int, drop_path_rate: float = 0.0, **kwargs: Any) -> nn.Module:
+    kwargs.setdefault("dropout", 0.1)  # MMPretrain's vit-base-p16 / vit-large-p16 configs: drop_rate=0.1
+    model = tv_build(constructor, num_classes, **kwargs)
+    add_drop_path(model, drop_path_rate)
+    return model
+
+
+def _deit(num_classes: int, drop_path_rate: float, **kwargs: Any) -> nn.Module:
+    model = _vit(num_classes, patch_size=16, num_layers=12, mlp_dim=4 * kwargs["hidden_dim"],
+                 drop_path_rate=drop_path_rate, **kwargs)
+    deit_init(model)
+    return model
 
 
 @register_model(**_meta(86_567_656, 17.564, "vit_b_16-c867db91.pth", 12))
 def vit_b_16(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
     """ViT-B/16."""
-    return tv_build("vit_b_16", num_classes, **kwargs)
+    return _tv_vit("vit_b_16", num_classes, **kwargs)
 
 
 @register_model(**_meta(88_224_232, 4.409, "vit_b_32-d86f8d99.pth", 12))
 def vit_b_32(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
     """ViT-B/32."""
-    return tv_build("vit_b_32", num_classes, **kwargs)
+    return _tv_vit("vit_b_32", num_classes, **kwargs)
 
 
 @register_model(**_meta(304_326_632, 61.555, "vit_l_16-852ce7e3.pth", 24))
 def vit_l_16(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
     """ViT-L/16."""
-    return tv_build("vit_l_16", num_classes, **kwargs)
+    return _tv_vit("vit_l_16", num_classes, **kwargs)
 
 
 _DEIT_SOURCE = "DeiT paper Table 1 ({}); exact count of facebookresearch/deit's model"
@@ -72,19 +130,22 @@ def _deit_meta(params: int, paper: str, gflops: float) -> dict[str, Any]:
 @register_model(**_deit_meta(5_717_416, "5M", 1.258))
 def deit_tiny(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
     """DeiT-Ti: 12 layers, width 192, 3 heads."""
-    return _vit(num_classes, patch_size=16, num_layers=12, num_heads=3, hidden_dim=192, mlp_dim=768, **kwargs)
+    kwargs.setdefault("drop_path_rate", 0.0)
+    return _deit(num_classes, num_heads=3, hidden_dim=192, **kwargs)
 
 
 @register_model(**_deit_meta(22_050_664, "22M", 4.608))
 def deit_small(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
     """DeiT-S: 12 layers, width 384, 6 heads."""
-    return _vit(num_classes, patch_size=16, num_layers=12, num_heads=6, hidden_dim=384, mlp_dim=1536, **kwargs)
+    kwargs.setdefault("drop_path_rate", 0.0)
+    return _deit(num_classes, num_heads=6, hidden_dim=384, **kwargs)
 
 
 @register_model(**_deit_meta(86_567_656, "86M", 17.564))
 def deit_base(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
     """DeiT-B: 12 layers, width 768, 12 heads (ViT-B/16's architecture)."""
-    return _vit(num_classes, patch_size=16, num_layers=12, num_heads=12, hidden_dim=768, mlp_dim=3072, **kwargs)
+    kwargs.setdefault("drop_path_rate", 0.1)
+    return _deit(num_classes, num_heads=12, hidden_dim=768, **kwargs)
 
 
 @register_model(family="vit", input_size=(32, 32), num_classes=10, num_params=24_234, flops=427_744,
