@@ -18,10 +18,11 @@ class ModelEma:
     Args:
         model: The (unwrapped) model; its current weights start the average.
         decay: Weight of the old average.
-        warmup: Use ``min(decay, (1 + n) / (10 + n))`` at update ``n``, so the random init fades quickly.
+        warmup: Use ``min(decay, (1 + n) / (10 + n))`` at update ``n``, so the random init fades quickly (off by
+            default, as in timm's ``ModelEmaV3`` and MMPretrain's ``EMAHook``).
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.9998, *, warmup: bool = True) -> None:
+    def __init__(self, model: nn.Module, decay: float = 0.9998, *, warmup: bool = False) -> None:
         self.module = copy.deepcopy(model).eval()
         self.module.requires_grad_(False)
         self.decay = decay

@@ -35,7 +35,8 @@ vit = clsctl.create_model("timm/vit_small_patch16_224", pretrained=True)  # need
 ```
 
 torchvision-based families use torchvision's constructors, so torchvision checkpoints load as they are.
-RepVGG and MobileOne use the module names of their official implementations.
+RepVGG and MobileOne use the module names of their official implementations. Models built without weights
+start with MMPretrain's (or timm's) training defaults, not torchvision's: see [defaults.md](defaults.md).
 
 """
 

@@ -7,8 +7,9 @@ keyword arguments go to the torchvision constructor.
 Fresh models follow MMPretrain's ``EfficientNet`` (``mmpretrain/models/backbones/efficientnet.py`` and
 ``configs/_base_/models/efficientnet_b*.py``): no drop-path and no dropout before the classifier (torchvision's
 constructors default to drop-path 0.2 and dropout 0.2-0.5; pass ``stochastic_depth_prob`` / ``dropout`` for
-those), BatchNorm eps 1e-3, momentum 0.1 (as torchvision), and the classifier of its ``LinearClsHead``,
-~ N(0, 0.01) with bias 0 (torchvision: uniform).
+those), BatchNorm momentum 0.1 (torchvision's B5-B7: 0.01), and the classifier of its ``LinearClsHead``,
+~ N(0, 0.01) with bias 0 (torchvision: uniform). BatchNorm eps stays torchvision's (1e-5 in B0-B4, 1e-3 in
+B5-B7, MMPretrain: 1e-3): it changes the outputs of the published weights, which were trained with it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from torch import nn
 
 from clsctl.models._factory import register_model
-from clsctl.models._init import normal_head
+from clsctl.models._init import normal_head, set_batchnorm
 from clsctl.models._tv import feature_stages, tv_build, tv_meta
 
 # Stem, the seven MBConv stages (MMPretrain's layers); the final 1x1 conv goes with the last stage.
@@ -29,6 +30,7 @@ def _build(constructor: str, num_classes: int, **kwargs: Any) -> nn.Module:
     kwargs.setdefault("dropout", 0.0)
     kwargs.setdefault("stochastic_depth_prob", 0.0)
     model = tv_build(constructor, num_classes, **kwargs)
+    set_batchnorm(model, momentum=0.1)  # torchvision's B5-B7: 0.01
     normal_head(model.classifier[1])
     return model
 

@@ -6,8 +6,8 @@ keyword arguments go to the torchvision constructor.
 Fresh models follow MMPretrain's ``EfficientNetV2`` (``mmpretrain/models/backbones/efficientnet_v2.py`` and
 ``configs/_base_/models/efficientnet_v2/efficientnet_v2_*.py``): no drop-path and no dropout before the classifier (torchvision's
 constructors default to drop-path 0.2 and dropout 0.2-0.5; pass ``stochastic_depth_prob`` / ``dropout`` for
-those), BatchNorm eps 1e-3, momentum 0.1 (as torchvision), and the classifier of its ``LinearClsHead``,
-~ N(0, 0.01) with bias 0 (torchvision: uniform).
+those), BatchNorm eps 1e-3 and momentum 0.1 (as torchvision), and the classifier of its
+``LinearClsHead``, ~ N(0, 0.01) with bias 0 (torchvision: uniform).
 """
 
 from __future__ import annotations

@@ -38,6 +38,10 @@ def inception_v3(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
     kwargs.setdefault("aux_logits", True)
     kwargs.setdefault("init_weights", True)
     model = tv_build("inception_v3", num_classes, **kwargs)
+    # torchvision's init equals MMPretrain's InceptionV3 (TruncNormal(0.1) convs and linears, aux head 0.01 /
+    # 0.001, BN 1/0) except that MMPretrain's TruncNormal init also zeroes the linear biases.
+    for linear in (m for m in model.modules() if isinstance(m, nn.Linear)):
+        nn.init.zeros_(linear.bias)
     # torchvision returns (logits, aux) in training; a module-level function keeps the model picklable.
     model.eager_outputs = _main_logits
     return model

@@ -229,6 +229,9 @@ class RandAugment(Section):
     """RandAugment (Cubuk et al., 2020): ``num_ops`` random operations of strength
     ``magnitude / (num_magnitude_bins - 1)`` of each operation's maximum.
 
+    The default of 11 bins makes ``magnitude`` the level of timm's ``rand-m<magnitude>`` and MMPretrain's
+    ``magnitude_level`` (both out of 10); torchvision's own default is 31 bins, a third of that strength.
+
     ``policy``: ``torchvision`` (torchvision's operations, every picked one applied) or ``timm_increasing``
     (timm's ``rand-...-inc1`` and MMPretrain's ``policies='timm_increasing'``: 15 operations whose strength grows
     with the magnitude, each picked one applied with probability 1/2; MMPretrain's ``total_level`` is
@@ -238,7 +241,7 @@ class RandAugment(Section):
     type: Literal["rand_augment"]
     num_ops: Annotated[int, Field(ge=1)] = 2
     magnitude: Annotated[int, Field(ge=0)] = 9
-    num_magnitude_bins: Annotated[int, Field(ge=2)] = 31
+    num_magnitude_bins: Annotated[int, Field(ge=2)] = 11
     interpolation: Interpolation = "nearest"
     policy: Literal["torchvision", "timm_increasing"] = "torchvision"
     magnitude_std: Annotated[float, Field(ge=0)] = Field(
@@ -817,8 +820,9 @@ class EmaConfig(Section):
     """An exponential moving average of the weights, validated and saved next to the model (``best_ema.pt``)."""
 
     decay: Annotated[float, Field(gt=0, lt=1)] = 0.9998
-    warmup: bool = Field(True, description="Use min(decay, (1 + n) / (10 + n)) at update n, so early averages "
-                                           "are not dominated by the random init.")
+    warmup: bool = Field(False, description="Use min(decay, (1 + n) / (10 + n)) at update n, so early averages "
+                                            "are not dominated by the random init (off by default, as in timm's "
+                                            "ModelEmaV3 and MMPretrain's EMAHook).")
     interval: Annotated[int, Field(gt=0)] = Field(1, description="Optimizer steps between updates.")
 
 
