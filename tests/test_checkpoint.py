@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from clsctl.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from clsctl.engine.checkpoint import latest_checkpoint, link_checkpoint, load_checkpoint, save_checkpoint
 from clsctl.errors import CheckpointError
 
 
@@ -82,3 +82,14 @@ def test_pickled_objects_are_refused(tmp_path: Path) -> None:
     torch.save({"format": "clsctl-checkpoint", "model": argparse.Namespace(x=1)}, tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match=r"unsafe pickle refused.*argparse\.Namespace"):
         load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_link_keeps_the_state_when_the_source_is_replaced(tmp_path: Path) -> None:
+    last, best = tmp_path / "last.pt", tmp_path / "best.pt"
+    save_checkpoint({**payload(), "epoch": 1}, last)
+    save_checkpoint({**payload(), "epoch": 0}, best)
+    link_checkpoint(last, best)  # replaces the older best.pt
+    assert load_checkpoint(best)["epoch"] == 1
+    save_checkpoint({**payload(), "epoch": 2}, last)  # a new file under the same name
+    assert load_checkpoint(best)["epoch"] == 1 and load_checkpoint(last)["epoch"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temporary left behind

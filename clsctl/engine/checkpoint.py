@@ -37,6 +37,26 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
+def link_checkpoint(source: str | Path, path: str | Path) -> Path:
+    """Make ``path`` hold what ``source`` holds, atomically: a hard link (a copy where the file system has none)
+    under a temporary name, then a rename. Replacing ``source`` later does not change ``path``."""
+    source, path = Path(source), Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            import shutil
+
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a clsctl checkpoint with ``weights_only=True`` and check it is one.
 

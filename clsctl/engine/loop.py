@@ -32,7 +32,7 @@ from clsctl.data.device import DeviceInput
 from clsctl.data.loaders import build_loader
 from clsctl.engine import distributed as D
 from clsctl.engine.build import build_model, build_split, device_input, preprocessing, seed_everything
-from clsctl.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from clsctl.engine.checkpoint import latest_checkpoint, link_checkpoint, load_checkpoint, save_checkpoint
 from clsctl.engine.ema import ModelEma
 from clsctl.engine.evaluation import run_evaluation
 from clsctl.engine.optim import LrSchedule, auto_lr_scale, build_optimizer
@@ -358,6 +358,8 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
                         f"position; continue with --resume")
                 _check_finite_weights(raw_model, epoch)
                 is_last = epoch + 1 == rt.epochs
+                save_last = (epoch + 1) % rt.checkpoint_interval == 0 or is_last
+                new_best = False
                 if val_loader is not None and ((epoch + 1) % rt.val_interval == 0 or is_last):
                     val_metrics = validate(raw_model, val_loader, dev, len(class_names), ctx, progress,
                                            f"val {epoch + 1}", autocast_dtype, channels_last, inputs=inputs)
@@ -365,7 +367,8 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
                     best_key, better = _best_rule(rt, val_metrics)
                     if best_key is not None and better(val_metrics[best_key], best_metric):
                         best_metric = val_metrics[best_key]
-                        if ctx.is_main:
+                        new_best = True
+                        if ctx.is_main and not save_last:  # else best.pt becomes a link to this epoch's last.pt
                             save_checkpoint(checkpoint(epoch + 1, val_metrics), best_path)
                     if ema is not None:
                         ema_metrics = validate(ema.module, val_loader, dev, len(class_names), ctx, progress,
@@ -377,8 +380,10 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
                                 save_checkpoint({**checkpoint(epoch + 1, ema_metrics),
                                                  "model": ema.module.state_dict(), "ema_weights": True},
                                                 best_ema_path)
-                if ctx.is_main and ((epoch + 1) % rt.checkpoint_interval == 0 or is_last):
+                if ctx.is_main and save_last:
                     save_checkpoint(checkpoint(epoch + 1, val_metrics), last_path)
+                    if new_best:  # the same state: one write, as timm's CheckpointSaver does
+                        link_checkpoint(last_path, best_path)
                     _keep_epoch_checkpoint(last_path, epoch + 1, rt.keep_checkpoints)
     except KeyboardInterrupt:
         saved = f"; {last_path} holds the last saved epoch" if last_path.exists() else ""

@@ -1,0 +1,232 @@
+"""Side by side with timm: the same hyperparameters through a timm training loop and through ``clsctl.train``.
+
+Data: scikit-learn's digits written as image folders (what ``clsctl prepare-data digits`` writes: 1,437 train
+and 360 val images of 8x8 pixels), trained at 32 px. For each family (ResNet-18, MobileNetV2, ConvNeXt-T) and
+each setting (no warm-up, one epoch of linear warm-up) the script runs, interleaved in one process with the
+same torch threads:
+
+* a reference loop built only from timm's public API: ``timm.create_model``, ``timm.data.ImageDataset`` /
+  ``create_loader`` (timm's transforms), ``timm.optim.create_optimizer_v2``,
+  ``timm.scheduler.create_scheduler_v2`` (stepped per update, as timm's ``train.py`` does),
+  ``timm.loss.LabelSmoothingCrossEntropy``, ``timm.utils.accuracy`` and ``timm.utils.CheckpointSaver`` (which
+  writes last/best checkpoints every epoch, as ``train.py`` does and as clsctl does);
+* ``clsctl.train`` on a recipe with the same values.
+
+It prints the final top-1 of each and the wall-time ratio clsctl / timm (data, model build, training,
+validation every epoch and checkpoints included). Target: clsctl top-1 >= timm's - 2 points and ratio <= 1.05.
+
+    python benchmarks/vs_timm.py                          # all rows, 3 epochs (a few minutes on 2 cores)
+    python benchmarks/vs_timm.py --families resnet --epochs 1 --limit 128   # a smoke run
+
+Same values on both sides: batch 64 (last partial batch dropped), SGD momentum 0.9 (no Nesterov) lr 0.1 /
+AdamW lr 1e-3 for ConvNeXt, weight decay 5e-5 / 0.05 not applied to biases and norm weights (timm's default
+``filter_bias_and_bn``; clsctl: ``paramwise.flat_decay_mult: 0``), cosine to 0 over the steps after the
+warm-up (timm's ``warmup_prefix=True``, the MMPretrain form clsctl uses), warm-up from lr x 0.001, label
+smoothing 0.1, RandomResizedCrop(32, scale 0.35-1, bilinear) without flips (digits), evaluation at
+Resize(36) + CenterCrop(32), ImageNet mean/std, ConvNeXt drop-path 0.1 (timm's default is 0; clsctl's, as
+MMPretrain's and torchvision's, 0.1), no data workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class Family:
+    """One row group: the model on each side and its optimizer settings."""
+
+    name: str
+    clsctl_model: str
+    timm_model: str
+    opt: str  # timm's name: "momentum" (SGD without Nesterov) or "adamw"
+    lr: float
+    weight_decay: float
+    timm_kwargs: tuple[tuple[str, Any], ...] = ()
+
+
+FAMILIES = {
+    "resnet": Family("resnet", "resnet18", "resnet18", "momentum", 0.1, 5e-5),
+    "mobilenet": Family("mobilenet", "mobilenet_v2", "mobilenetv2_100", "momentum", 0.1, 4e-5),
+    "convnext": Family("convnext", "convnext_tiny", "convnext_tiny", "adamw", 1e-3, 0.05,
+                       (("drop_path_rate", 0.1),)),
+}
+SIZE, EVAL_RESIZE, SCALE = 32, 36, (0.35, 1.0)
+WARMUP_START = 0.001  # clsctl's warmup_start_factor (MMPretrain's LinearLR start_factor)
+
+
+def write_digits(root: Path, limit: int | None) -> None:
+    """``clsctl prepare-data digits``'s image folders; with ``limit``, only about that many images per split."""
+    import clsctl
+
+    clsctl.prepare_data("digits", root)
+    if limit:
+        for split in ("train", "val"):
+            for folder in (root / split).iterdir():
+                for extra in sorted(folder.iterdir())[max(limit // 10, 1):]:
+                    extra.unlink()
+
+
+def timm_run(family: Family, data: Path, out: Path, args: argparse.Namespace, warmup: int) -> float:
+    """Train with timm's API; returns the last epoch's top-1 (%)."""
+    import timm
+    from timm.data import ImageDataset, create_loader
+    from timm.loss import LabelSmoothingCrossEntropy
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+    from timm.utils import AverageMeter, CheckpointSaver, accuracy
+
+    torch.manual_seed(args.seed)
+    model = timm.create_model(family.timm_model, num_classes=10, **dict(family.timm_kwargs))
+    common = dict(input_size=(3, SIZE, SIZE), batch_size=args.batch, interpolation="bilinear", num_workers=0,
+                  use_prefetcher=False, persistent_workers=False, device=torch.device("cpu"))
+    train_loader = create_loader(ImageDataset(str(data / "train")), is_training=True, scale=SCALE, hflip=0.0,
+                                 color_jitter=None, **common)
+    val_loader = create_loader(ImageDataset(str(data / "val")), is_training=False, crop_pct=SIZE / EVAL_RESIZE,
+                               **common)
+    optimizer = create_optimizer_v2(model, opt=family.opt, lr=family.lr, weight_decay=family.weight_decay,
+                                    momentum=0.9)
+    updates = len(train_loader)
+    scheduler, _ = create_scheduler_v2(optimizer, sched="cosine", num_epochs=args.epochs - warmup,
+                                       warmup_epochs=warmup, warmup_lr=family.lr * WARMUP_START,
+                                       warmup_prefix=True, min_lr=0.0, step_on_epochs=False,
+                                       updates_per_epoch=updates)
+    train_loss = LabelSmoothingCrossEntropy(smoothing=0.1)
+    out.mkdir(parents=True, exist_ok=True)
+    saver = CheckpointSaver(model, optimizer, checkpoint_dir=str(out), recovery_dir=str(out), max_history=1)
+    top1 = 0.0
+    for epoch in range(args.epochs):
+        model.train()
+        for index, (images, targets) in enumerate(train_loader):
+            loss = train_loss(model(images), targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step_update(num_updates=epoch * updates + index + 1)
+        scheduler.step(epoch + 1)
+        model.eval()
+        meter = AverageMeter()
+        with torch.no_grad():
+            for images, targets in val_loader:
+                meter.update(accuracy(model(images), targets, topk=(1,))[0].item(), images.size(0))
+        top1 = meter.avg
+        saver.save_checkpoint(epoch, metric=top1)
+    return top1
+
+
+def clsctl_recipe(family: Family, data: Path, out: Path, args: argparse.Namespace, warmup: int) -> dict[str, Any]:
+    """The recipe with the reference loop's values."""
+    optim: dict[str, Any] = {"type": "sgd", "momentum": 0.9} if family.opt == "momentum" else {"type": "adamw"}
+    optim.update(lr=family.lr, weight_decay=family.weight_decay, paramwise={"flat_decay_mult": 0.0})
+    return {
+        "model": {"name": family.clsctl_model},
+        "data": {
+            "train": {"type": "image_folder", "root": str(data / "train"),
+                      "pipeline": [{"type": "random_resized_crop", "size": SIZE, "scale": list(SCALE),
+                                    "interpolation": "bilinear"}]},
+            "val": {"type": "image_folder", "root": str(data / "val"),
+                    "pipeline": [{"type": "resize", "size": EVAL_RESIZE, "interpolation": "bilinear"},
+                                 {"type": "center_crop", "size": SIZE}]},
+            "loader": {"batch_size": args.batch, "num_workers": 0, "drop_last": True},
+        },
+        "optim": optim,
+        "schedule": {"type": "cosine", "min_lr": 0.0, "warmup_epochs": warmup,
+                     "warmup_start_factor": WARMUP_START},
+        "loss": {"type": "cross_entropy", "label_smoothing": 0.1},
+        "runtime": {"epochs": args.epochs, "work_dir": str(out), "seed": args.seed, "device": "cpu",
+                    "amp": False, "log_interval": 50},
+    }
+
+
+def clsctl_run(family: Family, data: Path, out: Path, args: argparse.Namespace, warmup: int) -> float:
+    """Train with ``clsctl.train``; returns the last epoch's top-1 (%)."""
+    import clsctl
+    from clsctl.recipe import validate_recipe
+
+    result = clsctl.train(validate_recipe(clsctl_recipe(family, data, out, args, warmup)), show_progress=False)
+    return float(result.val_metrics["accuracy/top1"])
+
+
+def warm_up() -> None:
+    """Import both libraries and run one step of a conv net, so no timed run pays the one-off costs."""
+    import timm  # noqa: F401
+    import timm.data  # noqa: F401
+    import timm.loss  # noqa: F401
+    import timm.optim  # noqa: F401
+    import timm.scheduler  # noqa: F401
+    import timm.utils  # noqa: F401
+
+    import clsctl.engine.loop  # noqa: F401
+    import clsctl.models  # noqa: F401
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Flatten(),
+                                torch.nn.LazyLinear(10))
+    model(torch.randn(4, 3, SIZE, SIZE)).sum().backward()
+
+
+def timed(fn: Any, *fn_args: Any) -> tuple[float, float]:
+    start = time.perf_counter()
+    top1 = fn(*fn_args)
+    return top1, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--warmup", type=int, nargs="+", default=[0, 1], help="Warm-up epochs of each setting.")
+    parser.add_argument("--limit", type=int, default=0, help="Use only this many images per split (smoke runs).")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for both sides.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="Also write the rows here.")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    import logging
+
+    logging.getLogger("clsctl").setLevel(logging.WARNING)
+    warm_up()
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "digits"
+        write_digits(data, args.limit or None)
+        for name in args.families:
+            family = FAMILIES[name]
+            for round_index, warmup in enumerate(args.warmup):
+                runs = {}
+                # Interleaved, alternating which side goes first, so drifting machine load hits both alike.
+                order = ("timm", "clsctl") if round_index % 2 == 0 else ("clsctl", "timm")
+                for side in order:
+                    out = Path(tmp) / f"{name}-{warmup}-{side}"
+                    fn = timm_run if side == "timm" else clsctl_run
+                    runs[side] = timed(fn, family, data, out, args, warmup)
+                (t_top1, t_time), (c_top1, c_time) = runs["timm"], runs["clsctl"]
+                rows.append({"family": name, "model": family.clsctl_model, "warmup_epochs": warmup,
+                             "timm_top1": t_top1, "clsctl_top1": c_top1, "timm_s": t_time, "clsctl_s": c_time,
+                             "ratio": c_time / t_time,
+                             "ok": c_top1 >= t_top1 - 2.0 and c_time / t_time <= 1.05})
+    print(f"digits at {SIZE}px, {args.epochs} epochs, batch {args.batch}, {torch.get_num_threads()} threads"
+          f"{f', {args.limit} images per split' if args.limit else ''} (timm {__import__('timm').__version__}, "
+          f"torch {torch.__version__})")
+    header = f"{'family':<10} {'model':<14} {'warm-up':>7} {'timm top-1':>10} {'clsctl top-1':>12} " \
+             f"{'timm s':>8} {'clsctl s':>8} {'ratio':>6}  ok"
+    print(header)
+    for row in rows:
+        print(f"{row['family']:<10} {row['model']:<14} {row['warmup_epochs']:>7} {row['timm_top1']:>10.2f} "
+              f"{row['clsctl_top1']:>12.2f} {row['timm_s']:>8.1f} {row['clsctl_s']:>8.1f} {row['ratio']:>5.3f}x  "
+              f"{'yes' if row['ok'] else 'NO'}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
