@@ -13,7 +13,9 @@ same torch threads:
 * ``clsctl.train`` on a recipe with the same values.
 
 It prints the final top-1 of each and the wall-time ratio clsctl / timm (data, model build, training,
-validation every epoch and checkpoints included). Target: clsctl top-1 >= timm's - 2 points and ratio <= 1.05.
+validation every epoch and checkpoints included), and the ratio of CPU time (all threads of the process), which
+is steadier than wall time on a machine shared with other work. Target: clsctl top-1 >= timm's - 2 points and
+wall-time ratio <= 1.05.
 
     python benchmarks/vs_timm.py                          # all rows, 3 epochs (a few minutes on 2 cores)
     python benchmarks/vs_timm.py --families resnet --epochs 1 --limit 128   # a smoke run
@@ -172,10 +174,11 @@ def warm_up() -> None:
     model(torch.randn(4, 3, SIZE, SIZE)).sum().backward()
 
 
-def timed(fn: Any, *fn_args: Any) -> tuple[float, float]:
-    start = time.perf_counter()
+def timed(fn: Any, *fn_args: Any) -> tuple[float, float, float]:
+    """Top-1, wall seconds and CPU seconds (all threads of this process) of one run."""
+    start, cpu_start = time.perf_counter(), time.process_time()
     top1 = fn(*fn_args)
-    return top1, time.perf_counter() - start
+    return top1, time.perf_counter() - start, time.process_time() - cpu_start
 
 
 def main() -> None:
@@ -209,20 +212,22 @@ def main() -> None:
                     out = Path(tmp) / f"{name}-{warmup}-{side}"
                     fn = timm_run if side == "timm" else clsctl_run
                     runs[side] = timed(fn, family, data, out, args, warmup)
-                (t_top1, t_time), (c_top1, c_time) = runs["timm"], runs["clsctl"]
+                (t_top1, t_time, t_cpu), (c_top1, c_time, c_cpu) = runs["timm"], runs["clsctl"]
                 rows.append({"family": name, "model": family.clsctl_model, "warmup_epochs": warmup,
                              "timm_top1": t_top1, "clsctl_top1": c_top1, "timm_s": t_time, "clsctl_s": c_time,
-                             "ratio": c_time / t_time,
+                             "ratio": c_time / t_time, "cpu_ratio": c_cpu / t_cpu,
                              "ok": c_top1 >= t_top1 - 2.0 and c_time / t_time <= 1.05})
+                print(json.dumps(rows[-1]), flush=True)  # partial results survive an interrupted run
     print(f"digits at {SIZE}px, {args.epochs} epochs, batch {args.batch}, {torch.get_num_threads()} threads"
           f"{f', {args.limit} images per split' if args.limit else ''} (timm {__import__('timm').__version__}, "
           f"torch {torch.__version__})")
     header = f"{'family':<10} {'model':<14} {'warm-up':>7} {'timm top-1':>10} {'clsctl top-1':>12} " \
-             f"{'timm s':>8} {'clsctl s':>8} {'ratio':>6}  ok"
+             f"{'timm s':>8} {'clsctl s':>8} {'ratio':>6} {'CPU ratio':>9}  ok"
     print(header)
     for row in rows:
         print(f"{row['family']:<10} {row['model']:<14} {row['warmup_epochs']:>7} {row['timm_top1']:>10.2f} "
-              f"{row['clsctl_top1']:>12.2f} {row['timm_s']:>8.1f} {row['clsctl_s']:>8.1f} {row['ratio']:>5.3f}x  "
+              f"{row['clsctl_top1']:>12.2f} {row['timm_s']:>8.1f} {row['clsctl_s']:>8.1f} {row['ratio']:>5.3f}x "
+              f"{row['cpu_ratio']:>8.3f}x  "
               f"{'yes' if row['ok'] else 'NO'}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1), encoding="utf-8")

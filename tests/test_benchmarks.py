@@ -76,3 +76,15 @@ def test_gpu_check_collects_whatever_the_steps_left(tmp_path: Path) -> None:
     assert report["results"]["train_synthetic_fp32"]["error"].startswith("OutOfMemoryError")
     assert report["steps"]["pytest"]["timed_out"] and report["steps"]["pytest"]["log_tail"] == "killed"
     assert report["steps"]["jpeg_gpu"]["skipped"] == "out_of_budget"
+
+
+@pytest.mark.slow
+def test_vs_timm_prints_a_row_per_setting() -> None:
+    out = _run("benchmarks/vs_timm.py", "--families", "resnet", "--epochs", "1", "--limit", "40", "--batch", "8",
+               "--warmup", "0")
+    rows = re.findall(r"^resnet\s+resnet18\s+0\s+([\d.]+)\s+([\d.]+)\s+[\d.]+\s+[\d.]+\s+([\d.]+)x\s+([\d.]+)x",
+                      out, re.MULTILINE)
+    assert len(rows) == 1, out
+    timm_top1, clsctl_top1, ratio, cpu_ratio = map(float, rows[0])
+    # One epoch of five steps says nothing about the ratios or accuracies: only check they were measured.
+    assert 0 <= timm_top1 <= 100 and 0 <= clsctl_top1 <= 100 and ratio > 0 and cpu_ratio > 0
