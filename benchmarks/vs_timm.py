@@ -17,8 +17,13 @@ validation every epoch and checkpoints included), and the ratio of CPU time (all
 is steadier than wall time on a machine shared with other work. Target: clsctl top-1 >= timm's - 2 points and
 wall-time ratio <= 1.05.
 
-    python benchmarks/vs_timm.py                          # all rows, 3 epochs (a few minutes on 2 cores)
-    python benchmarks/vs_timm.py --families resnet --epochs 1 --limit 128   # a smoke run
+    python benchmarks/vs_timm.py                          # all 6 rows = 12 trainings of 3 epochs each
+    python benchmarks/vs_timm.py --families resnet --warmup 0 --seed 1      # one row, another seed
+    python benchmarks/vs_timm.py --families resnet --epochs 1 --limit 40 --batch 8   # a smoke run
+
+The full default run is long on 2 CPU cores (one 3-epoch ResNet-18 training is about 3 minutes of CPU time;
+ConvNeXt-T several times that); a single row with ``--families`` is the practical unit. Run to run, the top-1
+of these short trainings varies by several points with the seed, so compare rows over a few ``--seed`` values.
 
 Same values on both sides: batch 64 (last partial batch dropped), SGD momentum 0.9 (no Nesterov) lr 0.1 /
 AdamW lr 1e-3 for ConvNeXt, weight decay 5e-5 / 0.05 not applied to biases and norm weights (timm's default
