@@ -108,3 +108,22 @@ def test_impossible_settings() -> None:
 def test_compile_runs_end_to_end() -> None:
     result = run_benchmark(_settings(compile=True, iters=2, warmup=1))
     assert result.settings["compile"] is True and len(result.samples_ms) == 2
+
+
+def test_compile_without_warmup_is_refused() -> None:
+    with pytest.raises(ClsctlError, match="--compile needs --warmup 1 or more"):
+        run_benchmark(_settings(compile=True, warmup=0))
+
+
+def test_peak_memory_counts_from_after_warmup_with_cudnn_benchmark_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _Counter()
+    cudnn_during: list[bool] = []
+    model.register_forward_hook(lambda *args: cudnn_during.append(torch.backends.cudnn.benchmark))
+    resets: list[int] = []
+    monkeypatch.setattr(B, "prepare_model", lambda settings, device: (model, "counter", (8, 8)))
+    monkeypatch.setattr(B, "_reset_peak_memory", lambda device: resets.append(len(model.calls)))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    run_benchmark(_settings(iters=2, warmup=3))
+    assert resets == [3]  # after the 3 warm-up calls, before the timed ones
+    assert cudnn_during == [True] * 5  # as training sets it ...
+    assert torch.backends.cudnn.benchmark is False  # ... and put back afterwards

@@ -127,3 +127,135 @@ def test_any_rank_in_a_single_process_is_the_flag_itself() -> None:
     assert D.any_rank(True, ctx) is True
     assert D.any_rank(False, ctx) is False
 
+
+
+# --------------------------------------------------------------------------- the CUDA path, on the CPU (issue 18)
+
+
+@pytest.fixture()
+def fake_gpus(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """A machine with ``state["count"]`` GPUs as far as clsctl can tell; records set_device and the process group."""
+    state: dict = {"count": 1, "current": [], "init": []}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: state["count"])
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: state["current"].append(torch.device(device)))
+    monkeypatch.setattr(D.dist, "init_process_group", lambda *args, **kwargs: state["init"].append((args, kwargs)))
+    monkeypatch.setattr(D.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(D.dist, "get_backend", lambda group=None: "nccl")
+    monkeypatch.setattr(D.dist, "new_group", lambda **kwargs: ("gloo group", kwargs))
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS",
+                "SLURM_LOCALID", "SLURM_STEP_ID", "SLURM_STEPID", "SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST"):
+        monkeypatch.delenv(key, raising=False)
+    return state
+
+
+def test_a_single_process_on_cuda_n_makes_it_the_current_gpu(fake_gpus: dict) -> None:
+    fake_gpus["count"] = 4
+    assert D.setup("cuda:2").device == torch.device("cuda", 2)
+    assert D.setup("cuda").device == torch.device("cuda", 0)
+    assert fake_gpus["current"] == [torch.device("cuda", 2), torch.device("cuda", 0)]
+    assert fake_gpus["init"] == []  # one process: no process group
+
+
+def test_slurm_task_seeing_one_gpu_uses_it_and_binds_the_process_group(
+        fake_gpus: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime
+    import logging
+
+    # srun --ntasks-per-node=8 --gpus-per-task=1: task 3 sees one GPU (CUDA_VISIBLE_DEVICES=3), SLURM_LOCALID=3.
+    for key, value in {"SLURM_PROCID": "3", "SLURM_NTASKS": "8", "SLURM_LOCALID": "3", "SLURM_STEP_ID": "0",
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29999"}.items():
+        monkeypatch.setenv(key, value)
+    log = logging.getLogger("clsctl")
+    monkeypatch.setattr(log, "level", log.level)  # setup() quietens the log of ranks other than 0
+    ctx = D.setup("cuda", timeout_s=600)
+    assert (ctx.rank, ctx.world_size, ctx.local_rank, ctx.device) == (3, 8, 3, torch.device("cuda", 0))
+    assert fake_gpus["current"] == [torch.device("cuda", 0)]
+    (args, kwargs), = fake_gpus["init"]
+    assert args == ("nccl",) and kwargs["rank"] == 3 and kwargs["world_size"] == 8
+    assert kwargs["device_id"] == torch.device("cuda", 0)
+    assert kwargs["timeout"] == datetime.timedelta(minutes=10)
+    assert ctx.control_group[1]["timeout"] == datetime.timedelta(minutes=10)  # the gloo group waits as long
+
+
+def test_local_gpu_is_the_local_rank_unless_one_gpu_is_visible() -> None:
+    assert D.local_gpu(rank=5, local_rank=1, visible=8) == 1
+    assert D.local_gpu(rank=5, local_rank=5, visible=1) == 0
+    with pytest.raises(ClsctlError, match="process 5 wants GPU 3, but this machine has 2"):
+        D.local_gpu(rank=5, local_rank=3, visible=2)
+
+
+# One small variant per family, and what it needs to run on a tiny input (default: 32x32, no arguments).
+_FAMILY_INPUT = {"inception": 75}
+_FAMILY_KWARGS = {"deit": {"image_size": 32}}
+
+
+def _tiny_variants() -> dict[str, str]:
+    from clsctl.models import list_models, model_info
+
+    smallest: dict[str, tuple[int, str]] = {}
+    for name in list_models():
+        meta = model_info(name)
+        size = (meta.num_params or 0, name)
+        if meta.family not in smallest or size < smallest[meta.family]:
+            smallest[meta.family] = size
+    return {family: name for family, (_, name) in sorted(smallest.items())}
+
+
+def _train_every_family(rank: int, port: int, out: str) -> None:
+    """One gloo worker of two: each family's tiny variant, in DDP as training wraps it, for two steps."""
+    import datetime
+    import json
+    import os
+
+    import torch.distributed as dist
+    import torch.nn.functional as F
+
+    from clsctl.models import create_model
+
+    torch.set_num_threads(1)
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    dist.init_process_group("gloo", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=60))
+    ctx = D.DistContext(rank, 2, rank, torch.device("cpu"))
+    results = {}
+    for family, name in _tiny_variants().items():
+        try:
+            torch.manual_seed(0)
+            model = create_model(name, num_classes=3, **_FAMILY_KWARGS.get(family, {})).train()
+            ddp = D.wrap_ddp(model, ctx)
+            optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
+            size = _FAMILY_INPUT.get(family, 32)
+            g = torch.Generator().manual_seed(rank)
+            for _ in range(2):
+                loss = F.cross_entropy(ddp(torch.randn(2, 3, size, size, generator=g)), torch.tensor([0, 1]))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            results[family] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported per family below
+            results[family] = f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    dist.destroy_process_group()
+    Path(out, f"rank{rank}.json").write_text(json.dumps(results), encoding="utf-8")
+
+
+@pytest.mark.slow  # two processes, every family: about 30 s on 2 cores
+def test_every_family_trains_two_steps_in_two_gloo_workers(tmp_path: Path) -> None:
+    import json
+    import time
+
+    import torch.multiprocessing as mp
+
+    context = mp.start_processes(_train_every_family, args=(D._free_port(), str(tmp_path)), nprocs=2, join=False,
+                                 start_method="spawn")
+    deadline = time.monotonic() + 300
+    try:
+        while not context.join(timeout=1):
+            assert time.monotonic() < deadline, "the workers hang"
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()
+    results = json.loads((tmp_path / "rank0.json").read_text())
+    assert set(results) == set(_tiny_variants())
+    assert {family: result for family, result in results.items() if result != "ok"} == {}

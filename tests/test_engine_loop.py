@@ -240,3 +240,115 @@ def test_batch_mixup_feeds_soft_targets_and_resumes_exactly(data_root: Path, tmp
     _run({**data, "runtime": {**data["runtime"], "epochs": 1, "work_dir": str(part)}})
     _run({**data, "runtime": {**data["runtime"], "work_dir": str(part)}}, resume=True)
     _assert_same(_weights(part / "last.pt"), _weights(tmp_path / "full" / "last.pt"), atol=0)
+
+
+# --------------------------------------------------------------------------- the CUDA path, on the CPU (issue 18)
+
+
+def test_resuming_a_checkpoint_without_scaler_state_with_fp16_scaling(
+        data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A CPU (or bf16) run saves the disabled scaler's {}; resuming it where the scaler is on (fp16 on CUDA)
+    # must not fail with "The source state dict is empty". An enabled CPU scaler stands in for the CUDA one.
+    data = _recipe(data_root, tmp_path / "run", epochs=1)
+    _run(data)
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["scaler"] == {}
+    real = torch.amp.GradScaler
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled=True: real("cpu", init_scale=256.0))
+    data["runtime"]["epochs"] = 2
+    _run(data, resume=True)
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")["scaler"]
+    assert saved["scale"] == 256.0  # the fresh scaler's scale, kept (no inf/NaN gradients at this lr)
+    scaler = real("cpu", init_scale=1.0)
+    loop.restore_scaler(scaler, saved)  # and a saved state is restored
+    assert scaler.get_scale() == 256.0
+
+
+def test_rng_state_saves_and_restores_only_the_gpu_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    visible = 1  # restored where one GPU is visible ...
+    restored: list[tuple[int, int]] = []
+
+    def set_state(state: torch.Tensor, device: Any = "cuda") -> None:
+        index = torch.device(device).index or 0
+        if index >= visible:
+            raise IndexError("list index out of range")  # what torch does for a GPU that is not there
+        restored.append((index, int(state[0])))
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: visible)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_state)
+    monkeypatch.setattr(torch.cuda, "get_rng_state",
+                        lambda device="cuda": torch.tensor([10 + torch.device(device).index]))
+    gpu0 = torch.device("cuda", 0)
+    # ... from an 8-GPU node, in the format get_rng_state_all() wrote: one state per visible GPU.
+    old = {**loop.rng_state(), "cuda": [torch.tensor([i]) for i in range(8)]}
+    loop.set_rng_state(old, gpu0)
+    assert restored == [(0, 0)]
+    loop.set_rng_state(old, torch.device("cpu"))  # a CPU run ignores GPU states
+    assert restored == [(0, 0)]
+    # Now each process saves its own GPU's generator only, and restores it to the GPU it runs on.
+    state = loop.rng_state(torch.device("cuda", 3))
+    assert int(state["cuda"][0]) == 13 and state["cuda_index"] == 3
+    loop.set_rng_state(state, gpu0)
+    assert restored[-1] == (0, 13)
+    assert "cuda" not in loop.rng_state(torch.device("cpu"))
+
+
+def test_bf16_on_a_gpu_before_ampere_warns(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from clsctl.engine.build import warn_if_bf16_is_emulated
+
+    capability = (7, 5)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    gpu = torch.device("cuda", 0)
+    with caplog.at_level("WARNING", logger="clsctl"):
+        warn_if_bf16_is_emulated(torch.bfloat16, gpu)
+        warn_if_bf16_is_emulated(torch.float16, gpu)  # fp16 is native there
+        warn_if_bf16_is_emulated(torch.bfloat16, torch.device("cpu"))
+    assert len(caplog.records) == 1
+    assert "Tesla T4 (compute capability 7.5) is emulated" in caplog.text and "fp16" in caplog.text
+    caplog.clear()
+    capability = (8, 0)
+    with caplog.at_level("WARNING", logger="clsctl"):
+        warn_if_bf16_is_emulated(torch.bfloat16, gpu)
+    assert not caplog.records
+
+
+def test_validation_copies_the_logits_to_the_host_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clsctl.engine import distributed as D
+    from clsctl.engine.progress import make_progress
+
+    class Loader:
+        """Four batches of 2 (the sampler gives validate the dataset order)."""
+
+        sampler = [(i, None) for i in range(8)]
+
+        def __iter__(self) -> Any:
+            g = torch.Generator().manual_seed(0)
+            return iter([(torch.rand(2, 3, 32, 32, generator=g), torch.tensor([i % 3, (i + 1) % 3]))
+                         for i in range(4)])
+
+    copies = []
+    original = torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: copies.append(self.shape) or original(self, *a, **k))
+    model = create_model("lenet5", num_classes=3)
+    with make_progress(False) as progress:
+        metrics = loop.validate(model, Loader(), torch.device("cpu"), 3, D.DistContext(), progress, "val")
+    assert copies[0] == torch.Size([8, 3])  # one copy of all logits ...
+    assert not [shape for shape in copies if shape[0] == 2]  # ... none per batch of 2
+    assert 0 <= metrics["accuracy/top1"] <= 100
+
+
+def test_the_distributed_timeout_goes_to_the_process_group(data_root: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from clsctl.engine import distributed as D
+
+    seen = []
+
+    def setup(device: str, timeout_s: float | None = None) -> D.DistContext:
+        seen.append((device, timeout_s))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(D, "setup", setup)
+    with pytest.raises(RuntimeError, match="stop here"):
+        _run(_recipe(data_root, tmp_path / "run", dist_timeout="1.5h"))
+    assert seen == [("cpu", 5400.0)]

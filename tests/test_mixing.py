@@ -117,3 +117,19 @@ def test_soft_cross_entropy_matches_torch() -> None:
     logits.requires_grad_(True)
     soft_cross_entropy(logits, soft, 0.1).backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_permutation_reaches_a_gpu_from_pinned_memory_without_blocking(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clsctl.data.mixing import permutation
+
+    # No GPU here: record what the permutation goes through on its way to one.
+    events = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a: events.append("pin") or self)
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: events.append((a, k)) or self)
+    gpu = torch.device("cuda", 0)
+    perm = permutation(6, torch.Generator().manual_seed(3), gpu)
+    assert events == ["pin", ((gpu,), {"non_blocking": True})]
+    assert perm.tolist() == torch.randperm(6, generator=torch.Generator().manual_seed(3)).tolist()
+    monkeypatch.undo()
+    cpu_perm = permutation(6, torch.Generator().manual_seed(3), torch.device("cpu"))
+    assert cpu_perm.tolist() == perm.tolist()  # the same draw on any device

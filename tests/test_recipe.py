@@ -135,3 +135,18 @@ def test_defaults_and_milestone_check(tmp_path: Path) -> None:
     assert recipe.loss.type == "cross_entropy" and recipe.runtime.work_dir == "runs/r"
     with pytest.raises(RecipeError, match="after the last epoch"):
         load_recipe(write(tmp_path / "m.yaml", {**MINIMAL, "schedule": {"type": "multistep", "milestones": [50]}}))
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("10m", 600.0), ("1.5h", 5400.0), ("30s", 30.0), (90, 90.0),
+                                                 ("2d", 172800.0), (0, 0.0)])
+def test_durations_take_seconds_or_units(tmp_path: Path, value: object, seconds: float) -> None:
+    from clsctl.recipe.schema import duration_seconds
+
+    recipe = load_recipe(write(tmp_path / "r.yaml", {**MINIMAL, "runtime": {"dist_timeout": value}}))
+    assert duration_seconds(recipe.runtime.dist_timeout) == seconds
+
+
+def test_a_bad_duration_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError) as excinfo:
+        load_recipe(write(tmp_path / "r.yaml", {**MINIMAL, "runtime": {"dist_timeout": "ten minutes"}}))
+    assert any("runtime.dist_timeout: 'ten minutes' is not a duration" in m for m in messages(excinfo))

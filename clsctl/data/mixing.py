@@ -56,6 +56,19 @@ def to_soft_targets(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     return targets.float().clamp(min=0)
 
 
+def permutation(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """A random permutation of ``range(n)`` drawn from the CPU ``generator``, on ``device``.
+
+    Drawn on the CPU so a run mixes the same images on any device. To a GPU it travels from pinned memory
+    without blocking: a copy from ordinary (pageable) memory would make the host wait for the GPU queue to
+    drain once per mixed batch.
+    """
+    perm = torch.randperm(n, generator=generator)
+    if device.type != "cuda":
+        return perm.to(device)
+    return perm.pin_memory().to(device, non_blocking=True)
+
+
 def cutmix_box(height: int, width: int, lam: float, generator: torch.Generator) -> tuple[int, int, int, int]:
     """``(y1, y2, x1, x2)`` of a box covering about ``1 - lam`` of the image, centred at a uniform random point
     and clipped to the image (so it can be smaller)."""
@@ -72,7 +85,7 @@ def mixup(images: torch.Tensor, targets: torch.Tensor, alpha: float,
           generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]:
     """``lam * x + (1 - lam) * x[perm]``; returns images, soft targets, lam and perm."""
     lam = _beta(alpha, generator)
-    perm = torch.randperm(len(images), generator=generator).to(images.device)
+    perm = permutation(len(images), generator, images.device)
     mixed = images * lam + images[perm] * (1.0 - lam)
     return mixed, targets * lam + targets[perm] * (1.0 - lam), lam, perm
 
@@ -82,7 +95,7 @@ def cutmix(images: torch.Tensor, targets: torch.Tensor, alpha: float,
     """Paste the box of ``x[perm]`` into ``x``; lam is the share of the image not covered by the box."""
     height, width = images.shape[-2:]
     box_lam = _beta(alpha, generator)
-    perm = torch.randperm(len(images), generator=generator).to(images.device)
+    perm = permutation(len(images), generator, images.device)
     y1, y2, x1, x2 = cutmix_box(height, width, box_lam, generator)
     mixed = images.clone()
     mixed[..., y1:y2, x1:x2] = images[perm][..., y1:y2, x1:x2]
@@ -96,7 +109,7 @@ def resizemix(images: torch.Tensor, targets: torch.Tensor, alpha: float, lam_min
     lam ~ Beta(alpha, alpha) scaled into [lam_min, lam_max]."""
     height, width = images.shape[-2:]
     box_lam = lam_min + (lam_max - lam_min) * _beta(alpha, generator)
-    perm = torch.randperm(len(images), generator=generator).to(images.device)
+    perm = permutation(len(images), generator, images.device)
     y1, y2, x1, x2 = cutmix_box(height, width, box_lam, generator)
     mixed = images.clone()
     if y2 > y1 and x2 > x1:

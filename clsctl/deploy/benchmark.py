@@ -13,7 +13,8 @@ import resource
 import statistics
 import sys
 import time
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,9 @@ def check_settings(settings: BenchmarkSettings, device: torch.device) -> None:
         raise ClsctlError("--fuse-conv-bn measures the deploy form, which is for inference: use --mode infer")
     if settings.batch_size < 1 or settings.iters < 1 or settings.warmup < 0:
         raise ClsctlError("--batch-size and --iters must be at least 1, --warmup at least 0")
+    if settings.compile and settings.warmup < 1:
+        raise ClsctlError("--compile needs --warmup 1 or more: torch.compile compiles on the first call, which "
+                          "would otherwise be timed")
     if settings.shape is not None and min(settings.shape) < 1:
         raise ClsctlError(f"--shape must be positive, got {settings.shape}")
 
@@ -160,6 +164,25 @@ def _autocast(device: torch.device, amp: str | None) -> AbstractContextManager[A
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _reset_peak_memory(device: torch.device) -> None:
+    """Start counting peak memory now (after warm-up: cuDNN's algorithm search and compilation allocate
+    workspaces that training and inference at steady state do not hold)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+@contextmanager
+def _cudnn_benchmark() -> Iterator[None]:
+    """cuDNN picks its fastest algorithms for the input shape, as ``clsctl train`` lets it (the search runs in
+    warm-up); the previous setting is restored afterwards."""
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
 
 
 def _infer_step(model: nn.Module, inputs: torch.Tensor, device: torch.device, amp: str | None) -> Any:
@@ -211,6 +234,21 @@ def prepare_model(settings: BenchmarkSettings, device: torch.device) -> tuple[nn
     return model, name, (int(size[0]), int(size[1]))  # type: ignore[return-value]
 
 
+def _measure(step: Any, settings: BenchmarkSettings, device: torch.device) -> list[float]:
+    """Milliseconds of each of ``settings.iters`` timed steps, after ``settings.warmup`` untimed ones."""
+    for _ in range(settings.warmup):
+        step()
+    _synchronize(device)
+    _reset_peak_memory(device)
+    times = []
+    for _ in range(settings.iters):
+        start = time.perf_counter()
+        step()
+        _synchronize(device)
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
 def run_benchmark(settings: BenchmarkSettings) -> BenchmarkResult:
     """Measure ``settings.iters`` iterations after ``settings.warmup`` untimed ones.
 
@@ -221,25 +259,19 @@ def run_benchmark(settings: BenchmarkSettings) -> BenchmarkResult:
 
     device = resolve_device(settings.device)
     check_settings(settings, device)
+    if settings.amp is not None:
+        from clsctl.engine.build import warn_if_bf16_is_emulated
+
+        warn_if_bf16_is_emulated(AMP_DTYPES[settings.amp], device)
     model, name, (height, width) = prepare_model(settings, device)
     params = sum(p.numel() for p in model.parameters())
     inputs = torch.randn(settings.batch_size, 3, height, width, device=device)
     if settings.channels_last:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     make_step = _train_step if settings.mode == "train" else _infer_step
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     try:
-        step = make_step(model, inputs, device, settings.amp)
-        for _ in range(settings.warmup):
-            step()
-        _synchronize(device)
-        times = []
-        for _ in range(settings.iters):
-            start = time.perf_counter()
-            step()
-            _synchronize(device)
-            times.append((time.perf_counter() - start) * 1000)
+        with _cudnn_benchmark():
+            times = _measure(make_step(model, inputs, device, settings.amp), settings, device)
     except RuntimeError as exc:
         if "out of memory" in str(exc).lower():
             raise ClsctlError(f"out of memory at batch size {settings.batch_size}: lower --batch-size") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ from clsctl.errors import ClsctlError, RecipeError
 from clsctl.models import create_model, model_info
 from clsctl.recipe import Recipe, schema as S
 
+logger = logging.getLogger("clsctl")
+
 SPLITS = ("train", "val", "test")
 
 
@@ -28,6 +31,17 @@ def resolve_device(spec: str | None) -> torch.device:
     if spec.startswith("cuda") and not torch.cuda.is_available():
         raise ClsctlError(f"device '{spec}' asked for, but CUDA is not available here (use --device cpu)")
     return torch.device(spec)
+
+
+def warn_if_bf16_is_emulated(dtype: torch.dtype | None, device: torch.device) -> None:
+    """bf16 on a GPU older than compute capability 8.0 (Ampere) runs emulated, often slower than fp32: say so."""
+    if dtype != torch.bfloat16 or device.type != "cuda":
+        return
+    major, minor = torch.cuda.get_device_capability(device)
+    if major < 8:
+        logger.warning("bf16 on %s (compute capability %d.%d) is emulated and slow; bf16 needs 8.0 (Ampere) or "
+                       "newer; use fp16 on this GPU (runtime.amp: fp16, benchmark --amp fp16)",
+                       torch.cuda.get_device_name(device), major, minor)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

@@ -13,6 +13,7 @@ Each worker then calls :func:`setup`, which joins the process group (NCCL on CUD
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 import signal
@@ -85,12 +86,17 @@ def _slurm_master_addr(env: dict[str, str]) -> str:
     return env.get("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1")
 
 
-def setup(device_spec: str | None) -> DistContext:
+def setup(device_spec: str | None, timeout_s: float | None = None) -> DistContext:
     """Join the process group when the environment says this process is one of several.
+
+    A CUDA process (one of several, or alone on ``cuda:N``) makes its GPU the current device, so that
+    everything that uses "the current GPU" (pinned-memory threads, ``is_bf16_supported``, NCCL) uses it.
 
     Args:
         device_spec: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; in a distributed CUDA run each process takes
-            ``cuda:LOCAL_RANK``.
+            ``cuda:LOCAL_RANK``, or the single GPU it sees (Slurm's ``--gpus-per-task=1``).
+        timeout_s: How long a collective may wait for the other processes (``runtime.dist_timeout``); None:
+            torch's default.
 
     Raises:
         ClsctlError: A CUDA run with more processes on this node than GPUs.
@@ -98,17 +104,17 @@ def setup(device_spec: str | None) -> DistContext:
     device = resolve_device(device_spec)
     ranks = env_ranks()
     if ranks is None or ranks[1] <= 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
+            torch.cuda.set_device(device)
         return DistContext(device=device)
     rank, world_size, local_rank = ranks
     if device.type == "cuda":
-        if local_rank >= torch.cuda.device_count():
-            raise ClsctlError(f"process {rank} wants GPU {local_rank}, but this machine has "
-                              f"{torch.cuda.device_count()}; start fewer processes per node")
-        device = torch.device("cuda", local_rank)
+        device = torch.device("cuda", local_gpu(rank, local_rank, torch.cuda.device_count()))
         torch.cuda.set_device(device)
     if dist.is_initialized():
         return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, device,
-                           control_group=_control_group())
+                           control_group=_control_group(timeout_s))
     # Slurm starts the processes but leaves the rendezvous to us: rank 0's host and a fixed port.
     os.environ.setdefault("MASTER_ADDR", _slurm_master_addr(dict(os.environ)))
     os.environ.setdefault("MASTER_PORT", "29500")
@@ -119,15 +125,41 @@ def setup(device_spec: str | None) -> DistContext:
         log = logging.getLogger("clsctl")
         log.setLevel(max(log.getEffectiveLevel(), logging.WARNING))
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world_size)
+    options: dict[str, Any] = {}
+    if timeout_s:
+        options["timeout"] = datetime.timedelta(seconds=timeout_s)
+    if device.type == "cuda":
+        options["device_id"] = device  # binds the NCCL communicator to this GPU, formed now (errors show here)
+    dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world_size, **options)
     logger.debug("rank %d of %d joined (%s on %s)", rank, world_size, backend, device)
-    return DistContext(rank, world_size, local_rank, device, owns_group=True, control_group=_control_group())
+    return DistContext(rank, world_size, local_rank, device, owns_group=True, control_group=_control_group(timeout_s))
 
 
-def _control_group() -> Any:
+def local_gpu(rank: int, local_rank: int, visible: int) -> int:
+    """The index of this process's GPU among the ``visible`` ones.
+
+    Normally ``local_rank``. Under Slurm with ``--gpus-per-task=1`` (or any launcher that sets
+    ``CUDA_VISIBLE_DEVICES`` per process) each process sees exactly one GPU while its local rank runs 0..N-1:
+    that GPU is index 0.
+
+    Raises:
+        ClsctlError: More processes on this node than visible GPUs.
+    """
+    if visible == 1:
+        return 0
+    if local_rank >= visible:
+        raise ClsctlError(f"process {rank} wants GPU {local_rank}, but this machine has {visible}; start fewer "
+                          f"processes per node")
+    return local_rank
+
+
+def _control_group(timeout_s: float | None = None) -> Any:
     """A gloo group beside an NCCL one: agreeing on a flag there needs no CUDA synchronisation, which would
     stall the GPU queue once per step."""
-    return dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
+    if dist.get_backend() == "gloo":
+        return None
+    timeout = datetime.timedelta(seconds=timeout_s) if timeout_s else None
+    return dist.new_group(backend="gloo", timeout=timeout)
 
 
 def teardown(ctx: DistContext) -> None:
@@ -160,6 +192,37 @@ def any_rank(flag: bool, ctx: DistContext) -> bool:
     value = torch.tensor([1 if flag else 0], dtype=torch.int32)
     dist.all_reduce(value, op=dist.ReduceOp.MAX, group=ctx.control_group)
     return bool(value.item())
+
+
+def gather_objects(value: Any, ctx: DistContext) -> list[Any]:
+    """Every process's ``value`` (picklable, tensors on the CPU), in rank order; ``[value]`` in a single process.
+
+    Runs on the CPU (gloo) group, so it never waits for the GPU queue.
+    """
+    if not ctx.distributed:
+        return [value]
+    parts: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(parts, value, group=ctx.control_group)
+    return parts
+
+
+def broadcast_buffers(module: torch.nn.Module, ctx: DistContext) -> None:
+    """Give every process rank 0's buffers (BatchNorm running statistics), in place.
+
+    DDP broadcasts them at the start of each training forward, and that forward then updates each process's
+    copy with its own batch: after the last step they differ, and rank 0's are the ones saved. Validating
+    after this scores on every process the model that is checkpointed.
+    """
+    if not ctx.distributed:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=0)
+
+
+def wrap_ddp(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
+    """``model`` in DistributedDataParallel, on this process's GPU (or the CPU)."""
+    on_cuda = ctx.device.type == "cuda"
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if on_cuda else None)
 
 
 def gather_by_index(indices: Sequence[int], *tensors: torch.Tensor, ctx: DistContext) -> tuple[torch.Tensor, ...]:

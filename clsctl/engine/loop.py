@@ -31,7 +31,8 @@ from clsctl.data.datasets import exclude_replaced_samples
 from clsctl.data.device import DeviceInput
 from clsctl.data.loaders import build_loader
 from clsctl.engine import distributed as D
-from clsctl.engine.build import build_model, build_split, device_input, preprocessing, seed_everything
+from clsctl.engine.build import (build_model, build_split, device_input, preprocessing, seed_everything,
+                                 warn_if_bf16_is_emulated)
 from clsctl.engine.checkpoint import latest_checkpoint, link_checkpoint, load_checkpoint, save_checkpoint
 from clsctl.engine.ema import ModelEma
 from clsctl.engine.evaluation import run_evaluation
@@ -40,6 +41,7 @@ from clsctl.engine.progress import make_progress
 from clsctl.engine.runlog import MetricsLog
 from clsctl.errors import CheckpointError, ClsctlError, RecipeError, TrainingDivergedError
 from clsctl.recipe import Recipe
+from clsctl.recipe.schema import duration_seconds
 
 logger = logging.getLogger("clsctl")
 
@@ -117,27 +119,55 @@ def build_criterion(recipe: Recipe) -> nn.Module:
     return build_loss(config, recipe.model.num_classes or (len(per_class) if per_class else 0))
 
 
-def rng_state() -> dict[str, Any]:
-    """Every RNG's state, as data ``torch.load(weights_only=True)`` accepts."""
+def rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """This process's RNG states, as data ``torch.load(weights_only=True)`` accepts.
+
+    Python, NumPy and torch's CPU generator, plus, on a GPU, the generator of the one GPU this process uses
+    (``cuda``, with its index as ``cuda_index``); never every visible GPU's, which a machine with fewer GPUs
+    could not restore.
+    """
     np_state = np.random.get_state()
-    state = {
+    state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+        state["cuda_index"] = device.index
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` saved."""
+def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
+    """Restore what :func:`rng_state` saved; the saved GPU generator goes to ``device``.
+
+    Checkpoints written before per-device states hold a list with one state per visible GPU: the entry of
+    this process's GPU is used when there is one (none is skipped: a CPU run, or fewer GPUs than saved from).
+    """
     random.setstate(tuple(s if not isinstance(s, list) else tuple(s) for s in state["python"]))
     name, keys, *rest = state["numpy"]
     np.random.set_state((name, keys.numpy(), *rest))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    saved = state.get("cuda")
+    if saved is None or device is None or device.type != "cuda":
+        return
+    if isinstance(saved, (list, tuple)):  # the old format: every visible GPU's state
+        index = device.index if device.index is not None else 0
+        if index >= len(saved):
+            return
+        saved = saved[index]
+    torch.cuda.set_rng_state(saved, device)
+
+
+def restore_scaler(scaler: torch.amp.GradScaler, saved: dict[str, Any] | None) -> None:
+    """Load a saved GradScaler state, unless the run that saved it had no scaling (CPU, bf16, fp32).
+
+    A disabled scaler saves ``{}``, and an enabled one refuses to load that: resuming such a checkpoint with
+    fp16 on CUDA keeps the fresh scaler's initial scale instead. The reverse (an fp16 state into a disabled
+    scaler) is ignored by the scaler itself.
+    """
+    if saved:
+        scaler.load_state_dict(saved)
 
 
 def amp_dtype(setting: bool | str, device: torch.device) -> torch.dtype | None:
@@ -193,7 +223,7 @@ def train(recipe: Recipe, work_dir: str | Path | None = None, *, resume: bool | 
         TrainingDivergedError: The loss became NaN or infinite (the last good checkpoint is kept).
         TrainingInterrupted: Ctrl-C; resume with ``resume=True``.
     """
-    ctx = D.setup(device or recipe.runtime.device)
+    ctx = D.setup(device or recipe.runtime.device, duration_seconds(recipe.runtime.dist_timeout))
     try:
         return _train(recipe, work_dir, resume, ctx, show_progress)
     finally:
@@ -207,6 +237,7 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
     dev = ctx.device
     on_cuda = dev.type == "cuda"
     autocast_dtype = amp_dtype(rt.amp, dev)
+    warn_if_bf16_is_emulated(autocast_dtype, dev)
     channels_last = rt.channels_last and on_cuda
     if rt.deterministic and on_cuda:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for deterministic GEMMs
@@ -247,7 +278,7 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
     ema = ModelEma(raw_model, recipe.ema.decay, warmup=recipe.ema.warmup) if recipe.ema else None
     model: nn.Module = raw_model
     if ctx.distributed:
-        model = nn.parallel.DistributedDataParallel(raw_model, device_ids=[dev.index] if on_cuda else None)
+        model = D.wrap_ddp(raw_model, ctx)
     if rt.compile:
         model = torch.compile(model, mode=None if rt.compile is True else rt.compile)
 
@@ -279,18 +310,22 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
         raw_model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         schedule.load_state_dict(ckpt["schedule"])
-        scaler.load_state_dict(ckpt["scaler"])
+        restore_scaler(scaler, ckpt.get("scaler"))
         if ema is not None:
             if "ema" in ckpt:
                 ema.load_state_dict(ckpt["ema"])
             else:
                 logger.warning("%s has no EMA weights; the EMA starts from the resumed weights", path)
                 ema = ModelEma(raw_model, recipe.ema.decay, warmup=recipe.ema.warmup)
-        set_rng_state(ckpt["rng"])
+        # Each process continues its own random streams; a checkpoint from another number of processes (or
+        # from before per-rank states) has only rank 0's, which all then use.
+        per_rank = ckpt.get("rank_states") or []
+        own = per_rank[ctx.rank] if len(per_rank) == ctx.world_size else {}
+        set_rng_state(own.get("rng", ckpt["rng"]), dev)
         start_epoch, best_metric = int(ckpt["epoch"]), ckpt.get("best_metric")
         best_ema_metric = ckpt.get("best_ema_metric")
         start_batch = int(ckpt.get("position", 0))
-        mix_state = ckpt.get("mix_state")
+        mix_state = own.get("mix_state", ckpt.get("mix_state"))
         where = f", batch {start_batch} of epoch {start_epoch + 1}" if start_batch else ""
         logger.info("resumed from %s at epoch %d%s (lr %.6g)", path, start_epoch, where, schedule.current_lr())
         if start_epoch >= rt.epochs:
@@ -305,15 +340,30 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
     log = _Records(run_dir, enabled=ctx.is_main, recipe=recipe, resume=bool(resume))
     common = {"recipe": recipe.to_dict(), "class_names": class_names, "preprocessing": preprocessing(recipe)}
 
-    def checkpoint(epoch: int, metrics: dict[str, float], position: int = 0, mix: Any = None) -> dict[str, Any]:
-        """Everything to continue from: ``epoch`` finished epochs plus ``position`` batches of the next."""
+    def rank_state(mix: Any = None) -> dict[str, Any]:
+        """This process's random streams: its RNGs and its batch mixer's generator."""
+        state = {"rng": rng_state(dev)}
+        if mix is not None:
+            state["mix_state"] = mix.keywords["generator"].get_state()
+        return state
+
+    def checkpoint(epoch: int, metrics: dict[str, float], position: int = 0,
+                   rank_states: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Everything to continue from: ``epoch`` finished epochs plus ``position`` batches of the next.
+
+        ``rank_states`` (every process's :func:`rank_state`, gathered by all of them) is what a position
+        inside an epoch needs; at an epoch's end the streams are re-seeded, and rank 0's state is enough.
+        """
+        own = rank_states[0] if rank_states else rank_state()
         state = {**common, "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                  "schedule": schedule.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-                 "rng": rng_state(), "best_metric": best_metric, "metrics": metrics}
+                 "rng": own["rng"], "best_metric": best_metric, "metrics": metrics}
         if position:
             state["position"] = position
-            if mix is not None:
-                state["mix_state"] = mix.keywords["generator"].get_state()
+            if "mix_state" in own:
+                state["mix_state"] = own["mix_state"]
+            if rank_states and len(rank_states) > 1:
+                state["rank_states"] = rank_states
         if ema is not None:
             state["ema"] = ema.state_dict()
             state["best_ema_metric"] = best_ema_metric
@@ -350,8 +400,9 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
                     stop=stop_requested, inputs=inputs)
                 if stopped_at is not None:  # Ctrl-C: keep the exact position, then stop
                     _check_finite_weights(raw_model, epoch)
+                    rank_states = D.gather_objects(rank_state(mix), ctx)  # every process takes part
                     if ctx.is_main:
-                        save_checkpoint(checkpoint(epoch, val_metrics, stopped_at, mix), last_path)
+                        save_checkpoint(checkpoint(epoch, val_metrics, stopped_at, rank_states), last_path)
                     D.barrier(ctx)  # no process leaves (and gets the others killed) while rank 0 still writes
                     raise TrainingInterrupted(
                         f"training interrupted at epoch {epoch + 1}, batch {stopped_at}; {last_path} holds that "
@@ -361,6 +412,9 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
                 save_last = (epoch + 1) % rt.checkpoint_interval == 0 or is_last
                 new_best = False
                 if val_loader is not None and ((epoch + 1) % rt.val_interval == 0 or is_last):
+                    D.broadcast_buffers(raw_model, ctx)  # score rank 0's BatchNorm statistics, the ones saved
+                    if ema is not None:
+                        D.broadcast_buffers(ema.module, ctx)
                     val_metrics = validate(raw_model, val_loader, dev, len(class_names), ctx, progress,
                                            f"val {epoch + 1}", autocast_dtype, channels_last, inputs=inputs)
                     log.write({"mode": "val", "epoch": epoch + 1, "step": schedule.step_count, **val_metrics})
@@ -508,18 +562,20 @@ def validate(model: nn.Module, loader: Any, device: torch.device, num_classes: i
     model.eval()
     inputs = inputs or DeviceInput((0.0,) * 3, (1.0,) * 3)
     task = progress.add_task(description, total=len(loader.sampler) * ctx.world_size, status="")
+    # The logits stay on the device until the end: one copy to the host per validation, not one per batch
+    # (each would wait for the GPU queue to drain).
     logits, targets = [], []
     for images, batch_targets in loader:
         images, batch_targets = inputs(images, batch_targets, device, dtype=autocast_dtype,
                                        channels_last=channels_last)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             out = model(images)
-        logits.append(out.float().cpu())
-        targets.append(batch_targets.cpu())
+        logits.append(out.float())
+        targets.append(batch_targets)
         progress.advance(task, len(batch_targets) * ctx.world_size)
     # The order this process's loader yielded samples in (asked after the pass: a stream knows it only then).
     indices = [index for index, _ in loader.sampler]
-    all_logits, all_targets = D.gather_by_index(indices, torch.cat(logits), torch.cat(targets), ctx=ctx)
+    all_logits, all_targets = D.gather_by_index(indices, torch.cat(logits).cpu(), torch.cat(targets), ctx=ctx)
     chunks = list(zip(all_logits.split(1024), all_targets.split(1024)))
     output = run_evaluation(nn.Identity(), chunks, torch.device("cpu"), num_classes)
     metrics = output.metrics

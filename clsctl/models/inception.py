@@ -7,6 +7,9 @@ weights work and training code sees one tensor:
   normalised to [-1, 1]; the model converts ImageNet-normalised inputs itself).
 * The auxiliary classifier is kept (its parameters are part of the published count and weights) but the
   model returns only the main logits, in training too. Pass ``aux_logits=False`` to drop it.
+  Since its output is never used, it is not run in training either and its parameters do not require
+  gradients: they would get none, and DistributedDataParallel stops at the second step on parameters that
+  get no gradient ("Expected to have finished reduction in the prior iteration").
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ def _main_logits(x: torch.Tensor, aux: torch.Tensor | None) -> torch.Tensor:
     return x
 
 
+def _skip_aux(x: torch.Tensor) -> None:
+    """The auxiliary head's forward in training: nothing (its output would be dropped)."""
+    return None
+
+
 @register_model(**tv_meta("inception", 27_161_264, 5.713, "inception_v3_google-0cc3c7bd.pth", classifier="fc",
                           pool="avgpool", cam_layer="Mixed_7c", input_size=(299, 299), stages=_STAGES))
 def inception_v3(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
@@ -44,4 +52,7 @@ def inception_v3(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
         nn.init.zeros_(linear.bias)
     # torchvision returns (logits, aux) in training; a module-level function keeps the model picklable.
     model.eager_outputs = _main_logits
+    if model.AuxLogits is not None:
+        model.AuxLogits.forward = _skip_aux  # torchvision calls it in training only
+        model.AuxLogits.requires_grad_(False)
     return model

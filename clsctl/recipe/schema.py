@@ -6,14 +6,42 @@ is validated against exactly the options of its kind.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 Size = Union[Annotated[int, Field(gt=0)], tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]]]
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|h|d)?\s*$")
+_DURATION_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(value: float | str | None) -> float | None:
+    """Seconds of a duration: a number of seconds, or a string like ``30s``, ``10m``, ``1.5h``, ``2d``.
+
+    Raises:
+        ValueError: Not a duration (the recipe error shows the message).
+    """
+    if value is None or isinstance(value, (int, float)):
+        if value is not None and value < 0:
+            raise ValueError("a duration cannot be negative")
+        return None if value is None else float(value)
+    match = _DURATION.match(value)
+    if match is None:
+        raise ValueError(f"'{value}' is not a duration: use seconds (30) or a number with s, m, h or d (10m, 1.5h)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def _check_duration(value: float | str) -> float | str:
+    duration_seconds(value)
+    return value
+
+
+Duration = Annotated[Union[float, str], AfterValidator(_check_duration)]
 
 
 class Section(BaseModel):
@@ -859,6 +887,9 @@ class RuntimeConfig(Section):
         None, description="Whether larger is better; default: less for names containing 'loss', else greater.")
     load_from: str | None = Field(None, description="Start from these weights (checkpoint or state dict); "
                                                     "unlike resume, optimizer, schedule and epoch start fresh.")
+    dist_timeout: Duration = Field(
+        "30m", description="How long a process of a distributed run waits for the others at a collective (rank 0 "
+                           "writes checkpoints while they wait) before the run fails; e.g. 30m, 1h, 600.")
 
 
 class Recipe(Section):

@@ -107,15 +107,21 @@ def test_more_cuda_workers_than_gpus_is_a_clear_error(runner: CliRunner, ddp_rec
 
 @pytest.mark.slow  # three 2-worker runs: about 50 s
 def test_ctrl_c_stops_every_worker_at_one_step_and_resume_is_exact(tmp_path: Path) -> None:
+    """Also: each worker keeps its own random streams (dropout, mixup) across the stop, and validation scores
+    the BatchNorm statistics that are saved (rank 0's)."""
     import os
     import subprocess
     import sys
     import time
 
+    from clsctl.engine.testing import evaluate
+
     write_image_folder(tmp_path / "data" / "train", per_class=16, seed=1)  # 48 images: 6 steps of 2 x 4
     write_image_folder(tmp_path / "data" / "val", per_class=2, seed=2)
     data = tiny_recipe_dict(tmp_path / "data", tmp_path / "unused", epochs=8)
     data["data"]["loader"]["batch_size"] = 4
+    data["model"]["kwargs"] = {"drop_rate": 0.3}  # each rank's dropout stream must continue where it stopped
+    data["data"]["batch_augments"] = [{"type": "mixup", "alpha": 0.4}]  # and so must its mixing generator
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(data), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
@@ -139,12 +145,15 @@ def test_ctrl_c_stops_every_worker_at_one_step_and_resume_is_exact(tmp_path: Pat
     pressed = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
-    assert time.monotonic() - pressed < 20  # not the launcher's 30 s wait before it kills the workers
+    assert time.monotonic() - pressed < 28  # not the launcher's 30 s wait before it kills the workers
     assert proc.returncode == 130, stderr
     assert "training interrupted at epoch" in stderr and "continue with --resume" in stderr
     assert "Traceback" not in stderr and stderr.count("stopping after this step") == 1  # rank 0 speaks
     stopped = load_checkpoint(run / "last.pt")
     assert 1 <= stopped["position"] < 6 and stopped["epoch"] < 8
+    ranks = stopped["rank_states"]  # one entry per worker: their streams differ
+    assert len(ranks) == 2 and not torch.equal(ranks[0]["rng"]["torch"], ranks[1]["rng"]["torch"])
+    assert ranks[0]["mix_state"].tolist() != ranks[1]["mix_state"].tolist()
 
     resumed = subprocess.run(command(run, "--resume"), env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
@@ -153,6 +162,10 @@ def test_ctrl_c_stops_every_worker_at_one_step_and_resume_is_exact(tmp_path: Pat
     assert final.keys() == expected.keys()
     for key in expected:
         assert torch.equal(final[key], expected[key]), key
+    # The last validation (both workers, each its half) scored the saved model: rank 0's BatchNorm statistics.
+    logged = _records(run, "val")[-1]
+    rescored = evaluate(run / "last.pt", split="val", device="cpu", show_progress=False).metrics
+    assert logged["loss"] == pytest.approx(rescored["loss"], abs=1e-6)
 
 
 def test_more_gpus_than_cuda_devices_stops_at_once(runner: CliRunner, ddp_recipe: dict, tmp_path: Path) -> None:
