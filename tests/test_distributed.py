@@ -219,6 +219,10 @@ def _train_every_family(rank: int, port: int, out: str) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=60))
     ctx = D.DistContext(rank, 2, rank, torch.device("cpu"))
     results = {}
+    # Checkpoint data (tensors in it) from every rank, as a mid-epoch save gathers the ranks' RNG states.
+    gathered = D.gather_objects({"rank": rank, "torch": torch.get_rng_state(), "python": (3, None)}, ctx)
+    results["(gather_objects)"] = "ok" if [g["rank"] for g in gathered] == [0, 1] and all(
+        torch.is_tensor(g["torch"]) and g["python"] == (3, None) for g in gathered) else repr(gathered)[:200]
     for family, name in _tiny_variants().items():
         try:
             torch.manual_seed(0)
@@ -257,5 +261,5 @@ def test_every_family_trains_two_steps_in_two_gloo_workers(tmp_path: Path) -> No
             if process.is_alive():
                 process.kill()
     results = json.loads((tmp_path / "rank0.json").read_text())
-    assert set(results) == set(_tiny_variants())
+    assert set(results) == set(_tiny_variants()) | {"(gather_objects)"}
     assert {family: result for family, result in results.items() if result != "ok"} == {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import io
 import logging
 import os
 import signal
@@ -195,15 +196,20 @@ def any_rank(flag: bool, ctx: DistContext) -> bool:
 
 
 def gather_objects(value: Any, ctx: DistContext) -> list[Any]:
-    """Every process's ``value`` (picklable, tensors on the CPU), in rank order; ``[value]`` in a single process.
+    """Every process's ``value`` (data ``torch.load(weights_only=True)`` accepts, tensors on the CPU), in rank
+    order; ``[value]`` in a single process.
 
     Runs on the CPU (gloo) group, so it never waits for the GPU queue.
     """
     if not ctx.distributed:
         return [value]
+    # Tensors travel as torch.save bytes: all_gather_object's own pickling of tensors does not load back
+    # ("UntypedStorage has no attribute dtype" in torch 2.14), and bytes load with weights_only=True.
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
     parts: list[Any] = [None] * ctx.world_size
-    dist.all_gather_object(parts, value, group=ctx.control_group)
-    return parts
+    dist.all_gather_object(parts, buffer.getvalue(), group=ctx.control_group)
+    return [torch.load(io.BytesIO(part), weights_only=True) for part in parts]
 
 
 def broadcast_buffers(module: torch.nn.Module, ctx: DistContext) -> None:
