@@ -29,4 +29,4 @@ completions: $(STAMP)
 	$(PY) -m clsctl.cli.completions completions
 
 clean:
-	rm -rf $(VENV) runs/quickstart data/digits
+	rm -rf $(VENV) runs/quickstart runs/quickstart.old-* data/digits

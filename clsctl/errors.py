@@ -42,6 +42,12 @@ class CheckpointError(ClsctlError):
     """A file that is not a clsctl checkpoint, or one that does not fit the model."""
 
 
+class CheckpointWriteError(ClsctlError):
+    """A checkpoint could not be written (disk full, no permission, I/O error); the previous one is intact."""
+
+    exit_code = 4
+
+
 class TrainingDivergedError(ClsctlError):
     """The loss became NaN or infinite."""
 

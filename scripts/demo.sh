@@ -11,7 +11,7 @@ fi
 rm -rf "$RUN"  # a fresh run each time, so the log and plots describe this run only
 
 start=$(date +%s)
-"$CLSCTL" train recipes/quickstart.yaml
+"$CLSCTL" train recipes/quickstart.yaml --overwrite  # a previous demo run is moved to runs/quickstart.old-<time>
 "$CLSCTL" test "$RUN/best.pt" --out "$RUN/predictions.json" --no-per-class
 three=$(ls -d data/digits/val/3/*.png | head -n 1)
 seven=$(ls -d data/digits/val/7/*.png | head -n 1)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from clsctl.engine.checkpoint import latest_checkpoint, link_checkpoint, load_checkpoint, save_checkpoint
-from clsctl.errors import CheckpointError
+from clsctl.errors import CheckpointError, CheckpointWriteError
 
 
 def payload(value: float = 1.0) -> dict:
@@ -27,19 +27,58 @@ def test_round_trip_with_weights_only(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary file left behind
 
 
-def test_failed_write_keeps_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _fail_torch_save(obj: object, handle: object, error: OSError) -> None:
+    handle.write(b"partial garbage")
+    raise error
+
+
+@pytest.mark.parametrize("where", ["write", "fsync", "create", "rename"])
+def test_failed_write_keeps_previous_file_and_says_where(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         where: str) -> None:
+    import errno
+    import tempfile
+
     path = save_checkpoint(payload(1.0), tmp_path / "last.pt")
+    error = {"write": OSError(errno.ENOSPC, "No space left on device"), "fsync": OSError(errno.EIO, "I/O error"),
+             "create": PermissionError(errno.EACCES, "Permission denied"),
+             "rename": OSError(errno.EIO, "I/O error")}[where]
 
-    def crash(obj: object, handle: object) -> None:
-        handle.write(b"partial garbage")
-        raise OSError("disk full")
+    def fail(*args: object, **kwargs: object) -> None:
+        raise error
 
-    monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError, match="disk full"):
+    if where == "write":
+        monkeypatch.setattr(torch, "save", lambda obj, handle: _fail_torch_save(obj, handle, error))
+    elif where == "fsync":
+        monkeypatch.setattr(os, "fsync", fail)
+    elif where == "create":
+        monkeypatch.setattr(tempfile, "mkstemp", fail)
+    else:
+        monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(CheckpointWriteError) as excinfo:
         save_checkpoint(payload(2.0), path)
     monkeypatch.undo()
+    message = str(excinfo.value)
+    assert message.startswith(f"cannot write checkpoint {path}: {error.strerror} (") and "\n" not in message
+    assert f"GiB free on {tmp_path}" in message and message.endswith("the previous checkpoint is intact")
+    assert excinfo.value.exit_code == 4
     assert torch.equal(load_checkpoint(path)["model"]["w"], torch.full((4,), 1.0))
-    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def test_the_folder_is_fsynced_after_the_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import stat
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append("rename") or real_replace(a, b))
+    save_checkpoint(payload(), tmp_path / "last.pt")
+    assert events == ["fsync file", "rename", "fsync folder"]
 
 
 def test_kill_during_saves_never_corrupts(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import yaml
 from clsctl.engine.checkpoint import load_checkpoint
 from clsctl.engine.loop import train
 from clsctl.engine.optim import lr_factor
+from clsctl.engine.runs import newest_checkpoint
 from clsctl.errors import DataError
 from clsctl.recipe import load_recipe, validate_recipe
 
@@ -98,16 +99,18 @@ def _final_weights(run: Path) -> dict:
     return load_checkpoint(run / "last.pt")["model"]
 
 
-@pytest.fixture()
-def slow_recipe(tmp_path: Path) -> Path:
-    """A recipe with enough epochs that a signal lands mid-run."""
-    write_image_folder(tmp_path / "data" / "train", per_class=16, seed=1)
-    write_image_folder(tmp_path / "data" / "val", per_class=4, seed=2)
-    data = tiny_recipe_dict(tmp_path / "data", tmp_path / "run", epochs=8)
+@pytest.fixture(scope="module")
+def slow_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A recipe with enough epochs that a signal lands mid-run, and the final weights of an uninterrupted run."""
+    root = tmp_path_factory.mktemp("slow")
+    write_image_folder(root / "data" / "train", per_class=16, seed=1)
+    write_image_folder(root / "data" / "val", per_class=4, seed=2)
+    data = tiny_recipe_dict(root / "data", root / "unused", epochs=6)
     data["model"]["kwargs"] = {"drop_rate": 0.2}  # dropout draws from the global RNG: resume must restore it
-    path = tmp_path / "slow.yaml"
+    path = root / "slow.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return path
+    subprocess.run(_train_cmd(path, root / "reference"), env=_subprocess_env(), check=True, capture_output=True)
+    return path, root / "reference"
 
 
 def _train_cmd(recipe: Path, work_dir: Path, *extra: str) -> list[str]:
@@ -115,38 +118,75 @@ def _train_cmd(recipe: Path, work_dir: Path, *extra: str) -> list[str]:
             "--device", "cpu", *extra]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "kill-9"])
-def test_interrupted_run_resumes_to_identical_weights(slow_recipe: Path, tmp_path: Path, sig: int) -> None:
-    env = _subprocess_env()
-    reference = tmp_path / "reference"
-    subprocess.run(_train_cmd(slow_recipe, reference), env=env, check=True, capture_output=True)
+def _fake_scontrol(folder: Path) -> Path:
+    """An ``scontrol`` that records its arguments, put first on PATH."""
+    folder.mkdir()
+    script = folder / "scontrol"
+    script.write_text(f"#!/bin/sh\necho \"$@\" >> {folder / 'calls.txt'}\n", encoding="utf-8")
+    script.chmod(0o755)
+    return folder
 
+
+# Exit codes: 128 + the signal's number, as a shell reports a process ended by it.
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGKILL],
+                         ids=["sigint", "sigterm", "sigusr1-requeue", "kill-9"])
+def test_interrupted_run_resumes_to_identical_weights(slow_run: tuple[Path, Path], tmp_path: Path, sig: int) -> None:
+    recipe, reference = slow_run
+    env = _subprocess_env()
+    extra: list[str] = []
+    if sig == signal.SIGUSR1:  # under Slurm, with runtime.requeue: the job is put back in the queue ...
+        fake = _fake_scontrol(tmp_path / "bin")
+        env.update(PATH=f"{fake}{os.pathsep}{env['PATH']}", SLURM_JOB_ID="4242")
+        extra = ["--set", "runtime.requeue=true"]
+    if sig == signal.SIGKILL:  # nothing is saved at the kill: the recovery file, written after every step, is it
+        extra = ["--set", "runtime.recovery_interval=0.000001"]
     interrupted = tmp_path / "interrupted"
-    proc = subprocess.Popen(_train_cmd(slow_recipe, interrupted), env=env, preexec_fn=allow_ctrl_c,
+    proc = subprocess.Popen(_train_cmd(recipe, interrupted, *extra), env=env, preexec_fn=allow_ctrl_c,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def ready() -> bool:
+        if sig != signal.SIGKILL:
+            return (interrupted / "last.pt").exists()  # an epoch is done
+        log = interrupted / "metrics.jsonl"
+        in_epoch_2 = log.exists() and '"epoch": 2' in log.read_text()
+        return in_epoch_2 and (interrupted / "recovery.pt").exists()  # a recovery file inside epoch 2 or later
+
     deadline = time.time() + 120
-    while not (interrupted / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+    while not ready() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)
-    if sig == signal.SIGINT:
-        assert proc.returncode == 130, stderr
-        assert "continue with --resume" in stderr and "Traceback" not in stderr
-    else:
+    if sig == signal.SIGKILL:
         assert proc.returncode == -signal.SIGKILL
-    stopped_at = load_checkpoint(interrupted / "last.pt")["epoch"]
-    assert 1 <= stopped_at < 8
+        assert newest_checkpoint(interrupted).name == "recovery.pt"
+        stopped = load_checkpoint(interrupted / "recovery.pt")
+        assert stopped["position"] > 0  # inside an epoch
+    else:
+        assert proc.returncode == 128 + sig, stderr
+        assert "Traceback" not in stderr
+        stopped = load_checkpoint(interrupted / "last.pt")
+    assert 1 <= stopped["epoch"] < 6
 
-    resumed = subprocess.run(_train_cmd(slow_recipe, interrupted, "--resume"), env=env, capture_output=True, text=True)
+    if sig == signal.SIGUSR1:
+        assert (tmp_path / "bin" / "calls.txt").read_text().split() == ["requeue", "4242"]
+        assert "Slurm job 4242 is requeued" in " ".join(stderr.split())
+        # ... and when Slurm starts it again (same command, SLURM_RESTART_COUNT set) it resumes by itself
+        resumed = subprocess.run(_train_cmd(recipe, interrupted, *extra), env={**env, "SLURM_RESTART_COUNT": "1"},
+                                 capture_output=True, text=True)
+    else:
+        assert "continue with --resume" in stderr or sig == signal.SIGKILL
+        resumed = subprocess.run(_train_cmd(recipe, interrupted, "--resume", *extra), env=env, capture_output=True,
+                                 text=True)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resumed from {interrupted / 'last.pt'} at epoch {stopped_at}" in " ".join(resumed.stderr.split())
+    source = "recovery.pt" if sig == signal.SIGKILL else "last.pt"
+    assert f"resumed from {interrupted / source} at epoch {stopped['epoch']}" in " ".join(resumed.stderr.split())
     final, expected = _final_weights(interrupted), _final_weights(reference)
     assert final.keys() == expected.keys()
     for key in expected:
         assert torch.equal(final[key], expected[key]), key
     epochs = [json.loads(l)["epoch"] for l in (interrupted / "metrics.jsonl").read_text().splitlines()
               if json.loads(l)["mode"] == "val"]
-    assert epochs[-1] == 8 and sorted(set(epochs)) == list(range(1, 9))
+    assert epochs[-1] == 6 and sorted(set(epochs)) == list(range(1, 7))
 
 
 def test_resume_restores_epoch_and_lr(tmp_path: Path, image_root: Path) -> None:

@@ -17,7 +17,12 @@ def train_command(
     work_dir: WorkDirOpt = None,
     device: DeviceOpt = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Resume from the run folder's last.pt (optimizer, schedule, epoch, RNG).")
+        bool, typer.Option("--resume", help="Resume the run folder (the newest run of the recipe without --work-dir) "
+                           "from the newer of last.pt and recovery.pt: optimizer, schedule, position, RNG.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="The run folder holds a run: move it to <folder>.old-<timestamp> and "
+                           "start afresh (without this, training stops there).")
     ] = False,
     resume_from: Annotated[
         Optional[Path], typer.Option("--resume-from", help="Resume from this checkpoint instead.", show_default=False)
@@ -75,8 +80,8 @@ def train_command(
         from clsctl.engine.distributed import LaunchOptions, launch_training
 
         options = LaunchOptions(gpus or 1, nnodes, node_rank, master_addr, master_port)
-        result = launch_training(loaded.to_dict(), options, work_dir=work_dir, resume=resume_arg, device=device,
-                                 show_progress=not no_progress)
+        result = launch_training(loaded.to_dict(), options, work_dir=work_dir, resume=resume_arg,
+                                 overwrite=overwrite, device=device, show_progress=not no_progress)
         if result is None:  # not node 0: rank 0 reports
             console.print(f"node {node_rank} finished")
             return
@@ -84,7 +89,8 @@ def train_command(
         from clsctl.engine.distributed import env_ranks
         from clsctl.engine.loop import train
 
-        result = train(loaded, work_dir, resume=resume_arg, device=device, show_progress=not no_progress)
+        result = train(loaded, work_dir, resume=resume_arg, overwrite=overwrite, device=device,
+                       show_progress=not no_progress)
         ranks = env_ranks()
         if ranks is not None and ranks[0] != 0:  # started by torchrun/srun: rank 0 reports
             return

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from clsctl.errors import CheckpointError
+from clsctl.errors import CheckpointError, CheckpointWriteError
 
 FORMAT = "clsctl-checkpoint"
 VERSION = 1
@@ -17,23 +18,35 @@ REQUIRED_KEYS = ("model", "recipe", "class_names", "preprocessing")
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
-    """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename.
+    """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, fsync, rename, then fsync
+    the folder (so that the rename itself survives a power loss).
 
-    A crash (or ``kill -9``) during the write leaves the previous file intact.
+    A crash (or ``kill -9``) during the write leaves the previous file intact, and so does a failed write.
+
+    Raises:
+        CheckpointWriteError: The write failed (disk full, no permission, I/O error); the previous file, if
+            any, is untouched and no temporary file is left behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, **payload}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp_name: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+        tmp_name = None
+        _fsync_folder(path.parent)
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise CheckpointWriteError(f"cannot write checkpoint {path}: {reason} ({_free_space(path.parent)}); "
+                                   f"the previous checkpoint is intact") from exc
+    finally:
+        if tmp_name is not None:
+            Path(tmp_name).unlink(missing_ok=True)
     return path
 
 
@@ -55,6 +68,30 @@ def link_checkpoint(source: str | Path, path: str | Path) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; skipped where a folder cannot be opened, as on Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _free_space(folder: Path) -> str:
+    """``"1.2 GiB free on /data/runs"``, or that it is unknown."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return "free space unknown"
+    return f"{free / 2**30:.1f} GiB free on {probe}"
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

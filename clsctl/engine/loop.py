@@ -33,7 +33,7 @@ from clsctl.data.loaders import build_loader
 from clsctl.engine import distributed as D
 from clsctl.engine.build import (build_model, build_split, device_input, preprocessing, seed_everything,
                                  warn_if_bf16_is_emulated)
-from clsctl.engine.checkpoint import latest_checkpoint, link_checkpoint, load_checkpoint, save_checkpoint
+from clsctl.engine.checkpoint import link_checkpoint, load_checkpoint, save_checkpoint
 from clsctl.engine.ema import ModelEma
 from clsctl.engine.evaluation import run_evaluation
 from clsctl.engine.optim import LrSchedule, auto_lr_scale, build_optimizer
@@ -48,10 +48,22 @@ logger = logging.getLogger("clsctl")
 BEST_METRIC = "accuracy/top1"  # what save_best: auto picks when validation reports it first (it does by default)
 
 
-class TrainingInterrupted(ClsctlError):
-    """Ctrl-C during training; ``last.pt`` holds the position it stopped at (or the last completed epoch)."""
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
 
-    exit_code = 130  # what a shell reports for a process ended by Ctrl-C (128 + SIGINT)
+
+class TrainingInterrupted(ClsctlError):
+    """Ctrl-C, SIGTERM or SIGUSR1 during training; ``last.pt`` holds the position it stopped at (or the last
+    completed epoch).
+
+    The exit code is what a shell reports for a process ended by that signal, 128 + its number: 130 for
+    Ctrl-C (SIGINT), 143 for SIGTERM, 138 for SIGUSR1 (on Linux).
+    """
+
+    exit_code = 128 + signal.SIGINT
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
 
 
 @dataclass
@@ -67,46 +79,57 @@ class TrainResult:
 
 
 class GracefulStop:
-    """Turns the first Ctrl-C during training into a request to stop after the current optimizer step (so the
-    position can be saved and resumed exactly); a second Ctrl-C interrupts at once.
+    """Turns the first Ctrl-C, SIGTERM or SIGUSR1 during training into a request to stop after the current
+    optimizer step (so the position can be saved and resumed exactly); a second one interrupts at once.
 
-    A SIGINT within ``same_press_s`` of the first counts as the same key press: under ``--gpus`` or torchrun a
+    SIGTERM is how Kubernetes and Slurm stop a job (with a grace period before SIGKILL); SIGUSR1 is the signal
+    Slurm jobs commonly ask for before their time limit (``--signal=USR1@90``) to save and requeue.
+    A signal within ``same_press_s`` of the first counts as the same request: under ``--gpus`` or torchrun a
     worker gets Ctrl-C from the terminal and, a moment later, again from the launcher that forwards it.
+    A signal that was ignored when training started (``nohup``, background jobs) stays ignored.
     Only from the main thread (signal handlers live there).
     """
 
-    def __init__(self, enabled: bool = True, same_press_s: float = 1.0, announce: bool = True) -> None:
+    def __init__(self, enabled: bool = True, same_press_s: float = 2.0, announce: bool = True) -> None:
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
         self.same_press_s = same_press_s
         self.announce = announce
-        self._asked = False
+        self.signum: int | None = None  # the signal that asked to stop
         self._asked_at = 0.0
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def requested(self) -> bool:
-        """Whether Ctrl-C was pressed."""
-        return self._asked
+        """Whether a stop was asked for."""
+        return self.signum is not None
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self._asked:
+        if self.signum is not None:
             if time.monotonic() - self._asked_at < self.same_press_s:
-                return  # the launcher forwarding the same Ctrl-C
-            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+                return  # the launcher forwarding the same request
+            self._restore()
             raise KeyboardInterrupt
-        self._asked, self._asked_at = True, time.monotonic()
+        self.signum, self._asked_at = signum, time.monotonic()
         if self.announce:
-            logger.warning("stopping after this step and saving the position (Ctrl-C again to stop at once)")
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            logger.warning("%s: stopping after this step and saving the position (%s again to stop at once)",
+                           name, name)
+
+    def _restore(self) -> None:
+        for signum, previous in self._previous.items():
+            fallback = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+            signal.signal(signum, previous if previous is not None else fallback)
+        self._previous = {}
 
     def __enter__(self) -> GracefulStop:
-        if self.enabled and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-            self.enabled = False  # started with Ctrl-C ignored (nohup, background job): keep it that way
         if self.enabled:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in STOP_SIGNALS:
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.enabled:
-            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+            self._restore()
 
 
 def build_criterion(recipe: Recipe) -> nn.Module:
@@ -207,33 +230,72 @@ class _Records:
 
 
 def train(recipe: Recipe, work_dir: str | Path | None = None, *, resume: bool | str | Path = False,
-          device: str | None = None, show_progress: bool = True) -> TrainResult:
+          overwrite: bool = False, device: str | None = None, show_progress: bool = True) -> TrainResult:
     """Train the recipe's model; the run folder gets ``recipe.yaml``, ``metrics.jsonl`` and checkpoints.
 
     Runs as one process, or as one of many when torchrun, srun or ``clsctl train --gpus N`` started it.
 
     Args:
         recipe: Validated recipe.
-        work_dir: Run folder (default: ``runtime.work_dir``).
-        resume: ``True`` resumes the run folder's ``last.pt``; a path resumes that checkpoint.
+        work_dir: Run folder (default: ``runtime.work_dir``, else the first free of ``runs/<recipe name>``,
+            ``-2``, ``-3``...; see :mod:`clsctl.engine.runs`).
+        resume: ``True`` resumes the run folder's newest of ``last.pt`` and ``recovery.pt``; a path resumes
+            that checkpoint.
+        overwrite: A named run folder that holds a run is moved to ``<folder>.old-<timestamp>`` first
+            (without it, such a folder stops the run before any work).
         device: Overrides ``runtime.device``.
         show_progress: Draw the rich progress bar (rank 0 only).
 
     Raises:
+        RunFolderExistsError: The named run folder holds a run (and neither resume nor overwrite).
         TrainingDivergedError: The loss became NaN or infinite (the last good checkpoint is kept).
-        TrainingInterrupted: Ctrl-C; resume with ``resume=True``.
+        TrainingInterrupted: Ctrl-C, SIGTERM or SIGUSR1; resume with ``resume=True``.
+        CheckpointWriteError: A checkpoint could not be written (the previous one is intact).
     """
     ctx = D.setup(device or recipe.runtime.device, duration_seconds(recipe.runtime.dist_timeout))
     try:
-        return _train(recipe, work_dir, resume, ctx, show_progress)
+        return _train(recipe, work_dir, resume, overwrite, ctx, show_progress)
     finally:
         D.teardown(ctx)
 
 
-def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Path, ctx: D.DistContext,
-           show_progress: bool) -> TrainResult:
+def _run_dir(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Path, overwrite: bool,
+             ctx: D.DistContext) -> tuple[Path, bool | str | Path]:
+    """The run folder (chosen on rank 0, the same on every rank) and what to resume.
+
+    A job that Slurm requeued (``runtime.requeue``, ``SLURM_RESTART_COUNT`` > 0) resumes by itself.
+    """
+    from clsctl.engine.runs import LAST, RECOVERY, RunFolderExistsError, choose_run_dir
+
     rt = recipe.runtime
-    run_dir = Path(work_dir or rt.work_dir or "runs/run")
+    named = Path(work_dir) if work_dir else (Path(rt.work_dir) if rt.work_dir else None)
+    default = Path("runs") / (recipe.name or "run")
+    requeued = rt.requeue and int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+    choice: tuple[str, str]
+    if ctx.is_main:
+        try:
+            wants_resume = bool(resume) or requeued
+            folder = choose_run_dir(named, default, resume=wants_resume, overwrite=overwrite and not resume)
+            choice = ("ok", str(folder))
+        except RunFolderExistsError as exc:
+            choice = ("exists", str(exc))
+    kind, value = D.broadcast_object(choice if ctx.is_main else None, ctx)
+    if kind == "exists":
+        raise RunFolderExistsError(value)
+    run_dir = Path(value)
+    if requeued and not resume and any((run_dir / name).is_file() for name in (LAST, RECOVERY)):
+        logger.info("Slurm requeued this job (restart %s): resuming %s", os.environ["SLURM_RESTART_COUNT"], run_dir)
+        resume = True
+    return run_dir, resume
+
+
+def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Path, overwrite: bool,
+           ctx: D.DistContext, show_progress: bool) -> TrainResult:
+    from clsctl.engine.runs import RECOVERY, newest_checkpoint
+
+    rt = recipe.runtime
+    run_dir, resume = _run_dir(recipe, work_dir, resume, overwrite, ctx)
+    logger.info("run folder: %s", run_dir)
     dev = ctx.device
     on_cuda = dev.type == "cuda"
     autocast_dtype = amp_dtype(rt.amp, dev)
@@ -302,7 +364,7 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
     start_epoch, best_metric, best_ema_metric = 0, None, None
     start_batch, mix_state = 0, None  # a run stopped by Ctrl-C resumes inside its epoch
     if resume:
-        path = latest_checkpoint(run_dir) if resume is True else Path(resume)
+        path = newest_checkpoint(run_dir) if resume is True else Path(resume)
         ckpt = load_checkpoint(path)
         if ckpt["recipe"]["model"]["name"] != recipe.model.name:
             raise CheckpointError(f"{path} holds a {ckpt['recipe']['model']['name']} model, "
@@ -338,6 +400,9 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False), encoding="utf-8")
     log = _Records(run_dir, enabled=ctx.is_main, recipe=recipe, resume=bool(resume))
+    if resume and ctx.is_main:  # the steps after this position are done again: their earlier records are superseded
+        MetricsLog(run_dir / "metrics.jsonl").write({"mode": "resume", "epoch": start_epoch, "iter": start_batch,
+                                                     "step": schedule.step_count, "checkpoint": str(path)})
     common = {"recipe": recipe.to_dict(), "class_names": class_names, "preprocessing": preprocessing(recipe)}
 
     def rank_state(mix: Any = None) -> dict[str, Any]:
@@ -370,14 +435,35 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
         return state
 
     last_path, best_path, best_ema_path = run_dir / "last.pt", run_dir / "best.pt", run_dir / "best_ema.pt"
+    recovery_path = run_dir / RECOVERY
     val_metrics: dict[str, float] = {}
     best_key: str | None = None
     stop = GracefulStop(announce=ctx.is_main)  # rank 0 speaks for the run
+    recovery_s = duration_seconds(rt.recovery_interval) or 0.0
+    last_saved = time.monotonic()  # of the exact position: last.pt or recovery.pt
 
-    def stop_requested() -> bool:
-        # Every process must stop at the same step, or the others would wait forever in the next all-reduce:
-        # ranks agree on "someone pressed Ctrl-C" once per optimizer step (one tiny CPU all-reduce, only with DDP).
-        return D.any_rank(stop.requested(), ctx)
+    def write_last(state: dict[str, Any]) -> None:
+        """Write last.pt (rank 0); a recovery file behind it is dropped."""
+        nonlocal last_saved
+        save_checkpoint(state, last_path)
+        recovery_path.unlink(missing_ok=True)
+        last_saved = time.monotonic()
+
+    def after_step(batch_index: int) -> bool:
+        """After each optimizer step inside an epoch: save the recovery file when it is due; whether to stop.
+
+        Every process must stop (and save) at the same step, or the others would wait forever in the next
+        collective: they agree on both once per optimizer step (one tiny CPU all-reduce, only with DDP).
+        """
+        nonlocal last_saved
+        due = ctx.is_main and recovery_s > 0 and time.monotonic() - last_saved >= recovery_s  # rank 0 times
+        stop_now, save_now = D.any_ranks([stop.requested(), due], ctx)
+        if save_now and not stop_now:
+            rank_states = D.gather_objects(rank_state(mix), ctx)
+            if ctx.is_main:
+                save_checkpoint(checkpoint(epoch, val_metrics, batch_index, rank_states), recovery_path)
+            last_saved = time.monotonic()
+        return stop_now
     try:
         with make_progress(show_progress and ctx.is_main) as progress, stop:
             for epoch in range(start_epoch, rt.epochs):
@@ -397,16 +483,18 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
                     progress, autocast_dtype=autocast_dtype, channels_last=channels_last,
                     log_interval=rt.log_interval, accumulate=accumulate, clip=recipe.optim.clip_grad, ema=ema,
                     ema_interval=recipe.ema.interval if recipe.ema else 1, ctx=ctx, mix=mix, start_batch=first,
-                    stop=stop_requested, inputs=inputs)
-                if stopped_at is not None:  # Ctrl-C: keep the exact position, then stop
+                    stop=after_step, inputs=inputs)
+                if stopped_at is not None:  # Ctrl-C, SIGTERM, SIGUSR1: keep the exact position, then stop
                     _check_finite_weights(raw_model, epoch)
                     rank_states = D.gather_objects(rank_state(mix), ctx)  # every process takes part
                     if ctx.is_main:
-                        save_checkpoint(checkpoint(epoch, val_metrics, stopped_at, rank_states), last_path)
+                        write_last(checkpoint(epoch, val_metrics, stopped_at, rank_states))
                     D.barrier(ctx)  # no process leaves (and gets the others killed) while rank 0 still writes
+                    signum = stop.signum or signal.SIGINT
+                    requeued = _requeue(rt, signum, ctx)
                     raise TrainingInterrupted(
                         f"training interrupted at epoch {epoch + 1}, batch {stopped_at}; {last_path} holds that "
-                        f"position; continue with --resume")
+                        f"position; {requeued or 'continue with --resume'}", signum)
                 _check_finite_weights(raw_model, epoch)
                 is_last = epoch + 1 == rt.epochs
                 save_last = (epoch + 1) % rt.checkpoint_interval == 0 or is_last
@@ -435,17 +523,18 @@ def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Pat
                                                  "model": ema.module.state_dict(), "ema_weights": True},
                                                 best_ema_path)
                 if ctx.is_main and save_last:
-                    save_checkpoint(checkpoint(epoch + 1, val_metrics), last_path)
+                    write_last(checkpoint(epoch + 1, val_metrics))
                     if new_best:  # the same state: one write, as timm's CheckpointSaver does
                         link_checkpoint(last_path, best_path)
                     _keep_epoch_checkpoint(last_path, epoch + 1, rt.keep_checkpoints)
     except KeyboardInterrupt:
         saved = f"; {last_path} holds the last saved epoch" if last_path.exists() else ""
-        raise TrainingInterrupted(f"training interrupted{saved}; continue with --resume") from None
+        raise TrainingInterrupted(f"training interrupted{saved}; continue with --resume",
+                                  stop.signum or signal.SIGINT) from None
     finally:
         log.close()
     if ctx.is_main and not last_path.exists():  # resumed a finished run: still leave a last.pt
-        save_checkpoint(checkpoint(start_epoch, val_metrics), last_path)
+        write_last(checkpoint(start_epoch, val_metrics))
     D.barrier(ctx)  # no process returns (and tears down) while rank 0 still writes
     return TrainResult(run_dir, last_path, best_path if best_path.exists() else None, best_metric, rt.epochs,
                        val_metrics)
@@ -456,14 +545,15 @@ def train_one_epoch(model: nn.Module, loader: Any, criterion: nn.Module, optimiz
                     log: Any, progress: Any, *, autocast_dtype: torch.dtype | None = None,
                     channels_last: bool = False, log_interval: int = 20, accumulate: int = 1, clip: Any = None,
                     ema: ModelEma | None = None, ema_interval: int = 1, ctx: D.DistContext | None = None,
-                    mix: Any = None, start_batch: int = 0, stop: Callable[[], bool] | None = None,
+                    mix: Any = None, start_batch: int = 0, stop: Callable[[int], bool] | None = None,
                     inputs: DeviceInput | None = None) -> int | None:
     """One pass over ``loader``: an optimizer step every ``accumulate`` batches; records every ``log_interval``
     batches.
 
     Args:
         start_batch: Batches of this epoch already done (the loader's sampler skips them).
-        stop: Asked after every optimizer step; when it says yes the epoch ends there.
+        stop: Called with the number of batches done after every optimizer step but the epoch's last; when
+            it says yes the epoch ends there.
         inputs: Copies a batch to the device and normalises it there (default: mean 0, std 1 for uint8).
 
     Returns:
@@ -542,7 +632,7 @@ def train_one_epoch(model: nn.Module, loader: Any, criterion: nn.Module, optimiz
             loss_sum.zero_()
             batches, images_seen, data_time = 0, 0, 0.0
             interval_start = time.perf_counter()
-        if steps_now and stop is not None and stop() and batch_index < n_batches:
+        if steps_now and stop is not None and batch_index < n_batches and stop(batch_index):
             return batch_index  # after a whole optimizer step, so the saved state is consistent
         fetch_start = time.perf_counter()
     return None
@@ -597,6 +687,25 @@ def _batch_mixer(augments: list[Any], num_classes: int, seed: int, epoch: int, r
 
     generator = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1009 + rank)
     return functools.partial(apply_batch_augment, num_classes=num_classes, config_list=augments, generator=generator)
+
+
+def _requeue(rt: Any, signum: int, ctx: D.DistContext) -> str:
+    """With ``runtime.requeue`` under Slurm, SIGUSR1 puts the job back in the queue (rank 0 asks); returns what
+    to tell the user ('' when nothing was requeued)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not (rt.requeue and signum == getattr(signal, "SIGUSR1", None) and job and ctx.is_main):
+        return ""
+    import subprocess
+
+    try:
+        done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        logger.warning("could not requeue Slurm job %s: %s", job, exc)
+        return ""
+    if done.returncode != 0:
+        logger.warning("could not requeue Slurm job %s: %s", job, (done.stderr or done.stdout).strip())
+        return ""
+    return f"Slurm job {job} is requeued and resumes from there when it starts again"
 
 
 def _best_rule(rt: Any, metrics: dict[str, float]) -> tuple[str | None, Any]:

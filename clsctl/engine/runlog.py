@@ -22,9 +22,36 @@ class MetricsLog:
             handle.write(line + "\n")
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """All records of a ``metrics.jsonl`` file (blank or truncated last lines are skipped); see
-    :func:`clsctl.readers.read_metrics_log`."""
+def read_metrics(path: str | Path, *, superseded: bool = False) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file (blank or truncated last lines are skipped; see
+    :func:`clsctl.readers.read_metrics_log`).
+
+    A resumed run appends a ``resume`` record, then redoes the steps after the position it resumed from:
+    the records the first attempt wrote for those steps are superseded and left out, so each step appears
+    once (``superseded=True`` keeps every record as written).
+    """
     from clsctl.readers import read_metrics_log
 
-    return read_metrics_log(path)
+    records = read_metrics_log(path)
+    return records if superseded else drop_superseded(records)
+
+
+def drop_superseded(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``records`` without those that a later ``resume`` record redoes: train records after its optimizer
+    step, validation records after its epoch."""
+    kept: list[dict[str, Any]] = []
+    for record in records:
+        if record.get("mode") == "resume":
+            step, epoch = record.get("step", 0), record.get("epoch", 0)
+            kept = [r for r in kept if not _redone(r, step, epoch)]
+        kept.append(record)
+    return kept
+
+
+def _redone(record: dict[str, Any], step: int, epoch: int) -> bool:
+    mode = record.get("mode")
+    if mode == "train":
+        return record.get("step", 0) > step
+    if mode in ("val", "val_ema"):
+        return record.get("epoch", 0) > epoch
+    return False

@@ -106,9 +106,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     data = resolve_bases(path)
     for assignment in overrides:
         apply_override(data, assignment)
-    data.setdefault("runtime", {})
-    if isinstance(data["runtime"], dict):
-        data["runtime"].setdefault("work_dir", f"runs/{path.stem}")
+    data.setdefault("name", path.stem)  # the run folder defaults to runs/<name>, then -2, -3...
     return validate_recipe(data, source=str(path))
 
 

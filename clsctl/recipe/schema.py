@@ -858,7 +858,9 @@ class RuntimeConfig(Section):
     """How the run is executed and recorded."""
 
     epochs: Annotated[int, Field(gt=0)] = 10
-    work_dir: str | None = Field(None, description="Run folder; default runs/<recipe name>.")
+    work_dir: str | None = Field(
+        None, description="Run folder; default: the first free of runs/<recipe name>, -2, -3... A named folder that "
+                          "holds a run is never overwritten (see --resume and --overwrite).")
     seed: int = 0
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N.")
     amp: bool | Literal["fp16", "bf16"] = Field(
@@ -887,6 +889,11 @@ class RuntimeConfig(Section):
         None, description="Whether larger is better; default: less for names containing 'loss', else greater.")
     load_from: str | None = Field(None, description="Start from these weights (checkpoint or state dict); "
                                                     "unlike resume, optimizer, schedule and epoch start fresh.")
+    recovery_interval: Duration = Field(
+        "10m", description="Save the exact position (recovery.pt) at most this often inside epochs, so a crash or "
+                           "kill -9 loses at most this much; 0 turns it off. e.g. 10m, 30s, 1h.")
+    requeue: bool = Field(False, description="Under Slurm, SIGUSR1 (sbatch --signal=USR1@90) saves, stops and requeues "
+                                             "the job (scontrol requeue), which then resumes by itself.")
     dist_timeout: Duration = Field(
         "30m", description="How long a process of a distributed run waits for the others at a collective (rank 0 "
                            "writes checkpoints while they wait) before the run fails; e.g. 30m, 1h, 600.")
@@ -895,6 +902,8 @@ class RuntimeConfig(Section):
 class Recipe(Section):
     """A complete, validated training recipe."""
 
+    name: str | None = Field(None, description="Name of the recipe (default: its file name); runs go to "
+                                               "runs/<name> unless runtime.work_dir says otherwise.")
     model: ModelConfig
     data: DataConfig
     optim: Optimizer

@@ -56,3 +56,20 @@ def test_cuda_on_cpu_machine_is_a_clear_error(runner: CliRunner, tiny_recipe: Pa
         return
     result = runner.invoke(app, ["train", str(tiny_recipe), "--device", "cuda"])
     assert result.exit_code == 2 and "CUDA is not available" in result.output
+
+
+def test_a_second_run_into_the_same_folder_stops_or_moves_the_first(runner: CliRunner, tiny_recipe: Path,
+                                                                     tmp_path: Path) -> None:
+    args = ["train", str(tiny_recipe), "--device", "cpu", "--set", "runtime.epochs=1", "--no-progress"]
+    assert runner.invoke(app, args).exit_code == 0
+    first = (tmp_path / "run" / "last.pt").read_bytes()
+    again = runner.invoke(app, args + ["--set", "optim.lr=0.5"])  # a forgotten --resume, a changed lr
+    assert again.exit_code == 2 and "Traceback" not in again.output
+    text = " ".join(again.output.split())
+    assert f"{tmp_path / 'run'} already holds a run (1 of 1 epochs done" in text
+    assert "--resume" in text and "--work-dir" in text and "--overwrite" in text
+    assert (tmp_path / "run" / "last.pt").read_bytes() == first
+    moved = runner.invoke(app, args + ["--overwrite"])
+    assert moved.exit_code == 0, moved.output
+    (aside,) = tmp_path.glob("run.old-*")
+    assert (aside / "last.pt").read_bytes() == first

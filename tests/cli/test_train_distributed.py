@@ -105,9 +105,13 @@ def test_more_cuda_workers_than_gpus_is_a_clear_error(runner: CliRunner, ddp_rec
     assert result.exit_code == 2 and "CUDA is not available" in result.output
 
 
-@pytest.mark.slow  # three 2-worker runs: about 50 s
-def test_ctrl_c_stops_every_worker_at_one_step_and_resume_is_exact(tmp_path: Path) -> None:
-    """Also: each worker keeps its own random streams (dropout, mixup) across the stop, and validation scores
+@pytest.mark.slow  # five 2-worker runs: about 80 s
+def test_signals_stop_every_worker_at_one_step_and_resume_is_exact(tmp_path: Path) -> None:
+    """SIGTERM (Kubernetes, Slurm's time limit) and SIGUSR1 (Slurm's ``--signal``) to the launching process
+    alone, then Ctrl-C to the whole process group (a terminal): each stops both workers at one step with the
+    position saved, and the run resumed after each ends bit-equal to an uninterrupted one.
+
+    Also: each worker keeps its own random streams (dropout, mixup) across the stops, and validation scores
     the BatchNorm statistics that are saved (rank 0's)."""
     import os
     import subprocess
@@ -135,25 +139,39 @@ def test_ctrl_c_stops_every_worker_at_one_step_and_resume_is_exact(tmp_path: Pat
     assert reference.returncode == 0, reference.stderr
 
     run = tmp_path / "stopped"
-    # A session of its own, so the signal below reaches the launcher and both workers, as Ctrl-C in a terminal does.
-    proc = subprocess.Popen(command(run), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=allow_ctrl_c)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and '"val"' not in (
-            (run / "metrics.jsonl").read_text() if (run / "metrics.jsonl").exists() else ""):
-        time.sleep(0.05)
-    pressed = time.monotonic()
-    os.killpg(proc.pid, signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
-    assert time.monotonic() - pressed < 28  # not the launcher's 30 s wait before it kills the workers
-    assert proc.returncode == 130, stderr
-    assert "training interrupted at epoch" in stderr and "continue with --resume" in stderr
-    assert "Traceback" not in stderr and stderr.count("stopping after this step") == 1  # rank 0 speaks
-    stopped = load_checkpoint(run / "last.pt")
-    assert 1 <= stopped["position"] < 6 and stopped["epoch"] < 8
+
+    def stop_midway(sig: int, whole_group: bool, *extra: str) -> tuple[str, dict]:
+        log = run / "metrics.jsonl"
+        lines_before = len(log.read_text().splitlines()) if log.exists() else 0
+        # A session of its own, so that a signal to the group reaches the launcher and both workers, as Ctrl-C
+        # in a terminal does.
+        proc = subprocess.Popen(command(run, *extra), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True, preexec_fn=allow_ctrl_c)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and '"val"' not in "".join(
+                (log.read_text().splitlines() if log.exists() else [])[lines_before + 1:]):
+            time.sleep(0.05)
+        sent = time.monotonic()
+        if whole_group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=60)
+        assert time.monotonic() - sent < 28  # not the launcher's 30 s wait before it kills the workers
+        assert proc.returncode == 128 + sig, stderr
+        assert "training interrupted" in stderr and "continue with --resume" in stderr
+        assert "Traceback" not in stderr
+        stopped = load_checkpoint(run / "last.pt")
+        assert 1 <= stopped["position"] < 6 and stopped["epoch"] < 8  # inside an epoch
+        return stderr, stopped
+
+    stderr, stopped = stop_midway(signal.SIGTERM, False)
+    assert "training interrupted at epoch" in stderr and stderr.count("stopping after this step") == 1  # rank 0
     ranks = stopped["rank_states"]  # one entry per worker: their streams differ
     assert len(ranks) == 2 and not torch.equal(ranks[0]["rng"]["torch"], ranks[1]["rng"]["torch"])
     assert ranks[0]["mix_state"].tolist() != ranks[1]["mix_state"].tolist()
+    stop_midway(signal.SIGUSR1, False, "--resume")
+    stop_midway(signal.SIGINT, True, "--resume")
 
     resumed = subprocess.run(command(run, "--resume"), env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
