@@ -128,6 +128,7 @@ def _fake_scontrol(folder: Path) -> Path:
 
 
 # Exit codes: 128 + the signal's number, as a shell reports a process ended by it.
+@pytest.mark.slow  # a reference run, then a stopped and a resumed run per signal: about 40 s
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGKILL],
                          ids=["sigint", "sigterm", "sigusr1-requeue", "kill-9"])
 def test_interrupted_run_resumes_to_identical_weights(slow_run: tuple[Path, Path], tmp_path: Path, sig: int) -> None:
