@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -133,7 +135,7 @@ def test_any_rank_in_a_single_process_is_the_flag_itself() -> None:
 
 
 @pytest.fixture()
-def fake_gpus(monkeypatch: pytest.MonkeyPatch) -> dict:
+def fake_gpus(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
     """A machine with ``state["count"]`` GPUs as far as clsctl can tell; records set_device and the process group."""
     state: dict = {"count": 1, "current": [], "init": []}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -144,10 +146,13 @@ def fake_gpus(monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.setattr(D.dist, "is_initialized", lambda: False)
     monkeypatch.setattr(D.dist, "get_backend", lambda group=None: "nccl")
     monkeypatch.setattr(D.dist, "new_group", lambda **kwargs: ("gloo group", kwargs))
+    saved_env = dict(os.environ)  # setup() sets RANK, WORLD_SIZE... itself: all of it must go afterwards
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS",
                 "SLURM_LOCALID", "SLURM_STEP_ID", "SLURM_STEPID", "SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST"):
-        monkeypatch.delenv(key, raising=False)
-    return state
+        os.environ.pop(key, None)
+    yield state
+    os.environ.clear()
+    os.environ.update(saved_env)
 
 
 def test_a_single_process_on_cuda_n_makes_it_the_current_gpu(fake_gpus: dict) -> None:
