@@ -14,11 +14,11 @@ from clsctl.errors import ClsctlError
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
-    """Records of one ``metrics.jsonl`` (a run folder holding one is accepted too); see
-    :func:`clsctl.readers.read_metrics_log`."""
-    from clsctl.readers import read_metrics_log
+    """Records of one ``metrics.jsonl`` (a run folder holding one is accepted too), each step once: records of
+    steps redone after a resume are superseded (see :func:`clsctl.engine.runlog.read_metrics`)."""
+    from clsctl.engine.runlog import read_metrics
 
-    return read_metrics_log(path)
+    return read_metrics(path)
 
 
 def run_label(path: str | Path) -> str:
