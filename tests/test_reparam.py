@@ -38,14 +38,16 @@ def test_deploy_form_computes_the_same_function(name: str) -> None:
     torch.manual_seed(0)
     model = create_model(name, num_classes=5).eval()
     randomize_batchnorm(model)
-    inputs = torch.randn(1, 3, 32, 32)
+    # float64: the deep variants' float32 rounding (Kaiming-initialised branches) would blur the comparison
+    model.double()
+    inputs = torch.randn(1, 3, 32, 32, dtype=torch.float64)
     with torch.no_grad():
         reference = model(inputs)
     assert to_deploy(model) is model
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # every branch BN was folded
     with torch.no_grad():
         output = model(inputs)
-    assert _relative_diff(reference, output) < 1e-4
+    assert _relative_diff(reference, output) < 1e-9
     # The converted tree is the one the family builds directly in deploy form (so deploy checkpoints load).
     assert _shapes(model) == _shapes(create_model(name, num_classes=5, deploy=True))
 

@@ -287,7 +287,8 @@ def test_tta_is_the_mean_of_the_views_probabilities(mode: str, imagenet_folder: 
     scores = torch.tensor(json.loads(tta_out.read_text())["scores"])
     plain = torch.tensor(json.loads(plain_out.read_text())["scores"])
     torch.testing.assert_close(scores, expected, atol=1e-6, rtol=0)
-    assert (scores - plain).abs().max() > 1e-4  # other numbers than without TTA
+    # other numbers than without TTA (the N(0, 0.01) head keeps the gap small: ~5e-5, 50x the atol above)
+    assert (scores - plain).abs().max() > 1e-5
     targets = torch.tensor(labels)
     assert result.metrics["loss"] == pytest.approx(float(-expected[torch.arange(9), targets].log().mean()), rel=1e-5)
     assert result.metrics["accuracy/top1"] == pytest.approx(100 * float((expected.argmax(1) == targets).float().mean()))

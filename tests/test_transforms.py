@@ -214,7 +214,7 @@ PIL_REFERENCES = [
      T.ColorJitter(0.4, 0.4, 0.4, 0.1), 1.0, 12),
     ({"type": "random_grayscale", "prob": 0.5}, T.RandomGrayscale(0.5), 1.0, 1),
     ({"type": "random_rotation", "degrees": 30}, T.RandomRotation(30), 2.0, 255),
-    ({"type": "rand_augment", "num_ops": 2, "magnitude": 9}, T.RandAugment(2, 9), 2.0, 255),
+    ({"type": "rand_augment", "num_ops": 2, "magnitude": 9}, T.RandAugment(2, 9, num_magnitude_bins=11), 2.0, 255),
     ({"type": "auto_augment"}, T.AutoAugment(), 2.0, 255),
     ({"type": "trivial_augment"}, T.TrivialAugmentWide(), 2.0, 255),
     ({"type": "resize_edge", "size": 30}, None, 1.0, 12),

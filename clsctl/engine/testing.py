@@ -425,12 +425,7 @@ def launch_evaluation(nproc: int, **kwargs: Any) -> EvalResult:
         raise ClsctlError("this process was started by torchrun or srun already; drop --gpus (each started "
                           "process is one worker)")
     device = kwargs.get("device")
-    if resolve_device(device).type == "cuda":
-        if nproc > torch.cuda.device_count():
-            raise ClsctlError(f"--gpus {nproc} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
-    elif device != "cpu" and nproc > 1:
-        raise ClsctlError(f"--gpus {nproc} asked for, but this machine has no CUDA GPU; add --device cpu for "
-                          "CPU processes")
+    D.check_gpu_count(nproc, device)  # the same rule as training: CPU processes only with --device cpu
     config = D.launch_config(D.LaunchOptions(nproc))
     level = logging.getLogger("clsctl").getEffectiveLevel()
     try:

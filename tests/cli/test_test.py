@@ -105,7 +105,7 @@ def test_model_by_name_user_errors(runner: CliRunner, tmp_path: Path) -> None:
     assert neither.exit_code == 2 and "give a checkpoint or a model name" in neither.output
     no_gpu = runner.invoke(app, _by_name(colours, weights, "--gpus", "2"))
     if not __import__("torch").cuda.is_available():
-        assert no_gpu.exit_code == 2 and "add --device cpu" in no_gpu.output
+        assert no_gpu.exit_code == 2 and "give --device cpu" in no_gpu.output
     bad_tta = runner.invoke(app, _by_name(colours, weights, "--tta", "mirror"))
     assert bad_tta.exit_code == 2
 
