@@ -113,3 +113,12 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig: Any, out: str | Path) -> Path:
+    """Write a matplotlib figure as a PNG (creating the folder, cropped to its content) and close it."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, bbox_inches="tight")
+    pyplot().close(fig)
+    return out

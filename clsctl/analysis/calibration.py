@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clsctl.analysis._draw import pyplot
+from clsctl.analysis._draw import pyplot, save_figure
 
 DEFAULT_BINS = 15
 
@@ -91,8 +91,5 @@ def plot_reliability(bins: ReliabilityBins, out: str | Path, title: str | None =
     bottom.set_xlabel("confidence (top-1 probability)")
     bottom.set_ylabel("samples")
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, bbox_inches="tight")
-    plt.close(fig)
+    out = save_figure(fig, out)
     return out

@@ -418,7 +418,7 @@ def dataset_doctor(recipe: Recipe, phases: Sequence[str] = ("train", "val"), *,
 
 
 def _plot_class_counts(result: DoctorResult, out: Path) -> Path:
-    from clsctl.analysis._draw import pyplot
+    from clsctl.analysis._draw import pyplot, save_figure
 
     plt = pyplot()
     names = list(dict.fromkeys(name for s in result.splits.values() for name in s.classes))
@@ -434,9 +434,7 @@ def _plot_class_counts(result: DoctorResult, out: Path) -> Path:
     ax.set_title("images per class")
     ax.legend()
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, bbox_inches="tight")
-    plt.close(fig)
+    out = save_figure(fig, out)
     return out
 
 

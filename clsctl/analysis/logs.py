@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from clsctl.analysis._draw import pyplot
+from clsctl.analysis._draw import pyplot, save_figure
 from clsctl.errors import ClsctlError
 
 
@@ -101,10 +101,7 @@ def plot_curves(logs: Sequence[str | Path], out: str | Path, *, keys: Sequence[s
         if title:
             fig.suptitle(title)
         fig.tight_layout()
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, bbox_inches="tight")
-        plt.close(fig)
+        out = save_figure(fig, out)
     return out
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from clsctl.analysis._draw import caption, pyplot, rescale, safe_name, save_png, to_rgb_array
+from clsctl.analysis._draw import caption, pyplot, rescale, safe_name, save_figure, save_png, to_rgb_array
 from clsctl.errors import ClsctlError
 from clsctl.jsonfile import read_json_file
 
@@ -170,8 +170,5 @@ def plot_confusion_matrix(predictions: str | Path, out: str | Path, *, normalize
     total = int(counts.sum())
     accuracy = 100.0 * np.trace(counts) / total if total else 0.0
     ax.set_title(title or f"confusion matrix ({total} samples, accuracy {accuracy:.1f} %)")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, bbox_inches="tight")
-    plt.close(fig)
+    out = save_figure(fig, out)
     return out, values

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from clsctl.analysis._draw import pyplot
+from clsctl.analysis._draw import pyplot, save_figure
 from clsctl.errors import ClsctlError
 from clsctl.recipe import Recipe
 
@@ -128,8 +128,5 @@ def plot_schedule(curve: ScheduleCurve, out: str | Path, *, title: str | None = 
         details += f", lr x {curve.lr_scale:.4g}"
     ax.set_title(title or f"{curve.param} schedule: {curve.epochs} epochs x {per_epoch} iterations "
                           f"({curve.dataset_size} images{details})")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, bbox_inches="tight")
-    plt.close(fig)
+    out = save_figure(fig, out)
     return out

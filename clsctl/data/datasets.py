@@ -72,6 +72,38 @@ def _shared_counter(value: int) -> Any:
     return multiprocessing.get_context("spawn").Value("q", value)
 
 
+class BadSampleCounter:
+    """Counts the samples left out as unreadable, in shared memory so DataLoader workers' counts add up.
+
+    Pickling for a worker start shares the counter; any other pickle or deepcopy gets a counter of its own.
+    """
+
+    def _start_bad_sample_count(self) -> None:
+        self._skips = _shared_counter(0)
+
+    @property
+    def bad_image_count(self) -> int:
+        """Samples left out because they could not be read (all workers together)."""
+        return int(self._skips.value)
+
+    def _count_bad_sample(self) -> None:
+        with self._skips.get_lock():
+            self._skips.value += 1
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        try:  # starting a worker process: it shares the counter
+            multiprocessing.context.assert_spawning(self._skips)
+        except RuntimeError:  # any other pickle or deepcopy: a copy with its own counter
+            state["_skips"] = int(self._skips.value)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state["_skips"], int):
+            state["_skips"] = _shared_counter(state["_skips"])
+        self.__dict__.update(state)
+
+
 class ClassificationDataset(Dataset):
     """Base: samples with class names; items are ``(transformed image, target)``.
 
@@ -148,7 +180,7 @@ class ClassificationDataset(Dataset):
         return image, self.encode_target(loaded)
 
 
-class ImageListDataset(ClassificationDataset):
+class ImageListDataset(BadSampleCounter, ClassificationDataset):
     """Samples stored as image files.
 
     An unreadable file either stops with a :class:`DataError` (``on_bad_image="fail"``) or is replaced by
@@ -172,7 +204,7 @@ class ImageListDataset(ClassificationDataset):
         if on_bad_image not in ("skip", "fail"):
             raise ValueError(f"on_bad_image must be skip or fail, got {on_bad_image!r}")
         self.on_bad_image = on_bad_image
-        self._skips = _shared_counter(0)
+        self._start_bad_sample_count()
         self._warned: set[str] = set()
         self.encoded_split: str | None = None  # data.decode: gpu: JPEGs leave as bytes, for this split's pipeline
 
@@ -202,23 +234,6 @@ class ImageListDataset(ClassificationDataset):
             logger.warning("%s is not a complete JPEG file: decoded on the CPU (data.decode: gpu takes JPEGs)", path)
         return None
 
-    @property
-    def bad_image_count(self) -> int:
-        return int(self._skips.value)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        try:  # starting a worker process: it shares the counter
-            multiprocessing.context.assert_spawning(self._skips)
-        except RuntimeError:  # any other pickle or deepcopy: a copy with its own counter
-            state["_skips"] = int(self._skips.value)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        if isinstance(state["_skips"], int):
-            state["_skips"] = _shared_counter(state["_skips"])
-        self.__dict__.update(state)
-
     def _load(self, index: int, pil: bool = False) -> tuple[Any, int]:
         tries = min(len(self.samples), MAX_REPLACEMENTS + 1)
         for attempt in range(tries):
@@ -230,8 +245,7 @@ class ImageListDataset(ClassificationDataset):
                 if self.on_bad_image == "fail":
                     raise DataError(f"cannot read image {path}: {exc} (set data.on_bad_image: skip to skip "
                                     f"unreadable images)") from exc
-                with self._skips.get_lock():
-                    self._skips.value += 1
+                self._count_bad_sample()
                 if path not in self._warned:
                     self._warned.add(path)
                     logger.warning("skipping unreadable image %s (%s); using the next sample instead", path, exc)

@@ -44,7 +44,7 @@ from typing import IO, Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from clsctl.data.datasets import OnBadImage, _shared_counter, read_class_names, seed_sample
+from clsctl.data.datasets import BadSampleCounter, OnBadImage, read_class_names, seed_sample
 from clsctl.data.decode import DECODE_ERRORS, decode_bytes
 from clsctl.errors import DataError
 
@@ -240,7 +240,7 @@ class StreamPlan:
     chunk_size: int = 32
 
 
-class ShardDataset(IterableDataset):
+class ShardDataset(BadSampleCounter, IterableDataset):
     """A stream of ``(image, target)`` samples from tar shards (see the module docstring for the splitting).
 
     Without a transform (tools such as ``browse-dataset``), :meth:`iter_samples` gives decoded images;
@@ -271,7 +271,7 @@ class ShardDataset(IterableDataset):
         self.plan = StreamPlan()
         self.multi_label = False
         self.exclude_replaced = False
-        self._skips = _shared_counter(0)
+        self._start_bad_sample_count()
         self._warned: set[str] = set()
 
     def __len__(self) -> int:
@@ -281,26 +281,6 @@ class ShardDataset(IterableDataset):
         if self.counts is None:
             raise DataError("the length of a stream of remote shards is unknown; set epoch_size")
         return sum(self.counts)
-
-    @property
-    def bad_image_count(self) -> int:
-        """Samples left out because they could not be read (all workers together)."""
-        return int(self._skips.value)
-
-    def __getstate__(self) -> dict[str, Any]:
-        import multiprocessing
-
-        state = self.__dict__.copy()
-        try:  # starting a worker process: it shares the counter
-            multiprocessing.context.assert_spawning(self._skips)
-        except RuntimeError:  # any other pickle or deepcopy: a copy with its own counter
-            state["_skips"] = int(self._skips.value)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        if isinstance(state["_skips"], int):
-            state["_skips"] = _shared_counter(state["_skips"])
-        self.__dict__.update(state)
 
     # ----------------------------------------------------------------- the split
 
@@ -370,8 +350,7 @@ class ShardDataset(IterableDataset):
             if self.on_bad_image == "fail":
                 raise DataError(f"cannot read sample {name}: {exc} (set data.on_bad_image: skip to skip "
                                 "unreadable samples)") from exc
-            with self._skips.get_lock():
-                self._skips.value += 1
+            self._count_bad_sample()
             if name not in self._warned:
                 self._warned.add(name)
                 logger.warning("skipping unreadable sample %s (%s)", name, exc)
