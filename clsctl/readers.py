@@ -23,6 +23,11 @@ if TYPE_CHECKING:  # pragma: no cover - types only
     import torch
     from PIL import Image
 
+# What a clsctl checkpoint is (``engine/checkpoint.py`` writes it): the ``format`` tag and the keys every tool
+# reads. Defined here, below the engine, because every layer reads checkpoints through this module.
+CHECKPOINT_FORMAT = "clsctl-checkpoint"
+CHECKPOINT_REQUIRED_KEYS = ("model", "recipe", "class_names", "preprocessing")
+
 # First bytes of formats people point at the wrong command, for "it looks like ..." hints.
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "a PNG image"),
@@ -265,18 +270,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         CheckpointError: As :func:`load_torch_file`, a plain state dict, another PyTorch file, or a clsctl
             checkpoint without ``model``, ``recipe``, ``class_names`` or ``preprocessing``.
     """
-    from clsctl.engine.checkpoint import FORMAT, REQUIRED_KEYS
-
     path = Path(path)
     data = load_torch_file(path, "clsctl checkpoint")
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         nested = isinstance(data, dict) and any(_is_state_dict(data.get(k))
                                                 for k in ("model", "state_dict", "model_state_dict"))
         if _is_state_dict(data) or nested:
             raise CheckpointError(f"{path} is a plain state dict, not a clsctl checkpoint: use it with --model NAME "
                                   f"--weights {path}, or as model.weights in a recipe")
         raise CheckpointError(f"{path} is not a clsctl checkpoint (a PyTorch file holding {_type_name(data)})")
-    missing = [k for k in REQUIRED_KEYS if k not in data]
+    missing = [k for k in CHECKPOINT_REQUIRED_KEYS if k not in data]
     if missing:
         raise CheckpointError(f"{path} is an incomplete clsctl checkpoint (missing {', '.join(missing)})")
     return data

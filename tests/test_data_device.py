@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from clsctl.data.datasets import seed_sample
-from clsctl.data.device import DeviceInput, to_model_input
+from clsctl.data.device import DeviceInput
 from clsctl.data.transforms import build_pipeline, pipeline_from_dicts
 
 MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
@@ -55,9 +55,9 @@ def test_pipelines_with_float_steps_normalise_on_the_cpu_and_the_device_step_onl
     assert torch.equal(moved[0], out) and targets.tolist() == [2]
 
 
-def test_to_model_input_and_bad_channel_order() -> None:
+def test_device_input_normalises_and_refuses_a_bad_channel_order() -> None:
     batch = torch.full((2, 3, 4, 4), 51, dtype=torch.uint8)
-    out = to_model_input(batch, torch.device("cpu"), mean=(0.2, 0.2, 0.2), std=(0.5, 0.5, 0.5))
+    out, _ = DeviceInput((0.2, 0.2, 0.2), (0.5, 0.5, 0.5))(batch, None, torch.device("cpu"))
     torch.testing.assert_close(out, torch.zeros(2, 3, 4, 4))
     with pytest.raises(ValueError, match="channel_order"):
         DeviceInput(MEAN, STD, "rbg")

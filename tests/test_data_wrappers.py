@@ -112,24 +112,3 @@ def test_wrappers_report_bad_images_of_their_parts(tmp_path: Path) -> None:
     assert label == 2 and dataset.bad_image_count == 1
     exclude_replaced_samples(dataset)  # reaches the image folder inside the wrapper
     assert dataset[(broken, 0)][1] == -1 and dataset[(broken + 1, 0)][1] == 2
-
-
-def test_kfold_recipe_data_sets_up_one_fold(folder: dict) -> None:
-    from clsctl.data.wrappers import kfold_recipe_data
-
-    val_steps = [{"type": "center_crop", "size": 4}]
-    data = {"train": folder, "val": {"type": "image_folder", "root": "elsewhere", "pipeline": val_steps},
-            "loader": {"batch_size": 2}}
-    out = kfold_recipe_data(data, 1, 3)
-    assert data["train"] is folder and data["val"]["root"] == "elsewhere"  # the input is left alone
-    config = S.DataConfig.model_validate(out)
-    assert config.train.fold == 1 and not config.train.test_mode and config.train.dataset.root == folder["root"]
-    assert config.val.test_mode and config.val.dataset.root == folder["root"]
-    assert [s.model_dump(mode="json")["type"] for s in config.val.pipeline] == ["center_crop"]
-    assert config.train.pipeline == pipeline_from_dicts(folder["pipeline"])
-    again = kfold_recipe_data(out, 2, 4)
-    assert again["train"]["fold"] == 2 and again["train"]["num_splits"] == 4 and again["train"]["dataset"] == folder
-    train, val = _build(out["train"]), _build(out["val"])
-    assert len(train) + len(val) == 9 and not set(train.samples) & set(val.samples)
-    with pytest.raises(DataError, match="fold must be"):
-        kfold_recipe_data(data, 3, 3)

@@ -14,7 +14,7 @@ from PIL import Image
 from pydantic import TypeAdapter
 from torch.utils.data import DataLoader
 
-from clsctl.data.datasets import ImageListDataset, build_dataset, exclude_replaced_samples, load_image
+from clsctl.data.datasets import ImageListDataset, build_dataset, exclude_replaced_samples
 from clsctl.data.decode import decode_cv2, decode_image, decode_pil
 from clsctl.data.layouts import VOC_CLASSES
 from clsctl.data.transforms import build_pipeline, pipeline_from_dicts
@@ -48,7 +48,7 @@ def test_opencv_and_pillow_decode_the_same_pixels(tmp_path: Path) -> None:
         a, b = np.asarray(decode_cv2(tmp_path / name)), np.asarray(decode_pil(tmp_path / name))
         assert a.shape == (12, 10, 3)
         np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(np.asarray(load_image(tmp_path / "a.png")), pixels)
+    np.testing.assert_array_equal(np.asarray(decode_image(tmp_path / "a.png")), pixels)
     cv, pil = (np.asarray(decode(tmp_path / "a.jpg"), int) for decode in (decode_cv2, decode_pil))
     jpeg_diff = np.abs(cv - pil)
     assert jpeg_diff.mean() < 2  # libjpeg builds may round differently

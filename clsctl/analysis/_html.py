@@ -74,11 +74,6 @@ def data_uri(path: str | Path) -> str:
     return f"data:image/{kind};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
-def png_uri(png: bytes) -> str:
-    """PNG bytes as a ``data:`` URI."""
-    return f"data:image/png;base64,{base64.b64encode(png).decode('ascii')}"
-
-
 def jpeg_uri(path: str | Path, max_width: int = 320) -> str:
     """A picture file shrunk to at most ``max_width`` pixels wide and JPEG-encoded, as a data URI: photo-like
     pictures (CAM overlays) inline at a tenth of their PNG size."""

@@ -49,10 +49,21 @@ def index_text() -> str:
 
 
 def completion_script(shell: str) -> str:
-    """Typer's completion script of ``shell`` for the ``clsctl`` program."""
-    from typer._completion_shared import get_completion_script
+    """Typer's completion script of ``shell`` for the ``clsctl`` program.
 
-    return get_completion_script(prog_name=PROG_NAME, complete_var=COMPLETE_VAR, shell=shell) + "\n"
+    Asked the way a shell's start-up file does, through Typer's public completion protocol
+    (``_CLSCTL_COMPLETE=source_bash clsctl``), run in this process by Typer's public test runner. The script
+    depends only on the program's name, so a bare app stands in for ``clsctl``'s (which imports this module).
+    """
+    import typer
+    from typer.testing import CliRunner
+
+    stand_in = typer.Typer()
+    stand_in.command()(lambda: None)
+    result = CliRunner().invoke(stand_in, [], env={COMPLETE_VAR: f"source_{shell}"}, prog_name=PROG_NAME)
+    if result.exit_code != 0:
+        raise RuntimeError(f"no {shell} completion script from Typer: {result.output.strip()}")
+    return result.output.strip() + "\n"
 
 
 def generated_files(scripts_dir: Path = SCRIPTS_DIR, index_path: Path = INDEX_PATH) -> dict[Path, str]:

@@ -78,11 +78,3 @@ class DeviceInput:
         if dtype is not None and dtype != torch.float32:
             out = out.to(dtype)  # preserve_format: stays channels_last
         return out, targets
-
-
-def to_model_input(images: torch.Tensor, device: torch.device, *, mean: Sequence[float] = (0.0, 0.0, 0.0),
-                   std: Sequence[float] = (1.0, 1.0, 1.0), dtype: torch.dtype | None = None,
-                   channels_last: bool = False) -> torch.Tensor:
-    """One batch through :class:`DeviceInput` (convenience for scripts and tests)."""
-    out, _ = DeviceInput(mean, std)(images, None, device, dtype=dtype, channels_last=channels_last)
-    return out

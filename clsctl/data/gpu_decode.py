@@ -165,7 +165,7 @@ class BatchDecoder:
                 if image is None:
                     continue
                 if item.seed is not None:
-                    from clsctl.data.datasets import seed_sample
+                    from clsctl.data.dataset_base import seed_sample
 
                     transform = self.transforms[item.split]
                     seed_sample(item.seed, torch_only=getattr(transform, "torch_rng_only", False))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,37 @@ from clsctl.readers import read_text
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+
+
+def read_class_names(spec: list[str] | str, base: Path) -> list[str]:
+    """Class names from a list or from a text file with one name per line."""
+    if isinstance(spec, list):
+        return spec
+    path = Path(spec) if Path(spec).is_absolute() else base / spec
+    return [line.strip() for line in read_text(path, "classes file", DataError).splitlines() if line.strip()]
+
+
+def read_annotation_file(root: Path, ann_file: Path, classes: Sequence[str] | None) -> list[tuple[str, int]]:
+    """Read ``relative/path label`` lines; every label must index ``classes`` (when given)."""
+    samples, problems = [], []
+    for number, line in enumerate(read_text(ann_file, "annotation file", DataError).splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            problems.append(f"{ann_file}:{number}: expected 'path label', got {line!r}")
+            continue
+        label = int(parts[1])
+        if label < 0 or (classes is not None and label >= len(classes)):
+            count = "" if classes is None else f" for {len(classes)} classes"
+            problems.append(f"{ann_file}:{number}: label {label} is out of range{count}")
+            continue
+        samples.append((str(root / parts[0]), label))
+    if problems:
+        raise DataError(f"{ann_file}: {len(problems)} bad line(s)", details=problems[:20])
+    if not samples:
+        raise DataError(f"{ann_file}: no samples")
+    return samples
 
 
 def _numbered_names(count: int) -> list[str]:
@@ -30,8 +62,6 @@ def read_imagenet(root: Path, split: str, classes: list[str] | str | None,
     Class names: ``classes`` (list or file), else ``root/meta/classes.txt``, else the sorted folder names of
     ``root/train`` (the synset order ImageNet labels follow), else ``0``, ``1``, ...
     """
-    from clsctl.data.datasets import read_annotation_file, read_class_names
-
     if not root.is_dir():
         raise DataError(f"ImageNet folder not found: {root} (expected {root}/meta/{split}.txt and {root}/{split}/)")
     names = None
@@ -138,8 +168,6 @@ def read_openmmlab_json(root: Path, ann_file: Path, classes: list[str] | str | N
         Samples, class names (given, else ``metainfo.classes``, else ``0``, ``1``, ...) and whether the labels
         are lists (multi-label).
     """
-    from clsctl.data.datasets import read_class_names
-
     data = read_json_file(ann_file, what="annotation file", error=DataError)
     items = data.get("data_list") if isinstance(data, dict) else None
     if not isinstance(items, list) or not items:

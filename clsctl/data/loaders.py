@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from clsctl.data.dataset_base import sample_seed
 from clsctl.recipe.schema import LoaderConfig
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A stable 63-bit seed for one sample of one epoch."""
-    digest = hashlib.blake2b(f"{seed}/{epoch}/{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
 
 
 class SeededSampler(Sampler):

@@ -44,8 +44,9 @@ from typing import IO, Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from clsctl.data.datasets import BadSampleCounter, OnBadImage, read_class_names, seed_sample
+from clsctl.data.dataset_base import BadSampleCounter, OnBadImage, sample_seed, seed_sample
 from clsctl.data.decode import DECODE_ERRORS, decode_bytes
+from clsctl.data.layouts import read_class_names
 from clsctl.errors import DataError
 
 logger = logging.getLogger("clsctl")
@@ -396,8 +397,6 @@ class ShardDataset(BadSampleCounter, IterableDataset):
             image, label = decoded
             if self.transform is not None:
                 if plan.train:
-                    from clsctl.data.loaders import sample_seed
-
                     seed_sample(sample_seed(plan.seed, plan.epoch, sample_id))
                 image = self.transform(image)
             images.append(image)

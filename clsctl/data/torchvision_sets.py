@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clsctl.data.datasets import ArrayImageDataset
+from clsctl.data.dataset_base import ArrayImageDataset
 from clsctl.errors import DataError
 from clsctl.recipe import schema as S
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from clsctl.data.datasets import ClassificationDataset, OnBadImage
+from clsctl.data.dataset_base import ClassificationDataset, OnBadImage
 from clsctl.errors import DataError
 from clsctl.recipe import schema as S
 
@@ -112,10 +112,19 @@ def kfold_indices(length: int, fold: int, num_splits: int, *, test_mode: bool, s
     return sorted(i for i in order if i not in held)
 
 
-def build_wrapper(config: Any, transform: Callable | None, base: Path, *,
+def build_wrapper(config: Any, transform: Callable | None, base: Path,
+                  build_dataset: Callable[..., ClassificationDataset], *,
                   on_bad_image: OnBadImage = "skip") -> ClassificationDataset:
-    """The wrapper dataset of a ``repeat``, ``concat``, ``class_balanced`` or ``kfold`` entry."""
-    from clsctl.data.datasets import build_dataset
+    """The wrapper dataset of a ``repeat``, ``concat``, ``class_balanced`` or ``kfold`` entry.
+
+    Args:
+        config: The wrapper's recipe entry.
+        transform: Applied to each decoded image of the wrapped datasets.
+        base: Folder relative paths are resolved against.
+        build_dataset: Builds a wrapped entry (:func:`clsctl.data.datasets.build_dataset`, which calls this
+            function: passed in so that this module does not import its caller).
+        on_bad_image: What an unreadable image file does: ``skip`` or ``fail``.
+    """
 
     def inner(entry: S.Dataset) -> ClassificationDataset:
         if isinstance(entry, S.WebDatasetShards):
@@ -135,38 +144,3 @@ def build_wrapper(config: Any, transform: Callable | None, base: Path, *,
         return IndexedDataset(dataset, kfold_indices(len(dataset), config.fold, config.num_splits,
                                                      test_mode=config.test_mode, seed=config.seed))
     raise TypeError(f"no builder for dataset wrapper {type(config).__name__}")
-
-
-def kfold_recipe_data(data: dict[str, Any], fold: int, num_splits: int, seed: int | None = 0) -> dict[str, Any]:
-    """A recipe's ``data`` section (plain data, before validation) set up for one cross-validation fold.
-
-    ``train`` becomes the training folds of the train dataset and ``val`` its held-out fold, with the val
-    split's pipeline (what ``--fold`` / ``--num-splits`` do). A train entry that is already a ``kfold`` wrapper
-    just gets the new fold and number of splits.
-
-    Args:
-        data: The ``data`` mapping of a recipe (not modified).
-        fold: Held-out fold, 0-based.
-        num_splits: K.
-        seed: Shuffle seed of the split (None: consecutive folds).
-    """
-    import copy
-
-    if not 0 <= fold < num_splits:
-        raise DataError(f"fold must be in 0..{num_splits - 1}, got {fold}")
-    out = copy.deepcopy(data)
-    train = out.get("train")
-    if train is None:
-        raise DataError("cross-validation needs a data.train dataset")
-    if train.get("type") == "kfold":
-        inner, seed = train["dataset"], train.get("seed", seed)
-    else:
-        inner = train
-    val_inner = copy.deepcopy(inner)
-    if "pipeline" in val_inner or val_inner.get("type") not in ("repeat", "concat", "class_balanced", "kfold"):
-        val_pipeline = (out.get("val") or {}).get("pipeline", [])
-        val_inner["pipeline"] = copy.deepcopy(val_pipeline)
-    common = {"type": "kfold", "fold": fold, "num_splits": num_splits, "seed": seed}
-    out["train"] = {**common, "dataset": inner}
-    out["val"] = {**common, "dataset": val_inner, "test_mode": True}
-    return out

@@ -89,7 +89,8 @@ def write_shards(src_dir: str | Path, out_dir: str | Path, *, shard_size: int = 
         progress: Called with the number of samples just written.
         on_start: Called with the number of samples about to be written.
     """
-    from clsctl.data.datasets import read_class_names, scan_image_folder
+    from clsctl.data.datasets import scan_image_folder
+    from clsctl.data.layouts import read_class_names
 
     src, out = Path(src_dir), Path(out_dir)
     names = read_class_names(str(classes), Path.cwd()) if classes is not None else None

@@ -20,8 +20,6 @@ from clsctl.recipe import Recipe, schema as S
 
 logger = logging.getLogger("clsctl")
 
-SPLITS = ("train", "val", "test")
-
 
 def resolve_device(spec: str | None) -> torch.device:
     """``auto`` picks CUDA when available; ``cuda`` on a machine without it is an error."""

@@ -10,11 +10,12 @@ from typing import Any
 
 import torch
 
-from clsctl.errors import CheckpointError, CheckpointWriteError
+from clsctl.errors import CheckpointWriteError
+# The format tag and required keys live with the checkpoint reader, which every layer uses; named here too.
+from clsctl.readers import CHECKPOINT_FORMAT as FORMAT, CHECKPOINT_REQUIRED_KEYS as REQUIRED_KEYS  # noqa: F401
+from clsctl.readers import read_checkpoint
 
-FORMAT = "clsctl-checkpoint"
 VERSION = 1
-REQUIRED_KEYS = ("model", "recipe", "class_names", "preprocessing")
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
@@ -101,14 +102,4 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         CheckpointError: Missing, a folder, empty, not a PyTorch file, an unsafe pickle, a plain state dict,
             or not a (complete) clsctl checkpoint; see :func:`clsctl.readers.read_checkpoint`.
     """
-    from clsctl.readers import read_checkpoint
-
     return read_checkpoint(path)
-
-
-def latest_checkpoint(work_dir: str | Path) -> Path:
-    """The ``last.pt`` of a run folder, for ``--resume`` without a path."""
-    path = Path(work_dir) / "last.pt"
-    if not path.is_file():
-        raise CheckpointError(f"nothing to resume: {path} does not exist")
-    return path
