@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?= -n 2
 STAMP := $(VENV)/.clsctl-installed
 
-.PHONY: venv test demo clean completions
+.PHONY: venv test demo clean completions models
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ demo: $(STAMP)
 
 completions: $(STAMP)
 	$(PY) -m clsctl.cli.completions completions
+
+# After adding or changing a model: the model-name index, the completion scripts and docs/model_zoo.md.
+models: $(STAMP)
+	$(PY) -m clsctl.cli.completions completions
+	$(PY) -m clsctl.models._zoo_doc
 
 clean:
 	rm -rf $(VENV) runs/quickstart runs/quickstart.old-* data/digits

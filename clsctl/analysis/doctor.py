@@ -284,8 +284,39 @@ def dataset_doctor(recipe: Recipe, phases: Sequence[str] = ("train", "val"), *,
         device: Where the checkpoint's model runs.
         show_progress: Draw progress bars.
     """
-    from clsctl.engine.progress import make_progress
+    phases = _checked_phases(phases, hash_kind, threshold, checkpoint)
+    workers = num_process or min(8, os.cpu_count() or 1)
+    datasets, skipped = _load_splits(recipe, phases)
+    classes = {phase: list(d.classes) for phase, d in datasets.items()}
+    entries = [_Entry(str(path), phase, target) for phase, d in datasets.items() for path, target in d.samples]
+    paths = list(dict.fromkeys(e.path for e in entries))
 
+    facts, probabilities, seconds = _scan(paths, datasets, phases, workers, recipe, checkpoint, device, show_progress)
+    result = DoctorResult({p: split_stats(p, d, min_class_images) for p, d in datasets.items()}, len(paths),
+                          skipped=skipped, seconds=seconds)
+    result.unreadable = [BrokenFile(f.path, f.problem) for f in facts if f.problem]
+    result.notes += _class_list_notes(classes, phases)
+    sets = _join_look_alikes(facts, hash_kind, threshold)
+    exact, near, leaks = _groups_and_leaks(entries, paths, facts, sets, classes, phases, hash_kind)
+    outliers = size_outliers(facts)
+    label_issues, issue_counts = _label_issues(probabilities, datasets)
+    if "train" in label_issues:
+        result.notes.append(IN_SAMPLE_NOTE)
+
+    result.counts = {
+        "unreadable": len(result.unreadable), "exact_groups": len(exact), "near_groups": len(near),
+        "leaks": len(leaks), "size_outliers": len(outliers), "label_issues": issue_counts,
+        "small_classes": sum(len(s.small_classes) for s in result.splits.values()),
+    }
+    result.exact_groups, result.near_groups, result.leaks = exact[:LISTED], near[:LISTED], leaks[:LISTED]
+    result.size_outliers, result.label_issues = outliers[:LISTED], label_issues
+    if out is not None:
+        _write_outputs(result, Path(out), phases, threshold, hash_kind)
+    return result
+
+
+def _checked_phases(phases: Sequence[str], hash_kind: str, threshold: int, checkpoint: str | Path | None) -> list[str]:
+    """The phases without repeats, once every argument of :func:`dataset_doctor` is known to be usable."""
     phases = list(dict.fromkeys(phases))
     bad = [p for p in phases if p not in ("train", "val", "test")]
     if bad or not phases:
@@ -296,13 +327,19 @@ def dataset_doctor(recipe: Recipe, phases: Sequence[str] = ("train", "val"), *,
         raise ClsctlError(f"threshold must be 0 to {MAX_THRESHOLD} bits, got {threshold}")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise ClsctlError(f"checkpoint not found: {checkpoint}")
-    workers = num_process or min(8, os.cpu_count() or 1)
+    return phases
 
-    datasets, skipped = _load_splits(recipe, phases)
-    classes = {phase: list(d.classes) for phase, d in datasets.items()}
-    entries = [_Entry(str(path), phase, target) for phase, d in datasets.items() for path, target in d.samples]
-    paths = list(dict.fromkeys(e.path for e in entries))
-    path_index = {p: i for i, p in enumerate(paths)}
+
+def _scan(paths: list[str], datasets: dict[str, Any], phases: list[str], workers: int, recipe: Recipe,
+          checkpoint: str | Path | None, device: str | None,
+          show_progress: bool) -> tuple[list[FileFacts], dict[str, Any], float]:
+    """The slow part, under progress bars: every file's facts and (with a checkpoint) each single-label split's
+    probabilities.
+
+    Returns:
+        The facts of ``paths``, probabilities per split (see :func:`_probabilities`), and the seconds hashing took.
+    """
+    from clsctl.engine.progress import make_progress
 
     started = time.perf_counter()
     with make_progress(show_progress) as progress:
@@ -315,19 +352,25 @@ def dataset_doctor(recipe: Recipe, phases: Sequence[str] = ("train", "val"), *,
                 if datasets[phase].multi_label:
                     continue
                 probabilities[phase] = _probabilities(checkpoint, recipe, phase, device, progress)
+    return facts, probabilities, seconds
 
-    result = DoctorResult({p: split_stats(p, d, min_class_images) for p, d in datasets.items()}, len(paths),
-                          skipped=skipped, seconds=seconds)
-    result.unreadable = [BrokenFile(f.path, f.problem) for f in facts if f.problem]
+
+def _class_list_notes(classes: dict[str, list[str]], phases: list[str]) -> list[str]:
+    """A note for each split whose class list differs from the first split's."""
+    notes = []
     first = phases[0]
     for phase in phases[1:]:
         if classes[phase] != classes[first]:
-            result.notes.append(f"the class lists of {first} and {phase} differ: "
-                                f"only in {first}: {sorted(set(classes[first]) - set(classes[phase]))[:10]}, "
-                                f"only in {phase}: {sorted(set(classes[phase]) - set(classes[first]))[:10]}")
+            notes.append(f"the class lists of {first} and {phase} differ: "
+                         f"only in {first}: {sorted(set(classes[first]) - set(classes[phase]))[:10]}, "
+                         f"only in {phase}: {sorted(set(classes[phase]) - set(classes[first]))[:10]}")
+    return notes
 
-    # Groups: identical bytes, identical perceptual hashes, and hashes within the threshold, joined.
-    sets = _UnionFind(len(paths))
+
+def _join_look_alikes(facts: Sequence[FileFacts], hash_kind: str, threshold: int) -> _UnionFind:
+    """Sets of files (indices of ``facts``) joined when they have identical bytes, identical perceptual hashes,
+    or hashes within ``threshold`` bits."""
+    sets = _UnionFind(len(facts))
     by_digest: dict[str, list[int]] = {}
     for i, f in enumerate(facts):
         if f.digest:
@@ -346,7 +389,20 @@ def dataset_doctor(recipe: Recipe, phases: Sequence[str] = ("train", "val"), *,
             sets.union(int(representative[u]), int(hashed[position]))
     for a, b, _ in near_pairs(unique, threshold):
         sets.union(int(representative[a]), int(representative[b]))
+    return sets
 
+
+def _groups_and_leaks(entries: list[_Entry], paths: list[str], facts: Sequence[FileFacts], sets: _UnionFind,
+                      classes: dict[str, list[str]], phases: list[str],
+                      hash_kind: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Groups of identical files, groups of look-alikes, and leaks (held-out samples with a copy or look-alike in
+    an earlier split), each sorted most important first.
+
+    Args:
+        entries: Every sample of every split (a file may be in several).
+        paths: The distinct files, in the order of ``facts`` and of the sets.
+    """
+    path_index = {p: i for i, p in enumerate(paths)}
     by_root: dict[int, list[int]] = {}
     for number, entry in enumerate(entries):
         by_root.setdefault(sets.find(path_index[entry.path]), []).append(number)
@@ -366,27 +422,40 @@ def dataset_doctor(recipe: Recipe, phases: Sequence[str] = ("train", "val"), *,
         else:
             copies = Counter(facts[p].digest for p in member_paths)
             near.append({**group, "exact_subgroups": sum(1 for n in copies.values() if n > 1)})
-        if len(group["splits"]) < 2:
-            continue
-        for m, p in zip(members, member_paths):
-            earlier = [(n, q) for n, q in zip(members, member_paths) if order[entries[n].split] < order[entries[m].split]]
-            if not earlier:
-                continue
-            same = [(n, q) for n, q in earlier if facts[q].digest == facts[p].digest]
-            if same:
-                n, q = same[0]
-                kind, distance = "exact", 0
-            else:
-                distances = hamming(hash_of[[q for _, q in earlier]], hash_of[p])
-                n, q = earlier[int(np.argmin(distances))]
-                kind, distance = "near", int(distances.min())
-            leaks.append({"kind": kind, "distance": distance, "held_out": _member(entries[m], classes),
-                          "earlier": _member(entries[n], classes)})
+        if len(group["splits"]) >= 2:
+            leaks += _group_leaks(entries, members, member_paths, facts, hash_of, classes, order)
     exact.sort(key=lambda g: -g["size"])
     near.sort(key=lambda g: -g["size"])
     leaks.sort(key=lambda leak: (leak["distance"], leak["held_out"]["path"]))
-    outliers = size_outliers(facts)
+    return exact, near, leaks
 
+
+def _group_leaks(entries: list[_Entry], members: list[int], member_paths: list[int], facts: Sequence[FileFacts],
+                 hash_of: np.ndarray, classes: dict[str, list[str]], order: dict[str, int]) -> list[dict[str, Any]]:
+    """The leaks of one group spanning splits: each member with a member of an earlier split, its copy if there is
+    one, else its nearest look-alike."""
+    leaks = []
+    for m, p in zip(members, member_paths):
+        earlier = [(n, q) for n, q in zip(members, member_paths) if order[entries[n].split] < order[entries[m].split]]
+        if not earlier:
+            continue
+        same = [(n, q) for n, q in earlier if facts[q].digest == facts[p].digest]
+        if same:
+            n, q = same[0]
+            kind, distance = "exact", 0
+        else:
+            distances = hamming(hash_of[[q for _, q in earlier]], hash_of[p])
+            n, q = earlier[int(np.argmin(distances))]
+            kind, distance = "near", int(distances.min())
+        leaks.append({"kind": kind, "distance": distance, "held_out": _member(entries[m], classes),
+                      "earlier": _member(entries[n], classes)})
+    return leaks
+
+
+def _label_issues(probabilities: dict[str, Any],
+                  datasets: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]], int]:
+    """Likely label errors per split from the checkpoint's probabilities (the first :data:`LISTED` of each), and
+    how many were found in all."""
     label_issues: dict[str, list[dict[str, Any]]] = {}
     issue_counts = 0
     for phase, (probs, kept, names) in probabilities.items():
@@ -402,19 +471,7 @@ def dataset_doctor(recipe: Recipe, phases: Sequence[str] = ("train", "val"), *,
              "p_given": float(probs[i, labels[i]]), "p_suggested": float(probs[i, s])}
             for rank, (i, s) in enumerate(zip(found.indices[:LISTED].tolist(), found.suggested[:LISTED].tolist()),
                                           start=1)]
-        if phase == "train":
-            result.notes.append(IN_SAMPLE_NOTE)
-
-    result.counts = {
-        "unreadable": len(result.unreadable), "exact_groups": len(exact), "near_groups": len(near),
-        "leaks": len(leaks), "size_outliers": len(outliers), "label_issues": issue_counts,
-        "small_classes": sum(len(s.small_classes) for s in result.splits.values()),
-    }
-    result.exact_groups, result.near_groups, result.leaks = exact[:LISTED], near[:LISTED], leaks[:LISTED]
-    result.size_outliers, result.label_issues = outliers[:LISTED], label_issues
-    if out is not None:
-        _write_outputs(result, Path(out), phases, threshold, hash_kind)
-    return result
+    return label_issues, issue_counts
 
 
 def _plot_class_counts(result: DoctorResult, out: Path) -> Path:

@@ -170,11 +170,9 @@ def report(checkpoint: str | Path, *, split: str = "test", data_root: str | Path
         bench_iters: Timed iterations of the throughput and latency measurement; 0 skips it.
         show_progress: Draw progress bars.
     """
-    from clsctl.analysis._draw import safe_name
     from clsctl.analysis.calibration import plot_reliability, reliability_bins
     from clsctl.analysis.cam import method_class
     from clsctl.analysis.results import plot_confusion_matrix
-    from clsctl.engine.progress import make_progress
     from clsctl.engine.testing import evaluate
 
     checkpoint = Path(checkpoint)
@@ -201,6 +199,32 @@ def report(checkpoint: str | Path, *, split: str = "test", data_root: str | Path
     if card["training_curves"]:
         figures["training_curves"] = Path(card["training_curves"])
 
+    shown, example_notes, speed = _examples_and_speed(records, examples, checkpoint, out_dir, cam_method, device,
+                                                      names, batch_size, bench_iters, show_progress)
+    ece = 100.0 * bins.ece
+    summary = _summary(result, checkpoint, split, data_root, ece, bins, pairs, card, speed, shown, figures)
+    json_path = out_dir / "report.json"
+    json_path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    html_path = H.write_page(out_dir / "index.html", f"clsctl report: {card['model']}",
+                             f"{checkpoint} on {data_root or split} ({result.num_samples} images) · "
+                             f"{summary['created']}",
+                             _sections(summary, card, figures, bins, shown, example_notes, cam_method))
+    return ReportResult(out_dir, html_path, json_path, result.metrics, ece, result.num_samples, pairs, figures, speed)
+
+
+def _examples_and_speed(records: Sequence[dict[str, Any]], examples: int, checkpoint: Path, out_dir: Path,
+                        cam_method: str, device: str | None, names: Sequence[str], batch_size: int | None,
+                        bench_iters: int, show_progress: bool) -> tuple[dict[str, list[tuple[dict[str, Any], Path]]],
+                                                                        list[str], dict[str, Any] | None]:
+    """The example pictures (CAM overlays) and the speed measurement, under progress bars.
+
+    Returns:
+        ``(record, picture)`` pairs of each example group, the notes of examples without a CAM, and the speed
+        (None when ``bench_iters`` is 0).
+    """
+    from clsctl.analysis._draw import safe_name
+    from clsctl.engine.progress import make_progress
+
     mistakes, unsure = pick_examples(records, examples)
     example_notes: list[str] = []
     shown: dict[str, list[tuple[dict[str, Any], Path]]] = {"mistakes": [], "unsure": []}
@@ -219,9 +243,15 @@ def report(checkpoint: str | Path, *, split: str = "test", data_root: str | Path
             bench_task = progress.add_task("throughput and latency", total=None, status="")
             speed = _speed(checkpoint, batch_size or _eval_batch_size(checkpoint), bench_iters, device)
             progress.update(bench_task, total=1, completed=1)
+    return shown, example_notes, speed
 
-    ece = 100.0 * bins.ece
-    summary = {
+
+def _summary(result: Any, checkpoint: Path, split: str, data_root: str | Path | None, ece: float, bins: Any,
+             pairs: list[tuple[str, str, int]], card: dict[str, Any], speed: dict[str, Any] | None,
+             shown: dict[str, list[tuple[dict[str, Any], Path]]], figures: dict[str, Path]) -> dict[str, Any]:
+    """What ``report.json`` holds (and the page shows)."""
+    names = result.class_names
+    return {
         "checkpoint": str(checkpoint), "split": split, "data_root": str(data_root) if data_root else None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "num_samples": result.num_samples,
         "excluded": result.excluded, "metrics": result.metrics, "ece": ece, "ece_bins": len(bins.counts),
@@ -233,13 +263,6 @@ def report(checkpoint: str | Path, *, split: str = "test", data_root: str | Path
                      for group, items in shown.items()},
         "figures": {k: str(v) for k, v in figures.items()},
     }
-    json_path = out_dir / "report.json"
-    json_path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    html_path = H.write_page(out_dir / "index.html", f"clsctl report: {card['model']}",
-                             f"{checkpoint} on {data_root or split} ({result.num_samples} images) · "
-                             f"{summary['created']}",
-                             _sections(summary, card, figures, bins, shown, example_notes, cam_method))
-    return ReportResult(out_dir, html_path, json_path, result.metrics, ece, result.num_samples, pairs, figures, speed)
 
 
 def human_count(value: float | None) -> str:
@@ -260,9 +283,13 @@ def _eval_batch_size(checkpoint: Path) -> int:
 
 def _sections(summary: dict[str, Any], card: dict[str, Any], figures: dict[str, Path], bins: Any,
               shown: dict[str, list[tuple[dict[str, Any], Path]]], example_notes: list[str], method: str) -> list[str]:
-    names = summary["class_names"]
-    sections = []
-    # Model card.
+    """The page's sections: model, metrics, confusion, calibration, examples, speed."""
+    return [_model_section(card, figures), _metrics_section(summary), _confusion_section(summary, figures),
+            _calibration_section(summary, figures, bins), _examples_section(summary, shown, example_notes, method),
+            _speed_section(summary)]
+
+
+def _model_section(card: dict[str, Any], figures: dict[str, Path]) -> str:
     rows = [[H.cell("model"), H.cell(card["model"])], [H.cell("classes"), H.cell(card["classes"])],
             [H.cell("input size"), H.cell(" x ".join(str(s) for s in card["input_size"]) or "-")],
             [H.cell("parameters"), H.cell(human_count(card.get("params")), numeric=True, data_metric="params",
@@ -280,9 +307,11 @@ def _sections(summary: dict[str, Any], card: dict[str, Any], figures: dict[str, 
     else:
         body += '<p class="note">no metrics.jsonl beside the checkpoint: no training curves</p>'
     body += f"<details><summary>recipe</summary><pre>{H.esc(card['recipe_yaml'])}</pre></details>"
-    sections.append(H.section("Model", body, "model"))
+    return H.section("Model", body, "model")
 
-    # Metrics.
+
+def _metrics_section(summary: dict[str, Any]) -> str:
+    names = summary["class_names"]
     metrics = summary["metrics"]
     rows = [[H.cell(METRIC_LABELS.get(k, k)), H.cell(f"{v:.2f}" if k != "loss" else f"{v:.4f}", numeric=True,
                                                     data_metric=k)] for k, v in metrics.items()]
@@ -297,9 +326,11 @@ def _sections(summary: dict[str, Any], card: dict[str, Any], figures: dict[str, 
     body += ("<h3>per class (click a header to sort)</h3>"
              + H.table(["class", "precision (%)", "recall (%)", "F1 (%)", "support"], rows, sortable=True,
                        numeric=[False, True, True, True, True], table_id="per-class"))
-    sections.append(H.section("Metrics", body, "metrics-section"))
+    return H.section("Metrics", body, "metrics-section")
 
-    # Confusion.
+
+def _confusion_section(summary: dict[str, Any], figures: dict[str, Path]) -> str:
+    names, per_class = summary["class_names"], summary["per_class"]
     body = H.figure_file(figures["confusion_matrix"], "confusion matrix")
     support = dict(zip(names, per_class["support"]))
     if summary["confused_pairs"]:
@@ -309,9 +340,10 @@ def _sections(summary: dict[str, Any], card: dict[str, Any], figures: dict[str, 
                                                          rows, sortable=True, numeric=[False, False, True, True])
     else:
         body += '<p class="ok">no confusions: every sample is predicted right</p>'
-    sections.append(H.section("Confusion", body, "confusion"))
+    return H.section("Confusion", body, "confusion")
 
-    # Calibration.
+
+def _calibration_section(summary: dict[str, Any], figures: dict[str, Path], bins: Any) -> str:
     filled = bins.counts > 0
     body = (f'<p>expected calibration error (ECE, {len(bins.counts)} equal-width bins): '
             f'<b data-metric="ece">{summary["ece"]:.2f}</b> %</p>' + H.figure_file(figures["reliability"], "reliability"))
@@ -322,9 +354,12 @@ def _sections(summary: dict[str, Any], card: dict[str, Any], figures: dict[str, 
     body += "<details><summary>bins</summary>" + H.table(
         ["confidence", "samples", "accuracy (%)", "mean confidence (%)"], rows, numeric=[False, True, True, True]) + \
         "</details>"
-    sections.append(H.section("Calibration", body, "calibration"))
+    return H.section("Calibration", body, "calibration")
 
-    # Examples.
+
+def _examples_section(summary: dict[str, Any], shown: dict[str, list[tuple[dict[str, Any], Path]]],
+                      example_notes: list[str], method: str) -> str:
+    names = summary["class_names"]
     body = ""
     for group, title in (("mistakes", "most confident mistakes"), ("unsure", "least confident correct predictions")):
         items = shown[group]
@@ -339,9 +374,10 @@ def _sections(summary: dict[str, Any], card: dict[str, Any], figures: dict[str, 
     body += f'<p class="note">overlays: {H.esc(method)} for the predicted class</p>'
     for note in example_notes:
         body += f'<p class="warn">no CAM: {H.esc(note)}</p>'
-    sections.append(H.section("Examples", body, "examples"))
+    return H.section("Examples", body, "examples")
 
-    # Speed.
+
+def _speed_section(summary: dict[str, Any]) -> str:
     speed = summary["speed"]
     if speed:
         rows = [[H.cell("device"), H.cell(f"{speed['device']} ({speed['device_name']}, {speed['threads']} threads, "
@@ -356,5 +392,4 @@ def _sections(summary: dict[str, Any], card: dict[str, Any], figures: dict[str, 
                                            f'timed after {speed["warmup"]} warm-up (as clsctl benchmark)</p>')
     else:
         body = '<p class="note">not measured (--bench-iters 0)</p>'
-    sections.append(H.section("Speed on this machine", body, "speed"))
-    return sections
+    return H.section("Speed on this machine", body, "speed")
