@@ -91,7 +91,7 @@ def load_weights_file(model: nn.Module, path: str | Path) -> None:
 
 def _classifier_prefix(model: nn.Module) -> str:
     meta = getattr(model, "model_meta", None)
-    name = meta.extra.get("classifier", "fc") if meta is not None else "fc"
+    name = meta.layout.classifier if meta is not None else "fc"
     return name + "."
 
 
