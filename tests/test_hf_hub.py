@@ -69,6 +69,7 @@ def test_clsctl_model_published_on_the_hub(tmp_path: Path, monkeypatch: pytest.M
         assert torch.equal(model(x), reference(x))
     meta = model_info("hf-hub:someone/digits-net")
     assert meta.num_classes == 3 and meta.input_size == (32, 32) and list(meta.weights.class_list) == config["class_names"]
+    assert meta.layout == model_info(config["model_name"]).layout  # the trained variant's classifier, stages...
     fresh = create_model("hf-hub:someone/digits-net")  # architecture only
     assert not torch.equal(fresh.fc.weight, model.fc.weight)
 

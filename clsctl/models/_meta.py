@@ -152,7 +152,7 @@ class HubOrigin:
     repo: str
     library: Literal["clsctl", "timm"]
     model_name: str | None = None
-    preprocessing: Mapping[str, Any] | None = None
+    preprocessing: Mapping[str, Any] | None = field(default=None, hash=False)  # a dict: left out of the hash
 
 
 @dataclass(frozen=True)
