@@ -48,6 +48,10 @@ def test_variant_builds_with_recorded_count_and_metadata(name: str) -> None:
         assert isinstance(pool, nn.AdaptiveAvgPool2d) and pool.output_size in (1, (1, 1))
     if meta.family in {"vit", "deit", "swin", "swin_v2"}:
         assert meta.layout.cam_reshape in {"vit", "swin"}
+    first = model.get_submodule(meta.layout.first_conv)  # the input end: the first conv the image meets
+    assert first is next(m for m in model.modules() if isinstance(m, nn.Conv2d)) and first.in_channels == 3
+    if meta.layout.layer_groups is not None:  # layer-wise lr decay finds blocks in the built model
+        assert meta.layout.layer_groups.layer_ids([n for n, _ in model.named_parameters()]) is not None
     if meta.pretrained_url is not None:
         assert meta.pretrained_url.startswith("https://") and meta.class_names == "imagenet-1k"
 
