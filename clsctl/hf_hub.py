@@ -28,7 +28,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from clsctl.errors import CheckpointError, ClsctlError
-from clsctl.models._meta import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
+from clsctl.models._meta import (IMAGENET_MEAN, IMAGENET_STD, NUMBERED_BLOCKS, HubOrigin, ModelLayout, ModelMeta,
+                                 PretrainedWeights)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -178,29 +179,42 @@ def write_model_folder(loaded: Any, folder: str | Path) -> Path:
     return weights
 
 
+def _clsctl_layout(model_name: Any) -> ModelLayout:
+    """The layout of the registered variant a clsctl Hub model was trained from (defaults when unknown)."""
+    from clsctl.models import MODELS
+
+    try:
+        return MODELS.get(str(model_name)).meta.layout
+    except (KeyError, ClsctlError):
+        return ModelLayout()
+
+
 def hub_model_meta(name: str) -> ModelMeta:
     """Metadata of a Hub model from its ``config.json`` (input size, normalisation, classes)."""
     config = repo_config(name)
+    repo = split_repo(name)[0]
     if is_clsctl_config(config):
         prep = config.get("preprocessing") or {}
         size = prep.get("input_size") or (224, 224)
-        extra = {"hub_library": LIBRARY_NAME, "class_list": list(config.get("class_names") or []),
-                 "preprocessing": prep}
+        class_list = tuple(config.get("class_names") or [])
         return ModelMeta(name=name, family="hf-hub", input_size=(int(size[0]), int(size[1])),
                          mean=tuple(prep.get("mean", IMAGENET_MEAN)), std=tuple(prep.get("std", IMAGENET_STD)),
-                         num_classes=int(config.get("num_classes") or len(extra["class_list"]) or 1000),
-                         param_source="hf-hub (not recorded)", pretrained_url=f"hf-hub:{split_repo(name)[0]}",
-                         extra=extra)
+                         num_classes=int(config.get("num_classes") or len(class_list) or 1000),
+                         param_source="hf-hub (not recorded)",
+                         weights=PretrainedWeights(url=f"{PREFIX}{repo}", source="hf-hub", class_list=class_list),
+                         layout=_clsctl_layout(config.get("model_name")),
+                         hub=HubOrigin(repo=repo, library=LIBRARY_NAME, model_name=config.get("model_name"),
+                                       preprocessing=prep))
     cfg = dict(config.get("pretrained_cfg") or {})
     size = tuple(cfg.get("input_size", (3, 224, 224)))[-2:]
     num_classes = int(config.get("num_classes") or cfg.get("num_classes") or 1000)
     return ModelMeta(name=name, family="hf-hub", input_size=(int(size[0]), int(size[1])),
                      mean=tuple(cfg.get("mean", IMAGENET_MEAN)), std=tuple(cfg.get("std", IMAGENET_STD)),
                      num_classes=num_classes, param_source="hf-hub (not recorded)",
-                     pretrained_url=f"hf-hub:{split_repo(name)[0]}",
-                     class_names="imagenet-1k" if num_classes == 1000 else None,
-                     extra={"hub_library": "timm", "classifier": cfg.get("classifier", "fc"),
-                            "architecture": config.get("architecture")})
+                     weights=PretrainedWeights(url=f"{PREFIX}{repo}", source="hf-hub",
+                                               class_names="imagenet-1k" if num_classes == 1000 else None),
+                     layout=ModelLayout(classifier=cfg.get("classifier", "fc"), layer_groups=NUMBERED_BLOCKS),
+                     hub=HubOrigin(repo=repo, library="timm", model_name=config.get("architecture")))
 
 
 def create_hub_model(name: str, pretrained: bool = False, num_classes: int | None = None, *,
@@ -222,7 +236,7 @@ def create_hub_model(name: str, pretrained: bool = False, num_classes: int | Non
     meta = hub_model_meta(name)
     repo, revision = split_repo(name)
     classes = num_classes if num_classes is not None else meta.num_classes
-    if meta.extra["hub_library"] == LIBRARY_NAME:
+    if meta.hub is not None and meta.hub.library == LIBRARY_NAME:
         from clsctl.engine.build import build_model
         from clsctl.recipe import validate_recipe
 

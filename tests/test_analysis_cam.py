@@ -147,7 +147,7 @@ def test_found_layer_is_the_familys_cam_layer(name: str) -> None:
     from clsctl.models import create_model, model_info
 
     meta = model_info(name)
-    assert _found_layer(create_model(name), meta.input_size)[0] == meta.extra["cam_layer"]
+    assert _found_layer(create_model(name), meta.input_size)[0] == meta.layout.cam_layer
 
 
 @pytest.mark.parametrize("arch, kwargs, layer, shape", [

@@ -6,7 +6,7 @@ import pytest
 import torch
 from pydantic import TypeAdapter
 
-from clsctl.engine.build import build_model, model_from_checkpoint
+from clsctl.engine.build import build_model, head_spec, model_from_checkpoint, neck_spec
 from clsctl.engine.loop import train
 from clsctl.errors import RecipeError
 from clsctl.models import create_model
@@ -15,8 +15,16 @@ from clsctl.recipe import schema as S, validate_recipe
 
 from helpers import tiny_recipe_dict
 
-neck = TypeAdapter(S.Neck).validate_python
-head = TypeAdapter(S.Head).validate_python
+
+
+def neck(data: dict) -> object:
+    """A recipe's ``model.neck`` entry as the models layer takes it."""
+    return neck_spec(TypeAdapter(S.Neck).validate_python(data))
+
+
+def head(data: dict) -> object:
+    """A recipe's ``model.head`` entry as the models layer takes it."""
+    return head_spec(TypeAdapter(S.Head).validate_python(data))
 
 
 def test_gem_matches_its_definition_and_limits() -> None:
@@ -50,7 +58,7 @@ def test_heads_replace_the_classifier_in_place() -> None:
 
 def test_neck_needs_a_pooling_layer_the_family_names() -> None:
     model = create_model("test_resnet")
-    model.model_meta = type(model.model_meta)(name="x", family="x", extra={})
+    model.model_meta = type(model.model_meta)(name="x", family="x")  # a spec without a pooling path
     with pytest.raises(RecipeError, match="no replaceable pooling"):
         apply_neck_and_head(model, neck({"type": "gap"}), None, 10)
 

@@ -68,7 +68,8 @@ def test_clsctl_model_published_on_the_hub(tmp_path: Path, monkeypatch: pytest.M
     with torch.no_grad():
         assert torch.equal(model(x), reference(x))
     meta = model_info("hf-hub:someone/digits-net")
-    assert meta.num_classes == 3 and meta.input_size == (32, 32) and meta.extra["class_list"] == config["class_names"]
+    assert meta.num_classes == 3 and meta.input_size == (32, 32) and list(meta.weights.class_list) == config["class_names"]
+    assert meta.layout == model_info(config["model_name"]).layout  # the trained variant's classifier, stages...
     fresh = create_model("hf-hub:someone/digits-net")  # architecture only
     assert not torch.equal(fresh.fc.weight, model.fc.weight)
 
@@ -93,7 +94,7 @@ def test_timm_model_published_on_the_hub(tmp_path: Path, monkeypatch: pytest.Mon
     model = create_model("hf-hub:someone/timm-net", pretrained=True)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in published.state_dict().items())
     meta = model_info("hf-hub:someone/timm-net")
-    assert meta.input_size == (64, 64) and meta.mean == (0.5, 0.5, 0.5) and meta.extra["hub_library"] == "timm"
+    assert meta.input_size == (64, 64) and meta.mean == (0.5, 0.5, 0.5) and meta.hub.library == "timm"
     with pytest.raises(ClsctlError, match="'someone/missing'"):
         create_model("hf-hub:someone/missing", pretrained=True)
 

@@ -1,6 +1,7 @@
 """The training loop: run folder contents, metrics, resume after Ctrl-C and kill -9, exact reproducibility."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import yaml
 
 from clsctl.engine.checkpoint import load_checkpoint
 from clsctl.engine.loop import train
-from clsctl.engine.optim import lr_factor
+from clsctl.engine.optim import entry_factor
 from clsctl.engine.runs import newest_checkpoint
 from clsctl.errors import DataError
 from clsctl.recipe import load_recipe, validate_recipe
@@ -39,8 +40,9 @@ def test_train_writes_run_folder(tiny_recipe: Path, tmp_path: Path) -> None:
     assert {"lr", "loss", "time", "data_time", "img_per_s"} <= train_records[0].keys()
     assert {"accuracy/top1", "accuracy/top5", "loss"} <= val_records[0].keys()
     # The lr each record reports is the one the schedule gives that (0-based) step.
+    entries = recipe.schedule if isinstance(recipe.schedule, list) else [recipe.schedule]
     for record in train_records:
-        expected = 0.05 * lr_factor(recipe.schedule, record["step"] - 1, 3, 6, 0.05)
+        expected = 0.05 * math.prod(entry_factor(e, record["step"] - 1, 3, 6, 0.05) for e in entries if e.param == "lr")
         assert record["lr"] == pytest.approx(expected)
     ckpt = load_checkpoint(run / "last.pt")
     assert ckpt["epoch"] == 2 and ckpt["class_names"] == ["blue", "green", "red"]

@@ -115,7 +115,7 @@ def test_zero_init_residual_false_gives_torchvision_init() -> None:
 
 
 def _head(model: nn.Module, name: str) -> nn.Linear:
-    return model.get_submodule(model_info(name).extra["classifier"])
+    return model.get_submodule(model_info(name).layout.classifier)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -189,7 +189,7 @@ def test_drop_path_and_dropout(name: str) -> None:
     if rates and entry.drop_path.get(name):
         assert min(rates) < max(rates)  # rising with depth, as every reference does
     # Dropout right before the classifier (a Dropout in the classifier Sequential, or the model's own).
-    classifier_path = meta.extra["classifier"].rsplit(".", 1)
+    classifier_path = meta.layout.classifier.rsplit(".", 1)
     holder = model.get_submodule(classifier_path[0]) if len(classifier_path) == 2 else model
     drops = [m.p for m in holder.children() if isinstance(m, nn.Dropout)] if holder is not model else []
     drops += [m.p for n, m in model.named_children() if isinstance(m, nn.Dropout) and n in ("dropout", "drop")]

@@ -27,7 +27,7 @@ def _case(name: str) -> pytest.param:
 def test_every_variant_records_flops(name: str) -> None:
     meta = model_info(name)
     assert meta.flops is not None and meta.flops > 0
-    if meta.extra.get("flops_source") == "fvcore count (computed)":
+    if meta.flops_source == "fvcore count (computed)":
         assert float(meta.flops).is_integer(), "a count is a whole number"
 
 
@@ -35,7 +35,7 @@ def test_every_variant_records_flops(name: str) -> None:
 def test_recorded_flops_match_a_fresh_count(name: str) -> None:
     meta = model_info(name)
     counted = count_flops(name).flops
-    if meta.extra.get("flops_source") == TORCHVISION_FLOPS:
+    if meta.flops_source == TORCHVISION_FLOPS:
         # torchvision's published "GFLOPS" were counted by another tool (which leaves out, e.g., the BatchNorm
         # arithmetic fvcore counts) and rounded to 1 MFLOP: they are 2-6 % below fvcore's count for these small
         # models. Kept as published; checked to be the same quantity (multiply-adds, not 2x).
@@ -48,4 +48,4 @@ def test_the_filled_cifar_counts_are_the_known_resnet_cifar_figures() -> None:
     # He et al.'s ResNet-20 is about 41M multiply-adds (40.8M with option-A shortcuts; B adds the 1x1 projections).
     assert model_info("resnet20_cifar").flops == pytest.approx(41.2e6, rel=0.01)
     flops = [model_info(f"resnet{d}_cifar").flops for d in (20, 32, 44, 56, 110)]
-    assert flops == sorted(flops) and model_info("resnet110_cifar").extra["flops_source"].startswith("fvcore")
+    assert flops == sorted(flops) and model_info("resnet110_cifar").flops_source.startswith("fvcore")

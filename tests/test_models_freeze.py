@@ -35,7 +35,7 @@ def _frozen(model: nn.Module) -> set[str]:
 
 @pytest.mark.parametrize("name", ALL)
 def test_recorded_stages_exist_and_freezing_is_exact(name: str) -> None:
-    stages = model_info(name).extra["stages"]
+    stages = model_info(name).layout.stages
     assert len(stages) >= 3 and all(stages[1:]), "a stem entry and at least two non-empty stages"
     with torch.device("meta"):  # shapes only: the structure is what is checked
         model = create_model(name, frozen_stages=1)
@@ -51,7 +51,7 @@ def test_recorded_stages_exist_and_freezing_is_exact(name: str) -> None:
     assert all(not sub.training for m in frozen_modules for sub in m.modules())
     # Freezing every stage leaves exactly the classifier trainable: the stages cover the whole backbone.
     freeze_stages(model, len(stages) - 1)
-    head = model_info(name).extra["classifier"].split(".")[0]
+    head = model_info(name).layout.classifier.split(".")[0]
     trainable = all_params - _frozen(model)
     assert trainable and all(n.split(".")[0] in {head, "AuxLogits"} for n in trainable), sorted(trainable)[:5]
 
@@ -69,7 +69,7 @@ def test_out_of_range_raises_with_the_valid_range() -> None:
     with pytest.raises(FrozenStagesError, match=r"\[-1, 3\].*got -2"):
         create_model("resnet20_cifar", frozen_stages=-2)
     with pytest.raises(ClsctlError, match="frozen_stages"):  # the CLI renders it as a one-line error
-        frozen_paths(model_info("lenet5").extra["stages"], 3)
+        frozen_paths(model_info("lenet5").layout.stages, 3)
     with pytest.raises(FrozenStagesError):
         frozen_paths([["a"], ["b"]], True)  # a bool is not a stage count
 
@@ -94,7 +94,7 @@ def test_training_step_leaves_frozen_stages_untouched(name: str, k: int) -> None
     # With the residual BN at zero (the default) the conv before it gets no gradient in the first step.
     init = {"zero_init_residual": False} if name == "test_resnet" else {}
     model = create_model(name, num_classes=5, frozen_stages=k, **init)
-    stages = model_info(name).extra["stages"]
+    stages = model_info(name).layout.stages
     frozen_modules = [model.get_submodule(p) for p in frozen_paths(stages, k)]
     trained_modules = [model.get_submodule(p) for paths in stages[k + 1:] for p in paths]
     frozen_bn = [bn for m in frozen_modules for bn in _batchnorms(m)]

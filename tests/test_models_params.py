@@ -40,23 +40,27 @@ def test_variant_builds_with_recorded_count_and_metadata(name: str) -> None:
     assert count(model) == meta.num_params, meta.param_source
     assert meta.param_source
     # The tools rely on these entries: the final linear layer and the default Grad-CAM layer.
-    head = model.get_submodule(meta.extra["classifier"])
+    head = model.get_submodule(meta.layout.classifier)
     assert isinstance(head, nn.Linear) and head.out_features == meta.num_classes
-    model.get_submodule(meta.extra["cam_layer"])
-    if "pool" in meta.extra:  # a recipe's neck replaces this module, so it must pool to 1x1
-        pool = model.get_submodule(meta.extra["pool"])
+    model.get_submodule(meta.layout.cam_layer)
+    if meta.layout.pool is not None:  # a recipe's neck replaces this module, so it must pool to 1x1
+        pool = model.get_submodule(meta.layout.pool)
         assert isinstance(pool, nn.AdaptiveAvgPool2d) and pool.output_size in (1, (1, 1))
     if meta.family in {"vit", "deit", "swin", "swin_v2"}:
-        assert meta.extra["cam_reshape"] in {"vit", "swin"}
+        assert meta.layout.cam_reshape in {"vit", "swin"}
+    first = model.get_submodule(meta.layout.first_conv)  # the input end: the first conv the image meets
+    assert first is next(m for m in model.modules() if isinstance(m, nn.Conv2d)) and first.in_channels == 3
+    if meta.layout.layer_groups is not None:  # layer-wise lr decay finds blocks in the built model
+        assert meta.layout.layer_groups.layer_ids([n for n, _ in model.named_parameters()]) is not None
     if meta.pretrained_url is not None:
         assert meta.pretrained_url.startswith("https://") and meta.class_names == "imagenet-1k"
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if "paper_params" in model_info(n).extra
-                                  and re.fullmatch(r"\d+(\.\d+)?", model_info(n).extra["paper_params"])])
+@pytest.mark.parametrize("name", [n for n in ALL if model_info(n).paper_params is not None
+                                  and re.fullmatch(r"\d+(\.\d+)?", model_info(n).paper_params)])
 def test_exact_counts_round_to_the_published_figures(name: str) -> None:
     meta = model_info(name)
-    published = meta.extra["paper_params"]
+    published = meta.paper_params
     if meta.family == "deit":  # the DeiT paper gives whole millions, truncated ("5M" for 5.72M)
         assert int(meta.num_params / 1e6) == int(published)
     else:
@@ -68,10 +72,10 @@ def test_deploy_form_counts(name: str) -> None:
     meta = model_info(name)
     with torch.device("meta"):
         model = create_model(name).reparameterize()
-    assert count(model) == meta.extra["deploy_params"]
-    for key in ("paper_deploy_params", "mmpretrain_deploy_params"):
-        if key in meta.extra:
-            assert rounds_to(meta.extra["deploy_params"], meta.extra[key])
+    assert count(model) == meta.deploy_params
+    for published in (meta.paper_deploy_params, meta.mmpretrain_deploy_params):
+        if published is not None:
+            assert rounds_to(meta.deploy_params, published)
 
 
 def test_rounding_helper_can_fail() -> None:

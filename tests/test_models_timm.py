@@ -76,7 +76,7 @@ def test_meta_comes_from_pretrained_cfg(fake_timm: types.ModuleType) -> None:
     assert meta.name == "timm/tiny_net.fake_in1k" and meta.family == "timm"
     assert meta.input_size == (160, 160) and meta.mean == (0.5, 0.5, 0.5) and meta.std == (0.25, 0.25, 0.25)
     assert meta.pretrained_url == "https://huggingface.co/timm/tiny_net.fake_in1k" and meta.has_pretrained
-    assert meta.extra["classifier"] == "head" and meta.class_names == "imagenet-1k"
+    assert meta.layout.classifier == "head" and meta.class_names == "imagenet-1k"
 
 
 def test_create_passes_options_and_counts_parameters(fake_timm: types.ModuleType, tmp_path: Path,

@@ -51,7 +51,7 @@ def test_deit_base_is_vit_b_16_with_deit_naming() -> None:
         deit = create_model("deit_base")
         vit = torchvision.models.vit_b_16()
     assert {k: v.shape for k, v in deit.state_dict().items()} == {k: v.shape for k, v in vit.state_dict().items()}
-    assert model_info("deit_tiny").extra["cam_layer"] == "encoder.layers.encoder_layer_11.ln_1"
+    assert model_info("deit_tiny").layout.cam_layer == "encoder.layers.encoder_layer_11.ln_1"
 
 
 def test_inception_v3_returns_only_logits_when_training() -> None:

@@ -10,7 +10,7 @@ import torch
 from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
-from clsctl.engine.optim import (LrSchedule, auto_lr_scale, build_optimizer, key_matches, layer_ids, lr_factor,
+from clsctl.engine.optim import (LrSchedule, auto_lr_scale, build_optimizer, entry_factor, key_matches, layer_ids,
                                  param_groups)
 from clsctl.errors import RecipeError
 from clsctl.models import create_model
@@ -107,7 +107,7 @@ def test_custom_keys_take_glob_patterns_matched_against_the_whole_name() -> None
 
 def test_layer_wise_lr_decay_on_a_vit() -> None:
     model = create_model("test_vit", num_classes=3)  # 2 transformer blocks
-    ids, count = layer_ids([n for n, _ in model.named_parameters()])
+    ids, count = layer_ids(model, [n for n, _ in model.named_parameters()])
     assert count == 2
     assert ids["class_token"] == 0 and ids["conv_proj.weight"] == 0 and ids["encoder.pos_embedding"] == 0
     assert ids["encoder.layers.encoder_layer_0.mlp.0.weight"] == 1
@@ -199,7 +199,7 @@ def test_single_entry_warmup_in_epochs_or_iterations() -> None:
     assert by_epochs[:4] == pytest.approx([0.1, 0.325, 0.55, 0.775])
     assert by_epochs[4] == pytest.approx(1.0) and by_epochs[-1] < 0.05
     entry = SCHEDULE.validate_python({"type": "cosine", "warmup_epochs": 1, "warmup_start_factor": 0.1})
-    assert [lr_factor(entry, s, 4, 12) for s in range(12)] == pytest.approx(by_epochs)
+    assert [entry_factor(entry, s, 4, 12) for s in range(12)] == pytest.approx(by_epochs)
 
 
 def test_entries_outside_their_window_keep_their_value() -> None:

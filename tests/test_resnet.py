@@ -67,5 +67,5 @@ def test_metadata_is_consistent() -> None:
     meta = model_info("resnet-50")
     assert meta.name == "resnet50" and meta.input_size == (224, 224) and meta.has_pretrained
     assert meta.pretrained_url.endswith("resnet50-0676ba61.pth")
-    assert meta.extra["classifier"] == "fc"
+    assert meta.layout.classifier == "fc"
     assert not model_info("test_resnet").has_pretrained

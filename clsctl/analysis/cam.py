@@ -279,7 +279,7 @@ def resolve_layers(model: Any, names: Sequence[str] | None, model_name: str,
     from clsctl.models import model_info
 
     if not names:
-        default = model_info(model_name).extra.get("cam_layer")
+        default = model_info(model_name).layout.cam_layer
         if default is None and order is not None:
             default = find_cam_layer(order)
         if default is None:

@@ -16,6 +16,7 @@ from clsctl.data.datasets import ImageListDataset, build_dataset
 from clsctl.data.transforms import build_pipeline, default_pipeline, pipeline_from_dicts, stays_uint8
 from clsctl.errors import ClsctlError, RecipeError
 from clsctl.models import create_model, model_info
+from clsctl.models.heads import HeadSpec, NeckSpec, apply_neck_and_head
 from clsctl.recipe import Recipe, schema as S
 
 logger = logging.getLogger("clsctl")
@@ -144,13 +145,35 @@ def transform_from_preprocessing(prep: dict[str, Any]) -> Any:
                           channel_order=prep.get("channel_order", "rgb"))
 
 
+def neck_spec(config: S.Neck | None) -> NeckSpec | None:
+    """The models layer's :class:`~clsctl.models.heads.NeckSpec` of a recipe's ``model.neck``."""
+    if config is None:
+        return None
+    if isinstance(config, S.GeneralizedMeanPooling):
+        return NeckSpec(kind="gem", p=config.p, learnable=config.learnable, eps=config.eps)
+    return NeckSpec(kind="gap")
+
+
+def head_spec(config: S.Head | None) -> HeadSpec | None:
+    """The models layer's :class:`~clsctl.models.heads.HeadSpec` of a recipe's ``model.head``."""
+    if config is None:
+        return None
+    if isinstance(config, (S.LinearHead, S.MultiLabelLinearHead)):
+        return HeadSpec(kind="linear", dropout=config.dropout)
+    if isinstance(config, S.PreLogitsHead):
+        return HeadSpec(kind="pre_logits", hidden=(config.hidden,))
+    if isinstance(config, S.StackedHead):
+        return HeadSpec(kind="stacked", hidden=tuple(config.hidden), dropout=config.dropout,
+                        activation=config.activation, norm=config.norm)
+    raise TypeError(f"no head spec for {type(config).__name__}")  # a schema entry without a conversion is a bug
+
+
 def build_model(recipe: Recipe, num_classes: int, *, load_weights: bool = True) -> nn.Module:
     """The recipe's model with ``num_classes`` outputs, neck and head; weights only when ``load_weights``.
 
     Order: build, published weights (they fit the family's own classifier), swap neck and head, then the
     ``weights`` file (which may come from a clsctl run with this very neck and head), then ``init``.
     """
-    from clsctl.models.heads import apply_neck_and_head
     from clsctl.models.weights import load_partial, load_weights_file
 
     config = recipe.model
@@ -162,7 +185,7 @@ def build_model(recipe: Recipe, num_classes: int, *, load_weights: bool = True) 
     except (TypeError, ValueError) as exc:  # an option the family does not take, or a value out of range
         message = exc.message if isinstance(exc, ClsctlError) else str(exc)
         raise RecipeError(f"model.kwargs: {message}") from exc
-    apply_neck_and_head(model, config.neck, config.head, num_classes)
+    apply_neck_and_head(model, neck_spec(config.neck), head_spec(config.head), num_classes)
     if load_weights and config.weights is not None:
         load_weights_file(model, config.weights)
     if load_weights and config.init is not None:

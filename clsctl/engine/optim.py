@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,14 +11,13 @@ import torch
 from torch import nn
 
 from clsctl.errors import RecipeError
+from clsctl.models._meta import NUMBERED_BLOCKS
 from clsctl.recipe import schema as S
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
-# Names that mark the embedding end of a ViT-style model (layer 0 of layer-wise lr decay).
+# Names of embeddings (position, class token, patch projection): flat parameters for ``flat_decay_mult``.
 _EMBED_NAMES = ("cls_token", "class_token", "pos_embed", "pos_embedding", "patch_embed", "conv_proj", "dist_token",
                 "mask_token", "register_tokens")
-# The block index of a transformer layer: blocks.3., layers.3., encoder_layer_3.
-_BLOCK_RE = re.compile(r"(?:^|\.)(?:blocks|layers|encoder_layer_)\.?(\d+)\.")
 
 
 # --------------------------------------------------------------------------- optimizers
@@ -34,29 +32,25 @@ def _norm_param_names(model: nn.Module) -> set[str]:
     return names
 
 
-def layer_ids(names: Sequence[str]) -> tuple[dict[str, int], int]:
-    """Layer index of each parameter for layer-wise lr decay, and the number of transformer blocks.
+def layer_ids(model: nn.Module, names: Sequence[str]) -> tuple[dict[str, int], int]:
+    """Layer index of each parameter for layer-wise lr decay, and the number of blocks, from the layer groups
+    in the model's spec (:class:`clsctl.models.LayerGroups`; a model without a spec is matched like timm's
+    models, by numbered ``blocks.N`` / ``layers.N`` / ``encoder_layer_N``).
 
     Embeddings are layer 0, block ``i`` is layer ``i + 1``, everything after the blocks (final norm, head)
     is layer ``blocks + 1``.
 
     Raises:
-        RecipeError: No transformer blocks found (layer decay is for ViT-style models).
+        RecipeError: The model records no layer groups, or none of ``names`` is in a block.
     """
-    blocks = {name: int(m.group(1)) for name in names if (m := _BLOCK_RE.search(name))}
-    if not blocks:
-        raise RecipeError("optim.paramwise.layer_decay is for ViT-style models; this model has no numbered "
-                          "transformer blocks (blocks.N / layers.N / encoder_layer_N)")
-    count = max(blocks.values()) + 1
-    ids = {}
-    for name in names:
-        if name in blocks:
-            ids[name] = blocks[name] + 1
-        elif any(part in _EMBED_NAMES for part in name.split(".")):
-            ids[name] = 0
-        else:
-            ids[name] = count + 1
-    return ids, count
+    meta = getattr(model, "model_meta", None)
+    groups = NUMBERED_BLOCKS if meta is None else meta.layout.layer_groups
+    found = None if groups is None else groups.layer_ids(names)
+    if found is None:
+        name = getattr(meta, "name", type(model).__name__)
+        raise RecipeError(f"optim.paramwise.layer_decay is for ViT-style models; {name} has no numbered "
+                          "transformer blocks (no layer groups in its model spec)")
+    return found
 
 
 def key_matches(key: str, name: str) -> bool:
@@ -76,7 +70,7 @@ def param_groups(model: nn.Module, config: S.OptimizerBase) -> list[dict[str, An
     rules = config.paramwise
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     norm_names = _norm_param_names(model) if rules.norm_decay_mult is not None else set()
-    layers, count = layer_ids([n for n, _ in named]) if rules.layer_decay is not None else ({}, 0)
+    layers, count = layer_ids(model, [n for n, _ in named]) if rules.layer_decay is not None else ({}, 0)
     prefixes = sorted(sorted(rules.custom_keys), key=len, reverse=True)  # longest first; ties alphabetical (MMEngine)
     groups: dict[tuple[float, float], dict[str, Any]] = {}
     for name, param in named:
@@ -229,24 +223,6 @@ def entry_factor(entry: S.Schedule, step: int, steps_per_epoch: int, total_steps
         return warm
     span = end - begin - warmup
     return _curve(entry, min(t - warmup, span), span, min(step, end - 1), steps_per_epoch, base)
-
-
-def lr_factor(config: S.Schedule | Sequence[S.Schedule], step: int, steps_per_epoch: int, total_steps: int,
-              base_lr: float = 1.0) -> float:
-    """Multiplier of the base lr at iteration ``step`` (0-based) of a run of ``total_steps``.
-
-    Args:
-        config: One schedule entry or a list (their lr factors multiply; momentum entries are ignored).
-        step: Iteration (optimizer step), 0-based.
-        steps_per_epoch: Optimizer steps per epoch.
-        total_steps: Optimizer steps in the run.
-        base_lr: The group's base lr (min_lr is an absolute value).
-    """
-    factor = 1.0
-    for entry in _as_list(config):
-        if entry.param == "lr":
-            factor *= entry_factor(entry, step, steps_per_epoch, total_steps, base_lr)
-    return factor
 
 
 def _momentum_key(group: dict[str, Any]) -> str | None:

@@ -113,9 +113,10 @@ def _model_source(checkpoint: str | Path | None, model_name: str | None, weights
     meta = model_info(model_name)
     model = create_model(model_name, pretrained=pretrained, num_classes=num_classes, weights=weights)
     classes_count = model.model_meta.num_classes
-    published = list(meta.extra.get("class_list") or [])  # a clsctl model from the Hugging Face Hub
-    if meta.extra.get("preprocessing") and len(published) == classes_count:
-        return model, published, transform_from_preprocessing(meta.extra["preprocessing"]), False
+    published = list(meta.weights.class_list) if meta.weights else []  # a clsctl model from the Hugging Face Hub
+    stored = meta.hub.preprocessing if meta.hub else None
+    if stored and len(published) == classes_count:
+        return model, published, transform_from_preprocessing(dict(stored)), False
     if meta.class_names == "imagenet-1k" and classes_count == 1000:
         names = imagenet_class_names()
     else:

@@ -4,7 +4,8 @@ Importing this package imports torch; the CLI imports it only inside commands.
 """
 
 from clsctl.models._factory import MODELS, ModelEntry, create_model, list_models, model_info, register_model
-from clsctl.models._meta import ModelMeta
+from clsctl.models._meta import (HubOrigin, LayerGroups, ModelLayout, ModelMeta, ModelSpec, PretrainedWeights,
+                                 TimmOrigin)
 
 # Family files register their variants on import.
 from clsctl.models import (  # noqa: E402,F401  isort: skip
@@ -13,4 +14,5 @@ from clsctl.models import (  # noqa: E402,F401  isort: skip
     vit,
 )
 
-__all__ = ["MODELS", "ModelEntry", "ModelMeta", "create_model", "list_models", "model_info", "register_model"]
+__all__ = ["MODELS", "HubOrigin", "LayerGroups", "ModelEntry", "ModelLayout", "ModelMeta", "ModelSpec", "PretrainedWeights",
+           "TimmOrigin", "create_model", "list_models", "model_info", "register_model"]

@@ -111,7 +111,7 @@ def create_model(
     meta = entry.meta
     # Handled here for every family (builders never see it), checked before the possibly slow build.
     frozen_stages = kwargs.pop("frozen_stages", -1)
-    frozen_paths(meta.extra.get("stages") or [[]], frozen_stages)
+    frozen_paths(meta.layout.stages or [[]], frozen_stages)
     classes = num_classes if num_classes is not None else meta.num_classes
     model = entry.build(num_classes=classes, **kwargs)
     model.model_meta = replace(meta, num_classes=classes)

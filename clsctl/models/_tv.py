@@ -13,6 +13,8 @@ from typing import Any
 
 from torch import nn
 
+from clsctl.models._meta import CamReshape, LayerGroups, ModelLayout, PretrainedWeights
+
 TV_URL = "https://download.pytorch.org/models/"
 TV_SOURCE = "torchvision weights metadata (num_params)"
 
@@ -82,7 +84,9 @@ def tv_eval(weights_file: str | None) -> dict[str, Any]:
 
 def tv_meta(family: str, params: int, gflops: float | None, weights_file: str | None, *, classifier: str,
             cam_layer: str, pool: str | None = None, input_size: tuple[int, int] = (224, 224),
-            weights: str = "IMAGENET1K_V1", **extra: Any) -> dict[str, Any]:
+            weights: str = "IMAGENET1K_V1", stages: Sequence[Sequence[str]] = (),
+            cam_reshape: CamReshape | None = None, first_conv: str | None = None,
+            layer_groups: LayerGroups | None = None) -> dict[str, Any]:
     """``register_model`` keyword arguments for a torchvision-based ImageNet variant.
 
     Args:
@@ -96,21 +100,26 @@ def tv_meta(family: str, params: int, gflops: float | None, weights_file: str | 
             a recipe's neck can replace.
         input_size: Evaluation crop of the published weights.
         weights: Name of the torchvision weights enum member the numbers come from.
-        **extra: More ``ModelMeta.extra`` entries (``stages`` for ``frozen_stages``, ``cam_reshape``).
+        stages: Stem and stage paths (for ``frozen_stages``).
+        cam_reshape: How the CAM layer's output becomes a feature map (``vit``, ``swin``).
+        first_conv: Module path of the first convolution.
+        layer_groups: Layers for layer-wise lr decay.
     """
-    if pool is not None:
-        extra["pool"] = pool
+    published = None
+    if weights_file is not None:
+        published = PretrainedWeights(url=TV_URL + weights_file, source=f"torchvision {weights}",
+                                      class_names="imagenet-1k")
+    layout = ModelLayout(classifier=classifier, pool=pool, stages=stages, first_conv=first_conv, cam_layer=cam_layer,
+                         cam_reshape=cam_reshape, layer_groups=layer_groups)
     return dict(
         family=family, num_params=params, flops=None if gflops is None else gflops * 1e9, input_size=input_size,
-        param_source=TV_SOURCE, pretrained_url=None if weights_file is None else TV_URL + weights_file,
-        class_names="imagenet-1k", **tv_eval(weights_file),
-        extra={"classifier": classifier, "cam_layer": cam_layer, "torchvision_weights": weights,
-               "flops_source": "torchvision weights metadata (_ops)", **extra},
+        param_source=TV_SOURCE, flops_source="torchvision weights metadata (_ops)", weights=published,
+        layout=layout, **tv_eval(weights_file),
     )
 
 
 def feature_stages(*groups: Sequence[int], prefix: str = "features") -> list[list[str]]:
-    """``extra["stages"]`` from groups of child indices of a ``Sequential``: the stem's first, then each stage's.
+    """``ModelLayout.stages`` from groups of child indices of a ``Sequential``: the stem's first, then each stage's.
 
     ``feature_stages([0], [1], [2, 3])`` is ``[["features.0"], ["features.1"], ["features.2", "features.3"]]``.
     """

@@ -53,8 +53,8 @@ def _count(value: float | None) -> str:
 
 def _row(meta: ModelMeta) -> str:
     params = f"{meta.num_params:,}"
-    if "deploy_params" in meta.extra:
-        params += f" / {meta.extra['deploy_params']:,}"
+    if meta.deploy_params is not None:
+        params += f" / {meta.deploy_params:,}"
     size = f"{meta.input_size[0]}x{meta.input_size[1]}"
     pretrained = "yes" if meta.has_pretrained else "-"
     cells = [f"`{meta.name}`", meta.family, params, _count(meta.flops), size, pretrained, meta.param_source]

@@ -27,7 +27,7 @@ def _build(constructor: str, num_classes: int, **kwargs: Any) -> nn.Module:
 
 
 def _meta(params: int, gflops: float, weights_file: str) -> dict[str, Any]:
-    return tv_meta("convnext", params, gflops, weights_file, classifier="classifier.2", pool="avgpool",
+    return tv_meta("convnext", params, gflops, weights_file, classifier="classifier.2", pool="avgpool", first_conv="features.0.0",
                    cam_layer="features.7",
                    stages=feature_stages([0], [1], [2, 3], [4, 5], [6, 7]))
 

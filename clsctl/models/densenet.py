@@ -30,7 +30,7 @@ def _build(constructor: str, num_classes: int, **kwargs: Any) -> nn.Module:
 
 
 def _meta(params: int, gflops: float, weights_file: str, weights: str, size: int = 224) -> dict[str, Any]:
-    return tv_meta("densenet", params, gflops, weights_file, classifier="classifier", cam_layer="features",
+    return tv_meta("densenet", params, gflops, weights_file, classifier="classifier", cam_layer="features", first_conv="features.conv0",
                    input_size=(size, size), weights=weights, stages=_STAGES)
 
 

@@ -37,7 +37,7 @@ def _build(constructor: str, num_classes: int, **kwargs: Any) -> nn.Module:
 
 def _meta(params: int, gflops: float, weights_file: str, weights: str, size: int = 224) -> dict[str, Any]:
     return tv_meta("efficientnet", params, gflops, weights_file,
-                   classifier="classifier.1", pool="avgpool", cam_layer="features",
+                   classifier="classifier.1", pool="avgpool", cam_layer="features", first_conv="features.0.0",
                    input_size=(size, size), weights=weights, stages=_STAGES)
 
 

@@ -34,7 +34,7 @@ def _meta(params: int, gflops: float, weights_file: str, weights: str, size: int
     # Stem, the MBConv / Fused-MBConv stages (6 in S, 7 in M and L); the final 1x1 conv goes with the last.
     stages = feature_stages([0], *([i] for i in range(1, num_stages)), [num_stages, num_stages + 1])
     return tv_meta("efficientnet_v2", params, gflops, weights_file,
-                   classifier="classifier.1", pool="avgpool", cam_layer="features",
+                   classifier="classifier.1", pool="avgpool", cam_layer="features", first_conv="features.0.0",
                    input_size=(size, size), weights=weights, stages=stages)
 
 

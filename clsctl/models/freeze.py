@@ -1,6 +1,6 @@
 """``frozen_stages`` for every family: freeze the stem and the first ``k`` stages of a model.
 
-Each registered variant lists its stages in ``ModelMeta.extra["stages"]``: a list of lists of paths, the stem
+Each registered variant lists its stages in ``ModelMeta.layout.stages``: a list of lists of paths, the stem
 first, then one entry per stage in forward order, e.g. ResNet's
 ``[["conv1", "bn1"], ["layer1"], ["layer2"], ["layer3"], ["layer4"]]``. A path names a submodule
 (``features.3``) or a parameter that lives outside any stage module (ViT's ``class_token``).
@@ -29,13 +29,13 @@ class FrozenStagesError(ClsctlError, ValueError):
 
 
 def stage_paths(model: nn.Module) -> list[list[str]]:
-    """The stages recorded in ``model.model_meta.extra["stages"]`` (stem first).
+    """The stages recorded in ``model.model_meta.layout.stages`` (stem first).
 
     Raises:
         FrozenStagesError: The model has no recorded stages (e.g. a timm model).
     """
     meta = getattr(model, "model_meta", None)
-    stages = None if meta is None else meta.extra.get("stages")
+    stages = None if meta is None else meta.layout.stages
     if not stages:
         name = getattr(meta, "name", type(model).__name__)
         raise FrozenStagesError(f"{name} does not record its stages, so frozen_stages cannot be applied")
@@ -102,7 +102,7 @@ def freeze_stages(model: nn.Module, frozen_stages: int, stages: Sequence[Sequenc
     Args:
         model: A model built by :func:`clsctl.models.create_model` (its ``model_meta`` records the stages).
         frozen_stages: ``-1`` (nothing), ``0`` (stem) or ``k`` (stem and stages 1 to ``k``).
-        stages: Stage paths to use instead of ``model.model_meta.extra["stages"]``.
+        stages: Stage paths to use instead of ``model.model_meta.layout.stages``.
 
     Returns:
         The model.

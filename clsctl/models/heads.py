@@ -1,20 +1,65 @@
-"""Necks (pooling) and heads (classifiers) a recipe can put on any registered model.
+"""Necks (pooling) and heads (classifiers) on any registered model, and timm-like classifier access.
 
-A family names, in its metadata, the module that pools (``extra["pool"]``) and the final linear layer
-(``extra["classifier"]``). A neck replaces the pooling module and a head replaces the classifier, in place, so
-every other parameter keeps its (torchvision-compatible) name.
+A family names, in its spec, the module that pools (``ModelLayout.pool``) and the final classifier
+(``ModelLayout.classifier``). A neck replaces the pooling module and a head replaces the classifier, in place, so
+every other parameter keeps its (torchvision-compatible) name. :func:`get_classifier` and
+:func:`reset_classifier` are the counterparts of timm's methods of those names, for every family.
+
+This module takes plain :class:`NeckSpec` / :class:`HeadSpec` values; the recipe's ``model.neck`` and
+``model.head`` sections are turned into them by the caller (``clsctl.engine.build``), so the models layer never
+imports the recipe layer.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from clsctl.errors import RecipeError
-from clsctl.recipe import schema as S
+from clsctl.models._meta import ModelLayout
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+
+
+@dataclass(frozen=True)
+class NeckSpec:
+    """A global pooling to ``(N, C, 1, 1)``.
+
+    Attributes:
+        kind: ``gap`` (average) or ``gem`` (generalized mean).
+        p: GeM's initial exponent.
+        learnable: Train GeM's ``p``.
+        eps: GeM's floor of the activations.
+    """
+
+    kind: Literal["gap", "gem"] = "gap"
+    p: float = 3.0
+    learnable: bool = True
+    eps: float = 1e-6
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """A classifier mapping pooled features to class scores.
+
+    Attributes:
+        kind: ``linear`` (optionally after dropout), ``pre_logits`` (linear to ``hidden[0]``, tanh, linear) or
+            ``stacked`` (per hidden width: linear, optional norm, activation, optional dropout; then linear).
+        hidden: Hidden widths (``pre_logits``: one; ``stacked``: one or more).
+        dropout: Dropout before the linear classifier (``linear``) or after each hidden layer (``stacked``).
+        activation: Activation of a stacked head (``relu``, ``gelu``, ``silu``, ``tanh``).
+        norm: Norm of a stacked head's hidden layers (``none``, ``batch``, ``layer``).
+    """
+
+    kind: Literal["linear", "pre_logits", "stacked"] = "linear"
+    hidden: tuple[int, ...] = ()
+    dropout: float = 0.0
+    activation: str = "relu"
+    norm: Literal["none", "batch", "layer"] = "none"
 
 
 class GeM(nn.Module):
@@ -36,36 +81,37 @@ class GeM(nn.Module):
         return pooled.pow(1.0 / self.p)
 
 
-def build_neck(config: S.Neck) -> nn.Module:
-    """The pooling module of a ``model.neck`` entry (output ``(N, C, 1, 1)``)."""
-    if isinstance(config, S.GeneralizedMeanPooling):
-        return GeM(config.p, config.learnable, config.eps)
+def build_neck(spec: NeckSpec) -> nn.Module:
+    """The pooling module of a neck (output ``(N, C, 1, 1)``)."""
+    if spec.kind == "gem":
+        return GeM(spec.p, spec.learnable, spec.eps)
     return nn.AdaptiveAvgPool2d(1)
 
 
-def build_head(config: S.Head, in_features: int, num_classes: int) -> nn.Module:
-    """The classifier of a ``model.head`` entry, mapping ``in_features`` to ``num_classes`` scores."""
-    if isinstance(config, (S.LinearHead, S.MultiLabelLinearHead)):
+def build_head(spec: HeadSpec, in_features: int, num_classes: int) -> nn.Module:
+    """The classifier a head spec describes, mapping ``in_features`` to ``num_classes`` scores."""
+    if spec.kind == "linear":
         linear = nn.Linear(in_features, num_classes)
-        return nn.Sequential(nn.Dropout(config.dropout), linear) if config.dropout > 0 else linear
-    if isinstance(config, S.PreLogitsHead):
-        return nn.Sequential(nn.Linear(in_features, config.hidden), nn.Tanh(), nn.Linear(config.hidden, num_classes))
-    if isinstance(config, S.StackedHead):
+        return nn.Sequential(nn.Dropout(spec.dropout), linear) if spec.dropout > 0 else linear
+    if spec.kind == "pre_logits":
+        hidden = spec.hidden[0]
+        return nn.Sequential(nn.Linear(in_features, hidden), nn.Tanh(), nn.Linear(hidden, num_classes))
+    if spec.kind == "stacked":
         layers: list[nn.Module] = []
         width = in_features
-        for hidden in config.hidden:
-            layers.append(nn.Linear(width, hidden, bias=config.norm == "none"))
-            if config.norm == "batch":
+        for hidden in spec.hidden:
+            layers.append(nn.Linear(width, hidden, bias=spec.norm == "none"))
+            if spec.norm == "batch":
                 layers.append(nn.BatchNorm1d(hidden))
-            elif config.norm == "layer":
+            elif spec.norm == "layer":
                 layers.append(nn.LayerNorm(hidden))
-            layers.append(_ACTIVATIONS[config.activation]())
-            if config.dropout > 0:
-                layers.append(nn.Dropout(config.dropout))
+            layers.append(_ACTIVATIONS[spec.activation]())
+            if spec.dropout > 0:
+                layers.append(nn.Dropout(spec.dropout))
             width = hidden
         layers.append(nn.Linear(width, num_classes))
         return nn.Sequential(*layers)
-    raise TypeError(f"no builder for head {type(config).__name__}")
+    raise TypeError(f"no builder for head kind {spec.kind!r}")
 
 
 def _replace(model: nn.Module, path: str, module: nn.Module) -> nn.Module:
@@ -79,28 +125,53 @@ def _replace(model: nn.Module, path: str, module: nn.Module) -> nn.Module:
     return old
 
 
-def _last_linear(module: nn.Module) -> nn.Linear:
+def _first_linear(module: nn.Module) -> nn.Linear:
     linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise TypeError(f"{type(module).__name__} has no linear layer")
     return linears[0]
 
 
-def apply_neck_and_head(model: nn.Module, neck: S.Neck | None, head: S.Head | None, num_classes: int) -> nn.Module:
-    """Swap the model's pooling and/or classifier for the recipe's, in place.
+def model_layout(model: nn.Module) -> ModelLayout:
+    """The layout recorded in ``model.model_meta`` (the defaults, classifier ``fc``, when there is none)."""
+    meta = getattr(model, "model_meta", None)
+    return ModelLayout() if meta is None else meta.layout
+
+
+def get_classifier(model: nn.Module) -> nn.Module:
+    """The model's classifier module (timm's ``get_classifier``), found through its spec."""
+    return model.get_submodule(model_layout(model).classifier)
+
+
+def classifier_in_features(model: nn.Module) -> int:
+    """Width of the features the classifier takes (the input of its first linear layer)."""
+    return _first_linear(get_classifier(model)).in_features
+
+
+def reset_classifier(model: nn.Module, num_classes: int, head: HeadSpec | None = None) -> nn.Module:
+    """Replace the classifier, in place, by a fresh one with ``num_classes`` outputs (timm's
+    ``reset_classifier``); ``head`` says which (a plain linear layer by default).
+
+    Returns:
+        The classifier that was replaced.
+    """
+    in_features = classifier_in_features(model)
+    return _replace(model, model_layout(model).classifier, build_head(head or HeadSpec(), in_features, num_classes))
+
+
+def apply_neck_and_head(model: nn.Module, neck: NeckSpec | None, head: HeadSpec | None,
+                        num_classes: int) -> nn.Module:
+    """Swap the model's pooling and/or classifier for the given ones, in place.
 
     Raises:
         RecipeError: The family does not say where its pooling is (for a neck).
     """
-    meta = model.model_meta
+    layout = model_layout(model)
     if neck is not None:
-        pool_path = meta.extra.get("pool")
-        if pool_path is None:
-            raise RecipeError(f"model.neck: {meta.name} has no replaceable pooling layer; use its own pooling")
-        _replace(model, pool_path, build_neck(neck))
+        if layout.pool is None:
+            name = getattr(getattr(model, "model_meta", None), "name", type(model).__name__)
+            raise RecipeError(f"model.neck: {name} has no replaceable pooling layer; use its own pooling")
+        _replace(model, layout.pool, build_neck(neck))
     if head is not None:
-        classifier_path = meta.extra.get("classifier", "fc")
-        current = model.get_submodule(classifier_path)
-        in_features = _last_linear(current).in_features
-        _replace(model, classifier_path, build_head(head, in_features, num_classes))
+        reset_classifier(model, num_classes, head)
     return model

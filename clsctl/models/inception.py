@@ -39,7 +39,8 @@ def _skip_aux(x: torch.Tensor) -> None:
 
 
 @register_model(**tv_meta("inception", 27_161_264, 5.713, "inception_v3_google-0cc3c7bd.pth", classifier="fc",
-                          pool="avgpool", cam_layer="Mixed_7c", input_size=(299, 299), stages=_STAGES))
+                          pool="avgpool", cam_layer="Mixed_7c", input_size=(299, 299), stages=_STAGES,
+                          first_conv="Conv2d_1a_3x3.conv"))
 def inception_v3(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
     """Inception V3 (299x299 input)."""
     kwargs.setdefault("transform_input", True)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from clsctl.models._factory import register_model
+from clsctl.models._meta import ModelLayout
 
 
 class LeNet5(nn.Module):
@@ -41,8 +42,9 @@ class LeNet5(nn.Module):
 @register_model(family="lenet", input_size=(32, 32), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), num_classes=10,
                 num_params=62_006, flops=651_720,
                 param_source="computed (LeCun et al. 1998 report about 60,000 with a partially connected C3)",
-                extra={"classifier": "classifier.2", "cam_layer": "features.4", "paper_params": "about 60k",
-                       "stages": [["features.0"], ["features.3"], ["features.6"]]})
+                layout=ModelLayout(classifier="classifier.2", cam_layer="features.4", first_conv="features.0",
+                                   stages=[["features.0"], ["features.3"], ["features.6"]]),
+                paper_params="about 60k")
 def lenet5(*, num_classes: int = 10, **kwargs: Any) -> LeNet5:
     """LeNet-5 (3-channel input by default)."""
     return LeNet5(num_classes, **kwargs)

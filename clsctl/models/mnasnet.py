@@ -16,12 +16,17 @@ from typing import Any
 from torch import nn
 
 from clsctl.models._factory import register_model
+from clsctl.models._meta import LayerGroups
 from clsctl.models._init import goog_init, set_batchnorm
 from clsctl.models._tv import feature_stages, tv_build, tv_meta
 
 # Stem (first conv and the separable conv, ``layers.0``-``layers.7``), the six inverted-residual stacks; the
 # final 1x1 conv and its BN go with the last stack.
 _STAGES = feature_stages(range(8), [8], [9], [10], [11], [12], [13, 14, 15], prefix="layers")
+
+
+# Layer-wise lr decay: each child of ``layers`` is one block (classifier last, no embedding layer).
+_LAYER_GROUPS = LayerGroups(blocks=r"^layers\.(\d+)\.")
 
 
 def _build(constructor: str, num_classes: int, **kwargs: Any) -> nn.Module:
@@ -33,8 +38,8 @@ def _build(constructor: str, num_classes: int, **kwargs: Any) -> nn.Module:
 
 
 def _meta(params: int, gflops: float, weights_file: str, weights: str, size: int = 224) -> dict[str, Any]:
-    return tv_meta("mnasnet", params, gflops, weights_file, classifier="classifier.1", cam_layer="layers",
-                   input_size=(size, size), weights=weights, stages=_STAGES)
+    return tv_meta("mnasnet", params, gflops, weights_file, classifier="classifier.1", cam_layer="layers", first_conv="layers.0",
+                   input_size=(size, size), weights=weights, stages=_STAGES, layer_groups=_LAYER_GROUPS)
 
 
 @register_model(**_meta(2_218_512, 0.104, "mnasnet0.5_top1_67.823-3ffadce67e.pth", "IMAGENET1K_V1"))

@@ -24,7 +24,7 @@ _STAGES = feature_stages([0], [1], [2, 3], [4, 5, 6], [7, 8, 9, 10], [11, 12, 13
 
 
 def _meta(params: int, gflops: float, weights_file: str, weights: str, size: int = 224) -> dict[str, Any]:
-    return tv_meta("mobilenet_v2", params, gflops, weights_file, classifier="classifier.1", cam_layer="features",
+    return tv_meta("mobilenet_v2", params, gflops, weights_file, classifier="classifier.1", cam_layer="features", first_conv="features.0.0",
                    input_size=(size, size), weights=weights, stages=_STAGES)
 
 

@@ -20,7 +20,7 @@ def _meta(params: int, gflops: float, weights_file: str, weights: str, blocks: i
     # 15 in large); the final 1x1 conv goes with the last.
     stages = feature_stages([0], *([i] for i in range(1, blocks)), [blocks, blocks + 1])
     return tv_meta("mobilenet_v3", params, gflops, weights_file,
-                   classifier="classifier.3", pool="avgpool", cam_layer="features",
+                   classifier="classifier.3", pool="avgpool", cam_layer="features", first_conv="features.0.0",
                    input_size=(size, size), weights=weights, stages=stages)
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from clsctl.models._factory import register_model
 from clsctl.models._fuse import ConvBN, deploy_conv, fuse_bn, identity_kernel
+from clsctl.models._meta import ModelLayout
 from clsctl.models._init import kaiming_convs_and_unit_norms, normal_head
 
 
@@ -157,6 +158,9 @@ _SOURCE = "MobileOne paper Table 8 (deploy {}M) / MMPretrain table (deploy {}M);
 
 
 _STAGES = [["stage0"], ["stage1"], ["stage2"], ["stage3"], ["stage4"]]
+# first_conv is that of the training form (the deploy form has one conv per block: stage0.reparam_conv).
+_LAYOUT = ModelLayout(classifier="linear", pool="gap", cam_layer="stage4", stages=_STAGES,
+                      first_conv="stage0.rbr_conv.0.conv")
 
 
 def _meta(train: int, deploy: int, paper_deploy: str, mmpretrain_deploy: str, deploy_gflops: float,
@@ -164,10 +168,8 @@ def _meta(train: int, deploy: int, paper_deploy: str, mmpretrain_deploy: str, de
     # Only deploy-form counts are published (rounded); the training-form count is ours (tested).
     return dict(family="mobileone", num_params=train, flops=None if gflops is None else gflops * 1e9,
                 reparameterizable=True, param_source=_SOURCE.format(paper_deploy, mmpretrain_deploy),
-                extra={"classifier": "linear", "pool": "gap", "cam_layer": "stage4", "stages": _STAGES,
-                       "deploy_params": deploy,
-                       "deploy_flops": deploy_gflops * 1e9, "paper_deploy_params": paper_deploy,
-                       "mmpretrain_deploy_params": mmpretrain_deploy})
+                layout=_LAYOUT, deploy_params=deploy, deploy_flops=deploy_gflops * 1e9,
+                paper_deploy_params=paper_deploy, mmpretrain_deploy_params=mmpretrain_deploy)
 
 
 @register_model(**_meta(5_293_272, 2_078_504, "2.1", "2.08", 0.27, 1.088463))
@@ -202,9 +204,7 @@ def mobileone_s4(*, num_classes: int = 1000, **kwargs: Any) -> MobileOne:
 
 @register_model(family="mobileone", input_size=(32, 32), num_classes=10, num_params=42_270, flops=313_920,
                 reparameterizable=True, param_source="clsctl test variant (computed)",
-                extra={"classifier": "linear", "pool": "gap", "cam_layer": "stage4", "stages": _STAGES,
-                       "deploy_params": 22_990,
-                       "deploy_flops": 188_480})
+                layout=_LAYOUT, deploy_params=22_990, deploy_flops=188_480)
 def test_mobileone(*, num_classes: int = 10, **kwargs: Any) -> MobileOne:
     """A tiny MobileOne for tests: base width 16, two branches, SE, one or two blocks per stage."""
     return MobileOne((1.0, 1.0, 1.0, 1.0), num_classes, num_blocks=(1, 1, 2, 1), branches=2, use_se=True,

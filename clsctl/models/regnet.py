@@ -50,7 +50,7 @@ def _regnet(num_classes: int, *, depth: int, w_0: int, w_a: float, w_m: float, g
 
 def _meta(params: int, gflops: float, weights_file: str, weights: str, size: int = 224) -> dict[str, Any]:
     return tv_meta("regnet", params, gflops, weights_file,
-                   classifier="fc", pool="avgpool", cam_layer="trunk_output",
+                   classifier="fc", pool="avgpool", cam_layer="trunk_output", first_conv="stem.0",
                    input_size=(size, size), weights=weights,
                    stages=[["stem"]] + [[f"trunk_output.block{i}"] for i in range(1, 5)])
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from clsctl.models._factory import register_model
 from clsctl.models._fuse import ConvBN, deploy_conv, fuse_bn, identity_kernel
+from clsctl.models._meta import ModelLayout
 from clsctl.models._init import kaiming_convs_and_unit_norms, normal_head
 
 
@@ -135,6 +136,9 @@ _SOURCE = "MMPretrain RepVGG table / official repo (train {}M, deploy {}M, round
 
 
 _STAGES = [["stage0"], ["stage1"], ["stage2"], ["stage3"], ["stage4"]]
+# first_conv is that of the training form (the deploy form has one conv per block: stage0.rbr_reparam).
+_LAYOUT = ModelLayout(classifier="linear", pool="gap", cam_layer="stage4", stages=_STAGES,
+                      first_conv="stage0.rbr_dense.conv")
 
 
 def _meta(train: int, deploy: int, paper_train: str, paper_deploy: str, gflops: float,
@@ -142,10 +146,8 @@ def _meta(train: int, deploy: int, paper_train: str, paper_deploy: str, gflops: 
     # Published figures are rounded to 0.01M; the exact counts are ours and round to them (tested).
     return dict(family="repvgg", num_params=train, flops=gflops * 1e9, reparameterizable=True,
                 param_source=_SOURCE.format(paper_train, paper_deploy),
-                extra={"classifier": "linear", "pool": "gap", "cam_layer": "stage4", "stages": _STAGES,
-                       "deploy_params": deploy,
-                       "deploy_flops": deploy_gflops * 1e9,
-                       "paper_params": paper_train, "paper_deploy_params": paper_deploy})
+                layout=_LAYOUT, deploy_params=deploy, deploy_flops=deploy_gflops * 1e9,
+                paper_params=paper_train, paper_deploy_params=paper_deploy)
 
 
 def _build(blocks: Sequence[int], widths: tuple[float, float], num_classes: int, groups: int = 1,
@@ -222,9 +224,7 @@ def repvgg_b3g4(*, num_classes: int = 1000, **kwargs: Any) -> RepVGG:
 
 @register_model(family="repvgg", input_size=(32, 32), num_classes=10, num_params=41_098, flops=263_872,
                 reparameterizable=True, param_source="clsctl test variant (computed)",
-                extra={"classifier": "linear", "pool": "gap", "cam_layer": "stage4", "stages": _STAGES,
-                       "deploy_params": 36_474,
-                       "deploy_flops": 221_888})
+                layout=_LAYOUT, deploy_params=36_474, deploy_flops=221_888)
 def test_repvgg(*, num_classes: int = 10, **kwargs: Any) -> RepVGG:
     """A tiny RepVGG for tests: base width 8, one or two blocks per stage, groups of 2 in every other block."""
     return RepVGG((2, 2, 2, 1), (1.0, 1.0), num_classes, base_width=8, group_layers=(2, 4), groups=2, **kwargs)

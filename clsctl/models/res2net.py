@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from clsctl.models._factory import register_model
-from clsctl.models.resnet import RESNET_STAGES, Bottleneck, ResNet
+from clsctl.models.resnet import RESNET_LAYOUT, Bottleneck, ResNet
 
 
 class Bottle2neck(Bottleneck):
@@ -55,8 +55,7 @@ class Bottle2neck(Bottleneck):
 
 @register_model(family="res2net", num_params=25_699_120, flops=4_280_481_824,
                 param_source="Res2Net paper Table 2 (25.7M, rounded)",
-                extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layer4", "paper_params": "25.7",
-                       "stages": RESNET_STAGES})
+                layout=RESNET_LAYOUT, paper_params="25.7")
 def res2net50(*, num_classes: int = 1000, **kwargs: Any) -> ResNet:
     """Res2Net-50, 26w x 4s."""
     return ResNet(Bottle2neck, [3, 4, 6, 3], num_classes, width_per_group=26, **kwargs)

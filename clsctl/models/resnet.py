@@ -7,18 +7,21 @@ torchvision checkpoints load as they are. Extra options:
 * ``deep_stem`` / ``avg_down``: the ResNet-V1c stem (three 3x3 convs, 32-32-64 channels, in ``conv1``) and
   the V1d shortcut (average pooling before a stride-1 1x1 conv), from "Bag of Tricks" (He et al., 2019); names
   as in timm's ``resnet50c``/``resnet50d``.
-* ``frozen_stages``: ``0`` freezes the stem, ``k`` the stem and ``layer1`` to ``layer{k}``; frozen BatchNorm
-  layers stay in eval mode.
+
+``frozen_stages`` (stem, then ``layer1`` to ``layer4``) is handled for every family by ``create_model`` through
+:mod:`clsctl.models.freeze`, with the stages recorded in ``RESNET_LAYOUT``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from clsctl.models._factory import register_model
+from clsctl.models._meta import ModelLayout, PretrainedWeights
 from clsctl.models._init import kaiming_convs_and_unit_norms, normal_head, zero_init_norms
 from clsctl.models._tv import tv_eval
 
@@ -26,6 +29,8 @@ _TV = "https://download.pytorch.org/models/"
 _TV_SOURCE = "torchvision weights metadata (num_params)"
 # Stem, then layer1..layer4: the units ``frozen_stages`` counts (see clsctl.models.freeze).
 RESNET_STAGES = [["conv1", "bn1"], ["layer1"], ["layer2"], ["layer3"], ["layer4"]]
+RESNET_LAYOUT = ModelLayout(classifier="fc", pool="avgpool", cam_layer="layer4", stages=RESNET_STAGES, first_conv="conv1")
+_DEEP_STEM_LAYOUT = replace(RESNET_LAYOUT, first_conv="conv1.0")  # ResNet-V1c/V1d: three convs in conv1
 
 
 def _conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -101,7 +106,6 @@ class ResNet(nn.Module):
         deep_stem: Three 3x3 convs instead of the 7x7 one (ResNet-V1c/V1d).
         avg_down: Downsample shortcuts by average pooling and a stride-1 1x1 conv (ResNet-V1d).
         cifar_stem: 3x3 stride-1 stem without max-pool, for small images.
-        frozen_stages: Stages to freeze (-1: none, 0: stem, k: stem and the first k stages).
         zero_init_residual: Start each block's last BN at zero so blocks begin as identities (the default, as
             in MMPretrain's ``ResNet`` and timm's ``zero_init_last``; ``False`` gives torchvision's init).
         drop_rate: Dropout before the classifier.
@@ -114,10 +118,8 @@ class ResNet(nn.Module):
     def __init__(self, block: type[BasicBlock | Bottleneck], layers: Sequence[int], num_classes: int = 1000, *,
                  groups: int = 1, width_per_group: int = 64, stem_width: int = 64, deep_stem: bool = False,
                  avg_down: bool = False, cifar_stem: bool = False,
-                 frozen_stages: int = -1, zero_init_residual: bool = True, drop_rate: float = 0.0) -> None:
+                 zero_init_residual: bool = True, drop_rate: float = 0.0) -> None:
         super().__init__()
-        if not -1 <= frozen_stages <= len(layers):
-            raise ValueError(f"frozen_stages must be in [-1, {len(layers)}], got {frozen_stages}")
         self.groups = groups
         self.base_width = width_per_group
         self.in_ch = stem_width
@@ -151,8 +153,6 @@ class ResNet(nn.Module):
         normal_head(self.fc)
         if zero_init_residual:
             zero_init_norms(last_residual_norms(self))
-        self.frozen_stages = frozen_stages
-        self._freeze()
 
     def _make_stage(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None
@@ -170,25 +170,6 @@ class ResNet(nn.Module):
         stage += [block(self.in_ch, planes, groups=self.groups, base_width=self.base_width) for _ in range(1, blocks)]
         return nn.Sequential(*stage)
 
-    def _frozen_modules(self) -> list[nn.Module]:
-        if self.frozen_stages < 0:
-            return []
-        modules: list[nn.Module] = [self.conv1, self.bn1]
-        return modules + [getattr(self, f"layer{i}") for i in range(1, self.frozen_stages + 1)]
-
-    def _freeze(self) -> None:
-        for module in self._frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
-    def train(self, mode: bool = True) -> ResNet:
-        """Switch modes, keeping frozen stages (and their BatchNorm statistics) in eval mode."""
-        super().train(mode)
-        if mode:
-            self._freeze()
-        return self
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Feature map of the last stage."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -201,9 +182,9 @@ class ResNet(nn.Module):
 
 def _imagenet(family: str, params: int, gflops: float, url: str | None, **meta: object) -> dict:
     return dict(family=family, num_params=params, flops=gflops * 1e9, param_source=_TV_SOURCE,
-                pretrained_url=None if url is None else _TV + url, class_names="imagenet-1k", **tv_eval(url),
-                extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layer4", "stages": RESNET_STAGES,
-                       "flops_source": "torchvision weights metadata (_ops)"}, **meta)
+                weights=None if url is None else PretrainedWeights(url=_TV + url, source="torchvision IMAGENET1K_V1",
+                                                                   class_names="imagenet-1k"),
+                **tv_eval(url), layout=RESNET_LAYOUT, flops_source="torchvision weights metadata (_ops)", **meta)
 
 
 @register_model(**_imagenet("resnet", 11_689_512, 1.814, "resnet18-f37072fd.pth"))
@@ -238,8 +219,7 @@ def resnet152(*, num_classes: int = 1000, **kwargs: object) -> ResNet:
 
 @register_model(family="resnet", input_size=(32, 32), num_classes=10, num_params=78_002,
                 flops=4_247_168, param_source="clsctl test variant (computed)",
-                extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layer4", "stages": RESNET_STAGES,
-                       "flops_source": "fvcore count (computed)"})
+                layout=RESNET_LAYOUT, flops_source="fvcore count (computed)")
 def test_resnet(*, num_classes: int = 10, **kwargs: object) -> ResNet:
     """A tiny ResNet (one basic block per stage, 8-channel stem, CIFAR stem) for fast tests."""
     kwargs.setdefault("cifar_stem", True)
@@ -280,8 +260,7 @@ def _bag_of_tricks(params: int, published: str, gflops: float) -> dict:
     # MMPretrain's table rounds to 0.01M; the exact count is ours and is tested against that precision.
     return dict(family="resnet", num_params=params, flops=gflops * 1e9,
                 param_source=f"MMPretrain ResNet table ({published}M, rounded)",
-                extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layer4", "paper_params": published,
-                       "stages": RESNET_STAGES})
+                layout=_DEEP_STEM_LAYOUT, paper_params=published)
 
 
 @register_model(**_bag_of_tricks(25_576_264, "25.58", 4.36))

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from clsctl.models._factory import register_model
+from clsctl.models._meta import ModelLayout
 from clsctl.models._init import kaiming_convs_and_unit_norms, normal_head, zero_init_norms
 from clsctl.models.resnet import BasicBlock, last_residual_norms
 
@@ -79,8 +80,8 @@ def _meta(params: int, paper: str, flops: int) -> dict:
     return dict(family="resnet_cifar", input_size=(32, 32), mean=_CIFAR_MEAN, std=_CIFAR_STD, num_classes=10,
                 num_params=params, flops=flops,
                 param_source=f"computed (He et al. 2016 Table 6 report {paper} with option A)",
-                extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layer3", "paper_params": paper,
-                       "stages": _STAGES, "flops_source": "fvcore count (computed)"})
+                layout=ModelLayout(classifier="fc", pool="avgpool", cam_layer="layer3", stages=_STAGES, first_conv="conv1"),
+                paper_params=paper, flops_source="fvcore count (computed)")
 
 
 @register_model(**_meta(272_474, "0.27M", 41_218_688))

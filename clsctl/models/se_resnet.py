@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from clsctl.models._factory import register_model
-from clsctl.models.resnet import RESNET_STAGES, Bottleneck, ResNet
+from clsctl.models.resnet import RESNET_LAYOUT, Bottleneck, ResNet
 
 
 class SELayer(nn.Module):
@@ -47,8 +47,7 @@ class SEBottleneck(Bottleneck):
 def _meta(params: int, published: str, gflops: float) -> dict[str, Any]:
     return dict(family="se_resnet", num_params=params, flops=gflops * 1e9,
                 param_source=f"MMPretrain SE-ResNet table ({published}M, rounded)",
-                extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layer4", "paper_params": published,
-                       "stages": RESNET_STAGES})
+                layout=RESNET_LAYOUT, paper_params=published)
 
 
 @register_model(**_meta(28_088_024, "28.09", 4.13))

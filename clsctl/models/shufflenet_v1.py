@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from clsctl.models._factory import register_model
+from clsctl.models._meta import LayerGroups, ModelLayout
 from clsctl.models._init import normal_head, shufflenet_init
 
 
@@ -102,8 +103,10 @@ class ShuffleNetV1(nn.Module):
 
 @register_model(family="shufflenet_v1", num_params=1_865_728, flops=143_505_312,
                 param_source="MMPretrain ShuffleNet V1 table (1.87M, rounded)",
-                extra={"classifier": "fc", "pool": "avgpool", "cam_layer": "layers.2", "paper_params": "1.87",
-                       "stages": [["conv1"], ["layers.0"], ["layers.1"], ["layers.2"]]})
+                layout=ModelLayout(classifier="fc", pool="avgpool", cam_layer="layers.2", first_conv="conv1.0",
+                                   stages=[["conv1"], ["layers.0"], ["layers.1"], ["layers.2"]],
+                                   layer_groups=LayerGroups(blocks=r"^layers\.(\d+)\.")),
+                paper_params="1.87")
 def shufflenet_v1_1_0x(*, num_classes: int = 1000, **kwargs: Any) -> ShuffleNetV1:
     """ShuffleNet V1 1.0x, groups=3."""
     return ShuffleNetV1(num_classes=num_classes, **kwargs)

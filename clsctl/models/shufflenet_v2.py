@@ -29,7 +29,7 @@ def _build(constructor: str, num_classes: int, **kwargs: Any) -> nn.Module:
 
 
 def _meta(params: int, gflops: float, weights_file: str, weights: str, size: int = 224) -> dict[str, Any]:
-    return tv_meta("shufflenet_v2", params, gflops, weights_file, classifier="fc", cam_layer="conv5",
+    return tv_meta("shufflenet_v2", params, gflops, weights_file, classifier="fc", cam_layer="conv5", first_conv="conv1.0",
                    input_size=(size, size), weights=weights,
                    stages=[["conv1"], ["stage2"], ["stage3"], ["stage4", "conv5"]])
 

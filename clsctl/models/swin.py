@@ -11,9 +11,10 @@ from typing import Any
 from torch import nn
 
 from clsctl.models._factory import register_model
+from clsctl.models._meta import ModelLayout
 from clsctl.models._tv import feature_stages, tv_build, tv_class, tv_meta
 
-_EXTRA = {"cam_layer": "norm", "cam_reshape": "swin", "pool": "avgpool"}
+_PLACES = {"cam_layer": "norm", "cam_reshape": "swin", "pool": "avgpool", "first_conv": "features.0.0"}
 # Patch embedding, then each stage with the patch merging before it; the final norm goes with the last stage.
 _STAGES = feature_stages([0], [1], [2, 3], [4, 5], [6, 7])
 _STAGES[-1].append("norm")
@@ -23,7 +24,7 @@ _TEST_STAGES[-1].append("norm")
 
 def _meta(family: str, params: int, gflops: float, weights_file: str, size: int = 224) -> dict[str, Any]:
     return tv_meta(family, params, gflops, weights_file, classifier="head", input_size=(size, size), stages=_STAGES,
-                   **_EXTRA)
+                   **_PLACES)
 
 
 @register_model(**_meta("swin", 28_288_354, 4.491, "swin_t-704ceda3.pth"))
@@ -64,8 +65,8 @@ def swin_v2_base(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
 
 @register_model(family="swin", input_size=(32, 32), num_classes=10, num_params=19_517, flops=553_280,
                 param_source="clsctl test variant (computed)",
-                extra={"classifier": "head", "stages": _TEST_STAGES, "flops_source": "fvcore count (computed)",
-                       **_EXTRA})
+                layout=ModelLayout(classifier="head", stages=_TEST_STAGES, **_PLACES),
+                flops_source="fvcore count (computed)")
 def test_swin(*, num_classes: int = 10, **kwargs: Any) -> nn.Module:
     """A tiny Swin for tests: patch 4, width 16, two stages of one block, heads 1 and 2, window 4."""
     cls = tv_class("swin_transformer.SwinTransformer")

@@ -17,7 +17,8 @@ from urllib.error import URLError
 from torch import nn
 
 from clsctl.errors import ClsctlError, UnknownNameError
-from clsctl.models._meta import DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, ModelMeta
+from clsctl.models._meta import (DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, NUMBERED_BLOCKS, ModelLayout, ModelMeta,
+                                 PretrainedWeights, TimmOrigin)
 from clsctl.registry import unknown_name_message
 
 PREFIX = "timm/"
@@ -51,6 +52,13 @@ def _cfg_dict(cfg: Any) -> dict[str, Any]:
     return dict(cfg)
 
 
+def _first_conv(value: Any) -> str | None:
+    """timm's ``first_conv``: one path, or a sequence of them for models with several stems (the first is kept)."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    return str(value) if value else None
+
+
 def timm_model_meta(name: str) -> ModelMeta:
     """Metadata of ``timm/<arch>`` from timm's ``pretrained_cfg`` (input size, normalisation, weights).
 
@@ -63,25 +71,25 @@ def timm_model_meta(name: str) -> ModelMeta:
     if url is None and cfg.get("hf_hub_id"):
         url = f"https://huggingface.co/{cfg['hf_hub_id']}"
     num_classes = int(cfg.get("num_classes") or 1000)
-    extra = {"timm_name": arch, "classifier": cfg.get("classifier", "fc")}
-    if cfg.get("first_conv"):
-        extra["first_conv"] = cfg["first_conv"]
-    for key in ("hf_hub_id", "hf_hub_filename"):
-        if cfg.get(key):
-            extra[key] = cfg[key]
-    if cfg.get("crop_mode") not in (None, "center"):
-        extra["crop_mode"] = cfg["crop_mode"]  # recorded only: clsctl evaluates with timm's default centre mode
+    origin = TimmOrigin(name=arch, hf_hub_id=cfg.get("hf_hub_id") or None,
+                        hf_hub_filename=cfg.get("hf_hub_filename") or None,
+                        # recorded only: clsctl evaluates with timm's default centre mode
+                        crop_mode=cfg["crop_mode"] if cfg.get("crop_mode") not in (None, "center") else None)
+    layout = ModelLayout(classifier=cfg.get("classifier", "fc"), first_conv=_first_conv(cfg.get("first_conv")),
+                         layer_groups=NUMBERED_BLOCKS)
+    weights = None
+    if url is not None:
+        weights = PretrainedWeights(url=url, source="timm", class_names="imagenet-1k" if num_classes == 1000 else None)
     # timm's evaluation transform: shorter edge to floor(size / crop_pct), then the centre crop.
     crop_pct = float(cfg.get("crop_pct") or DEFAULT_CROP_PCT)
     interpolation = cfg.get("interpolation") or "bilinear"
     return ModelMeta(
         name=PREFIX + arch, family="timm", input_size=(int(size[0]), int(size[1])),
         mean=tuple(cfg.get("mean", IMAGENET_MEAN)), std=tuple(cfg.get("std", IMAGENET_STD)),
-        num_classes=num_classes, param_source="timm (not recorded)", pretrained_url=url,
-        class_names="imagenet-1k" if num_classes == 1000 and url else None,
+        num_classes=num_classes, param_source="timm (not recorded)", weights=weights,
         eval_resize=math.floor(min(int(size[0]), int(size[1])) / crop_pct),
         interpolation=interpolation if interpolation in ("nearest", "bilinear", "bicubic") else "bilinear",
-        extra=extra,
+        layout=layout, timm=origin,
     )
 
 
@@ -104,15 +112,17 @@ def create_timm_model(name: str, pretrained: bool = False, num_classes: int | No
     from clsctl.models.weights import load_weights_file
 
     meta = timm_model_meta(name)
-    arch = meta.extra["timm_name"]
+    origin = meta.timm
+    assert origin is not None  # timm_model_meta records it
+    arch = origin.name
     classes = num_classes if num_classes is not None else meta.num_classes
-    if pretrained and meta.extra.get("hf_hub_id") and "pretrained_cfg_overlay" not in kwargs:
+    if pretrained and origin.hf_hub_id and "pretrained_cfg_overlay" not in kwargs:
         # Through huggingface_hub's cache, so HF_HOME/HF_HUB_CACHE/HF_HUB_OFFLINE apply and a missing file is
         # one error line naming the repository and the cache; timm then loads that file (its key filters and
         # classifier handling included).
         from clsctl.hf_hub import timm_pretrained_file
 
-        file = timm_pretrained_file(meta.extra["hf_hub_id"], meta.extra.get("hf_hub_filename"))
+        file = timm_pretrained_file(origin.hf_hub_id, origin.hf_hub_filename)
         kwargs["pretrained_cfg_overlay"] = {"file": str(file)}
     try:
         model = _timm().create_model(arch, pretrained=pretrained, num_classes=classes, **kwargs)

@@ -37,7 +37,7 @@ def _stages(depth: int, batch_norm: bool) -> list[list[str]]:
 
 def _meta(params: int, gflops: float, weights_file: str, weights: str, depth: int, batch_norm: bool = False,
           size: int = 224) -> dict[str, Any]:
-    return tv_meta("vgg", params, gflops, weights_file, classifier="classifier.6", cam_layer="features",
+    return tv_meta("vgg", params, gflops, weights_file, classifier="classifier.6", cam_layer="features", first_conv="features.0",
                    input_size=(size, size), weights=weights, stages=_stages(depth, batch_norm))
 
 

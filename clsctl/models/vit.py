@@ -21,6 +21,7 @@ from typing import Any
 from torch import nn
 
 from clsctl.models._factory import register_model
+from clsctl.models._meta import LayerGroups, ModelLayout
 from clsctl.models._init import zeros_head
 from clsctl.models._tv import tv_build, tv_class, tv_meta
 
@@ -58,9 +59,16 @@ def deit_init(model: nn.Module) -> None:
     zeros_head(model.heads.head)
 
 
-def _cam(num_layers: int) -> dict[str, str]:
+# Layer-wise lr decay: class token, patch projection and position embedding, then one layer per encoder layer.
+_LAYER_GROUPS = LayerGroups(blocks=r"^encoder\.layers\.encoder_layer_(\d+)\.",
+                            embed=r"^(?:class_token$|conv_proj\.|encoder\.pos_embedding$)")
+
+
+def _layout(num_layers: int) -> ModelLayout:
     # Grad-CAM on ViTs targets the input norm of the last block: its output still has one token per patch.
-    return {"cam_layer": f"encoder.layers.encoder_layer_{num_layers - 1}.ln_1", "cam_reshape": "vit"}
+    return ModelLayout(classifier="heads.head", stages=_stages(num_layers), first_conv="conv_proj",
+                       cam_layer=f"encoder.layers.encoder_layer_{num_layers - 1}.ln_1", cam_reshape="vit",
+                       layer_groups=_LAYER_GROUPS)
 
 
 def _stages(num_layers: int) -> list[list[str]]:
@@ -73,8 +81,10 @@ def _stages(num_layers: int) -> list[list[str]]:
 
 
 def _meta(params: int, gflops: float, weights_file: str, num_layers: int) -> dict[str, Any]:
-    return tv_meta("vit", params, gflops, weights_file, classifier="heads.head", stages=_stages(num_layers),
-                   **_cam(num_layers))
+    layout = _layout(num_layers)
+    return tv_meta("vit", params, gflops, weights_file, classifier=layout.classifier, stages=layout.stages,
+                   cam_layer=layout.cam_layer, cam_reshape=layout.cam_reshape, first_conv=layout.first_conv,
+                   layer_groups=layout.layer_groups)
 
 
 def _vit(num_classes: int, *, patch_size: int, num_layers: int, num_heads: int, hidden_dim: int, mlp_dim: int,
@@ -124,7 +134,7 @@ _DEIT_SOURCE = "DeiT paper Table 1 ({}); exact count of facebookresearch/deit's 
 def _deit_meta(params: int, paper: str, gflops: float) -> dict[str, Any]:
     # FLOPs as torchvision counts ViTs (fvcore's MACs plus the attention matmuls, which fvcore skips).
     return dict(family="deit", num_params=params, flops=gflops * 1e9, param_source=_DEIT_SOURCE.format(paper),
-                extra={"classifier": "heads.head", **_cam(12), "paper_params": paper, "stages": _stages(12)})
+                layout=_layout(12), paper_params=paper)
 
 
 @register_model(**_deit_meta(5_717_416, "5M", 1.258))
@@ -150,8 +160,7 @@ def deit_base(*, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
 
 @register_model(family="vit", input_size=(32, 32), num_classes=10, num_params=24_234, flops=427_744,
                 param_source="clsctl test variant (computed)",
-                extra={"classifier": "heads.head", **_cam(2), "stages": _stages(2),
-                       "flops_source": "fvcore count (computed)"})
+                layout=_layout(2), flops_source="fvcore count (computed)")
 def test_vit(*, num_classes: int = 10, **kwargs: Any) -> nn.Module:
     """A tiny ViT for tests: 32x32 input, patch 8, 2 layers, width 32, 2 heads, MLP 64."""
     kwargs.setdefault("image_size", 32)

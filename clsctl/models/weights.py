@@ -90,9 +90,9 @@ def load_weights_file(model: nn.Module, path: str | Path) -> None:
 
 
 def _classifier_prefix(model: nn.Module) -> str:
-    meta = getattr(model, "model_meta", None)
-    name = meta.extra.get("classifier", "fc") if meta is not None else "fc"
-    return name + "."
+    from clsctl.models.heads import model_layout
+
+    return model_layout(model).classifier + "."
 
 
 def load_state_dict_checked(model: nn.Module, state: dict[str, Any], *, source: str,
