@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from clsctl.engine.flop_handles import ATTENTION_HANDLES, native_mha_flop_handle, sdpa_flop_handle  # noqa: F401
 from clsctl.errors import ClsctlError

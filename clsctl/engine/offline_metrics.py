@@ -2,7 +2,8 @@
 
 The file holds ``class_names``, ``predictions`` (one dict per sample with ``label`` and ``pred``, or for
 multi-label data ``labels``: a list of label indices, ``-1`` entries excluded) and optionally ``scores``
-(``N x C``). Metrics needing a ranking (top-k with k > 1, mAP) need ``scores``.
+(``N x C``). Metrics needing a ranking (top-k with k > 1, mAP) need ``scores``. The file is read by
+:mod:`clsctl.engine.predictions`.
 """
 
 from __future__ import annotations
@@ -10,12 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from clsctl.engine.predictions import PredictionTensors, read_prediction_tensors
 from clsctl.errors import ClsctlError
-
-SavedPredictions = PredictionTensors  # the name this module gave it first
 
 SINGLE_LABEL_METRICS = ("accuracy", "precision", "recall", "f1", "confusion_matrix")
 MULTI_LABEL_METRICS = ("map", "cp", "cr", "cf1", "op", "or", "of1")
@@ -34,7 +32,7 @@ class OfflineMetrics:
     confusion: list[list[int]] | None = None
 
 
-def load_predictions(path: str | Path) -> SavedPredictions:
+def load_predictions(path: str | Path) -> PredictionTensors:
     """Read and check a predictions file (see :func:`clsctl.engine.predictions.read_prediction_tensors`)."""
     return read_prediction_tensors(path)
 

@@ -13,7 +13,7 @@ import torch
 
 from clsctl.data.datasets import IMG_EXTENSIONS
 from clsctl.data.imagenet_classes import imagenet_class_names  # noqa: F401  (re-exported, tests use it)
-from clsctl.engine.inference import DEFAULT_MODEL, choose_model  # noqa: F401  (re-exported)
+from clsctl.engine.inference import DEFAULT_MODEL  # noqa: F401  (re-exported)
 from clsctl.errors import ClsctlError, DataError
 
 logger = logging.getLogger("clsctl")
