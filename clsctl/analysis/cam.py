@@ -42,18 +42,6 @@ DISPLAY_MIN_SIDE = 224  # small inputs (32x32 test models, CIFAR) are drawn larg
 
 
 @dataclass
-class CamSource:
-    """A model ready for CAM: network, class names, display steps and normalisation, and its registered name."""
-
-    model: Any
-    class_names: list[str]
-    steps: list[Any]
-    mean: list[float]
-    std: list[float]
-    model_name: str
-
-
-@dataclass
 class CamResult:
     """What :func:`visualize_cam` computed and wrote."""
 
@@ -77,43 +65,6 @@ def method_class(method: str) -> type:
     if key not in METHODS:
         raise ClsctlError(f"unknown CAM method '{method}'; choose one of {', '.join(METHOD_NAMES)}")
     return getattr(pytorch_grad_cam, METHODS[key])
-
-
-def load_source(*, checkpoint: str | Path | None = None, model: str | None = None, weights: str | Path | None = None,
-                pretrained: bool = False) -> CamSource:
-    """The model and its preprocessing from a checkpoint, or from a registered name (ImageNet-style eval steps).
-
-    Neither given: :data:`clsctl.engine.predict.DEFAULT_MODEL` with its ImageNet weights (see
-    :func:`clsctl.engine.predict.choose_model`, which also warns about random weights).
-    """
-    from clsctl.data.transforms import build_step, pipeline_from_dicts
-    from clsctl.engine.predict import choose_model
-
-    model, pretrained = choose_model(checkpoint, model, weights, pretrained)
-    if checkpoint is not None:
-        from clsctl.engine.build import model_from_checkpoint
-
-        loaded = model_from_checkpoint(checkpoint)
-        prep = loaded.preprocessing
-        steps = [build_step(s) for s in pipeline_from_dicts(prep["pipeline"])]
-        return CamSource(loaded.model, loaded.class_names, steps, list(prep["mean"]), list(prep["std"]),
-                         loaded.recipe.model.name)
-    from clsctl.engine.predict import imagenet_class_names
-    from clsctl.models import create_model, model_info
-
-    assert model is not None
-    from clsctl.recipe.schema import CenterCrop, Resize
-
-    meta = model_info(model)
-    net = create_model(model, pretrained=pretrained, weights=weights)
-    count = net.model_meta.num_classes
-    names = imagenet_class_names() if meta.class_names == "imagenet-1k" and count == 1000 else [
-        f"class_{i}" for i in range(count)]
-    height, width = meta.input_size
-    # The model zoos' evaluation crop: shorter side to size / 0.875, then the centre crop.
-    steps = [build_step(Resize(type="resize", size=int(round(min(height, width) / 0.875)))),
-             build_step(CenterCrop(type="center_crop", size=(height, width)))]
-    return CamSource(net, names, steps, list(meta.mean), list(meta.std), meta.name)
 
 
 def list_layers(model: Any) -> list[tuple[str, str]]:
@@ -351,45 +302,87 @@ def visualize_cam(image: str | Path, *, checkpoint: str | Path | None = None, mo
         save_path: PNG path; default ``cam_<image stem>_<method>.png``.
         device: ``auto``, ``cpu``, ``cuda``.
 
-    With neither ``checkpoint`` nor ``model``: ImageNet-pretrained ResNet-50 (see :func:`load_source`).
+    With neither ``checkpoint`` nor ``model``: ImageNet-pretrained ResNet-50 (see
+    :func:`clsctl.engine.inference.load_from_options`).
     """
-    import torch
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    from torchvision.transforms import functional as TF
-
-    from clsctl.engine.build import resolve_device
-    from clsctl.readers import read_image
+    from clsctl.engine.inference import load_from_options
 
     cam_class = method_class(method)
     image_path = Path(image)
-    shown = read_image(image_path)  # before the model: a bad image fails at once, without building a model
-    source = load_source(checkpoint=checkpoint, model=model, weights=weights, pretrained=pretrained)
-    for step in source.steps:
-        shown = step(shown)
-    rgb = np.asarray(shown, dtype=np.float32) / 255.0
-    tensor = TF.normalize(TF.to_tensor(shown), source.mean, source.std).unsqueeze(0)
-    dev = resolve_device(device)
-    net = source.model.to(dev).eval()
-    tensor = tensor.to(dev)
-    with torch.no_grad():
-        logits, outputs, order = record_outputs(net, tensor)
-        probabilities = logits.float().softmax(1)[0].cpu()
+    source, rgb, tensor = _load_input(image_path, lambda: load_from_options(
+        checkpoint=checkpoint, model=model, weights=weights, pretrained=pretrained, device=device))
+    probabilities, outputs, order = _forward(source.model, tensor)
     predicted = int(probabilities.argmax())
     target = class_index(target_category, source.class_names)
     target = predicted if target is None else target
+    layers, layer_names = resolve_layers(source.model, target_layers, source.model_name, order)
+    kind, reshape = _layout(layer_names, outputs, source.model_name, tensor.shape[2], tensor.shape[3])
+    grayscale = _compute_cam(cam_class, source.model, layers, kind, reshape, tensor, target,
+                             aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+    names = source.class_names
+    display_name = "GradCAM++" if cam_class.__name__ == "GradCAMPlusPlus" else cam_class.__name__
+    lines = [f"predicted: {names[predicted]} ({float(probabilities[predicted]):.2f})",
+             f"{display_name} for: {names[target]}  [{', '.join(layer_names)}]"]
+    out = Path(save_path) if save_path is not None else Path(f"cam_{image_path.stem}_{cam_class.__name__}.png")
+    _save_picture(rgb, grayscale, display_name, lines, out)
+    warning = None
+    if not grayscale.any():
+        warning = (f"the {display_name} map is zero everywhere: no position of {', '.join(layer_names)} raises the "
+                   f"score of '{names[target]}' (an untrained or zero-initialised classifier does this); try another "
+                   f"method, --target-category or --target-layers")
+    return CamResult(out, display_name, layer_names, predicted, names[predicted], float(probabilities[predicted]),
+                     target, names[target], grayscale, warning)
 
-    layers, layer_names = resolve_layers(net, target_layers, source.model_name, order)
+
+def _load_input(image_path: Path, load: Callable[[], Any]) -> tuple[Any, np.ndarray, Any]:
+    """The loaded model, the image as the network sees it (``H x W x 3`` in [0, 1], for display) and the
+    normalised ``1 x 3 x H x W`` input on the model's device.
+
+    The image is read before ``load`` runs: a bad image fails at once, without building a model.
+    """
+    from clsctl.data.transforms import build_step
+    from clsctl.readers import read_image
+
+    original = read_image(image_path)
+    source = load()
+    shown = original
+    for step in source.pipeline:
+        shown = build_step(step)(shown)
+    rgb = np.asarray(shown, dtype=np.float32) / 255.0
+    tensor = source.transform(original).unsqueeze(0).to(source.device)
+    return source, rgb, tensor
+
+
+def _forward(net: Any, tensor: Any) -> tuple[Any, dict[str, LayerOutput], list[LayerOutput]]:
+    """Class probabilities (on the CPU) and every module's output (see :func:`record_outputs`)."""
+    import torch
+
+    with torch.no_grad():
+        logits, outputs, order = record_outputs(net, tensor)
+        return logits.float().softmax(1)[0].cpu(), outputs, order
+
+
+def _layout(layer_names: Sequence[str], outputs: dict[str, LayerOutput], model_name: str, height: int,
+            width: int) -> tuple[str, Callable | None]:
+    """The one output layout (and reshape, see :func:`reshape_for`) the target layers share."""
     layouts = []
     for name in layer_names:
         if name not in outputs:
-            raise ClsctlError(f"layer '{name}' of {source.model_name} gives no tensor output in a forward pass; "
+            raise ClsctlError(f"layer '{name}' of {model_name} gives no tensor output in a forward pass; "
                               f"choose another --target-layers (see --preview-model)")
-        layouts.append(reshape_for(outputs[name].shape, tensor.shape[2], tensor.shape[3]))
+        layouts.append(reshape_for(outputs[name].shape, height, width))
     kinds = sorted({kind for kind, _ in layouts})
     if len(kinds) > 1:
         raise ClsctlError(f"layers {', '.join(layer_names)} give outputs of different layouts ({', '.join(kinds)}); "
                           f"choose layers of one kind")
-    kind, reshape = layouts[0]  # pytorch-grad-cam applies one reshape to every target layer
+    return layouts[0]  # pytorch-grad-cam applies one reshape to every target layer
+
+
+def _compute_cam(cam_class: type, net: Any, layers: list[Any], kind: str, reshape: Callable | None, tensor: Any,
+                 target: int, *, aug_smooth: bool, eigen_smooth: bool) -> np.ndarray:
+    """The ``H x W`` map in [0, 1] (NaNs as 0) of ``cam_class`` for class ``target``."""
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
     options: dict[str, Any] = {}
     if cam_class.__name__ == "AblationCAM" and kind in ("tokens", "nhwc"):
         from pytorch_grad_cam import AblationLayerVit
@@ -400,19 +393,11 @@ def visualize_cam(image: str | Path, *, checkpoint: str | Path | None = None, mo
             extractor.batch_size = 16  # ScoreCAM/AblationCAM forward passes per batch: modest for CPUs
         grayscale = extractor(input_tensor=tensor, targets=[ClassifierOutputTarget(target)],
                               aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)[0]
-    grayscale = np.nan_to_num(np.asarray(grayscale, dtype=np.float32))
+    return np.nan_to_num(np.asarray(grayscale, dtype=np.float32))
+
+
+def _save_picture(rgb: np.ndarray, grayscale: np.ndarray, display_name: str, lines: list[str], out: Path) -> None:
+    """Original and overlay side by side, captioned with ``lines``, as a PNG."""
     original, overlay = _display(rgb, grayscale)
-    names = source.class_names
-    display_name = "GradCAM++" if cam_class.__name__ == "GradCAMPlusPlus" else cam_class.__name__
-    lines = [f"predicted: {names[predicted]} ({float(probabilities[predicted]):.2f})",
-             f"{display_name} for: {names[target]}  [{', '.join(layer_names)}]"]
     picture = caption(hstack([caption(original, "original"), caption(overlay, display_name)]), lines)
-    out = Path(save_path) if save_path is not None else Path(f"cam_{image_path.stem}_{cam_class.__name__}.png")
     save_png(picture, out)
-    warning = None
-    if not grayscale.any():
-        warning = (f"the {display_name} map is zero everywhere: no position of {', '.join(layer_names)} raises the "
-                   f"score of '{names[target]}' (an untrained or zero-initialised classifier does this); try another "
-                   f"method, --target-category or --target-layers")
-    return CamResult(out, display_name, layer_names, predicted, names[predicted], float(probabilities[predicted]),
-                     target, names[target], grayscale, warning)

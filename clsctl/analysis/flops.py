@@ -7,19 +7,16 @@ normalisation arithmetic) are mostly not counted; :attr:`FlopsReport.uncounted` 
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from clsctl.engine.flop_handles import ATTENTION_HANDLES, native_mha_flop_handle, sdpa_flop_handle  # noqa: F401
 from clsctl.errors import ClsctlError
 
 CONVENTION = "one fused multiply-add = one FLOP (fvcore / model-zoo convention)"
-RECIPE_SUFFIXES = (".yaml", ".yml")
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 
 
 @dataclass
@@ -50,33 +47,6 @@ class FlopsReport:
     convention: str = CONVENTION
 
 
-def sdpa_flop_handle(inputs: list[Any], outputs: list[Any]) -> int:
-    """fvcore handle for ``aten::scaled_dot_product_attention``: the two matrix products it does.
-
-    ``Q K^T`` costs ``L * S * E`` multiply-adds per batch-and-head and ``softmax(.) V`` costs ``L * S * Ev``;
-    the softmax and scaling are element-wise and left out, as for every other operator.
-    """
-    from fvcore.nn.jit_handles import get_shape
-
-    query, key, value = (get_shape(x) for x in inputs[:3])
-    batch = math.prod(query[:-2])
-    length, embed = query[-2], query[-1]
-    return int(batch * length * key[-2] * (embed + value[-1]))
-
-
-def native_mha_flop_handle(inputs: list[Any], outputs: list[Any]) -> int:
-    """fvcore handle for ``aten::_native_multi_head_attention``, the fused path ``nn.MultiheadAttention`` takes
-    when no gradient is needed: input projections, the two attention products and the output projection."""
-    from fvcore.nn.jit_handles import get_shape
-
-    query, key, value = (get_shape(x) for x in inputs[:3])
-    batch = math.prod(query[:-2])
-    length, embed, source = query[-2], query[-1], key[-2]
-    projections = length * embed * embed + 2 * source * embed * embed + length * embed * embed
-    attention = 2 * length * source * embed  # summed over heads: each head works on embed / heads channels
-    return int(batch * (projections + attention))
-
-
 def _parse_shape(shape: tuple[int, ...] | list[int] | None, default: tuple[int, int]) -> tuple[int, int]:
     if not shape:
         return int(default[0]), int(default[1])
@@ -85,43 +55,6 @@ def _parse_shape(shape: tuple[int, ...] | list[int] | None, default: tuple[int, 
     if len(shape) == 2:
         return int(shape[0]), int(shape[1])
     raise ClsctlError(f"--shape takes one size (square) or two (height width), got {len(shape)} values")
-
-
-def load_model_for_counting(source: str | Path, overrides: Sequence[str] = ()) -> tuple[Any, str, tuple[int, int]]:
-    """A model in eval mode from a registered name, a recipe YAML or a checkpoint, with its name and input size.
-
-    A path that exists, or ends in ``.yaml``/``.yml``/``.pt``/``.pth``, is read as a file (recipe by its
-    suffix, else checkpoint); anything else is a model name. A recipe's model gets the class count of
-    ``model.num_classes``, else of its train dataset when that can be scanned, else the family default; no
-    weights are loaded (they do not change the count). ``overrides`` (``path.to.key=value``) apply to a recipe.
-    """
-    from clsctl.models import create_model, model_info
-
-    path = Path(source)
-    suffix = path.suffix.lower()
-    if suffix in RECIPE_SUFFIXES:
-        from clsctl.engine.build import build_model, dataset_config
-        from clsctl.recipe import load_recipe
-
-        recipe = load_recipe(path, overrides)
-        num_classes = recipe.model.num_classes
-        if num_classes is None:
-            try:
-                from clsctl.data.datasets import build_dataset
-
-                num_classes = len(build_dataset(dataset_config(recipe, "train")).classes)
-            except ClsctlError:
-                num_classes = model_info(recipe.model.name).num_classes
-        model = build_model(recipe, num_classes, load_weights=False)
-        return model.eval(), recipe.model.name, model_info(recipe.model.name).input_size
-    if path.exists() or suffix in CHECKPOINT_SUFFIXES:
-        from clsctl.engine.build import model_from_checkpoint
-
-        loaded = model_from_checkpoint(path)
-        size = loaded.preprocessing.get("input_size") or model_info(loaded.recipe.model.name).input_size
-        return loaded.model.eval(), loaded.recipe.model.name, (int(size[0]), int(size[1]))
-    meta = model_info(str(source))  # unknown names raise with suggestions
-    return create_model(str(source)).eval(), meta.name, meta.input_size
 
 
 def count_flops(source: str | Path, shape: tuple[int, ...] | list[int] | None = None, *, table: bool = False,
@@ -139,15 +72,18 @@ def count_flops(source: str | Path, shape: tuple[int, ...] | list[int] | None = 
     import torch
 
     from clsctl.engine.build import resolve_device
+    from clsctl.engine.inference import load_for_inference
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fvcore's import touches deprecated torch.jit APIs
         from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis, flop_count_table, parameter_count
 
     dev = resolve_device(device)
-    model, name, default_size = load_model_for_counting(source, overrides)
-    model = model.to(dev)
-    height, width = _parse_shape(shape, default_size)
+    # A recipe's model gets the class count of model.num_classes, else of its train dataset when that can be
+    # scanned, else the family default; no weights are loaded (they do not change the count).
+    loaded = load_for_inference(source, overrides=tuple(overrides), load_weights=False, device=dev)
+    model, name = loaded.model, loaded.model_name
+    height, width = _parse_shape(shape, loaded.input_size)
     if height < 1 or width < 1:
         raise ClsctlError(f"--shape must be positive, got {height}x{width}")
     inputs = (torch.zeros(1, 3, height, width, device=dev),)
@@ -155,9 +91,7 @@ def count_flops(source: str | Path, shape: tuple[int, ...] | list[int] | None = 
     # kernel (counted by native_mha_flop_handle too, but the unfused path is what the published figures count).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and deprecation chatter from torch.jit
-        flops = FlopCountAnalysis(model, inputs).set_op_handle(
-            "aten::scaled_dot_product_attention", sdpa_flop_handle,
-            "aten::_native_multi_head_attention", native_mha_flop_handle)
+        flops = FlopCountAnalysis(model, inputs).set_op_handle(**ATTENTION_HANDLES)
         flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         activations = ActivationCountAnalysis(model, inputs)
         activations.unsupported_ops_warnings(False).uncalled_modules_warnings(False)

@@ -3,37 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from clsctl.analysis._draw import caption, pyplot, rescale, safe_name, save_figure, save_png, to_rgb_array
+from clsctl.engine.predictions import PredictionsFile, check_records, read_predictions
 from clsctl.errors import ClsctlError
-from clsctl.jsonfile import read_json_file
 
 
-@dataclass
-class Predictions:
-    """Contents of a predictions file: class names and one record per sample (path, label, pred, score, ...)."""
-
-    class_names: list[str]
-    records: list[dict[str, Any]]
+Predictions = PredictionsFile  # what analyze-results and confusion-matrix read: class names and records
 
 
-def load_predictions(path: str | Path) -> Predictions:
-    """Read and check a predictions JSON file."""
-    path = Path(path)
-    data = read_json_file(path, what="predictions file")
-    if not isinstance(data, dict) or "class_names" not in data or "predictions" not in data:
-        raise ClsctlError(f"{path} is not a predictions file (write one with `clsctl test CKPT --out {path.name}`)")
-    records = data["predictions"]
-    for index, record in enumerate(records):
-        missing = [k for k in ("path", "label", "pred", "score") if k not in record]
-        if missing:
-            raise ClsctlError(f"{path}: prediction {index} lacks {', '.join(missing)}")
-    return Predictions(list(data["class_names"]), list(records))
+def load_predictions(path: str | Path) -> PredictionsFile:
+    """Read a predictions file and check it has class names and each record ``path``, ``label``, ``pred`` and
+    ``score``."""
+    preds = read_predictions(path, need_class_names=True)
+    check_records(preds, path, ("path", "label", "pred", "score"))
+    return preds
 
 
 def display_steps(source: str | Path | None, overrides: Sequence[str] = ()) -> list[Any]:

@@ -35,8 +35,9 @@ def infer_command(
     results = predict(images, checkpoint=checkpoint, model=model, weights=weights, pretrained=pretrained,
                       num_classes=num_classes, topk=topk, device=device)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps([r.to_dict() for r in results], indent=2) + "\n", encoding="utf-8")
+        from clsctl.engine.predictions import write_topk_list
+
+        write_topk_list(out, [r.to_dict() for r in results])
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
         return

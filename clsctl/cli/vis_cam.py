@@ -59,12 +59,13 @@ def vis_cam_command(
 
     Without --checkpoint or --model: ResNet-50 with torchvision's ImageNet weights (from torch.hub's cache).
     """
-    from clsctl.analysis.cam import list_layers, load_source, visualize_cam
+    from clsctl.analysis.cam import list_layers, visualize_cam
+    from clsctl.engine.inference import load_from_options
 
     if preview_model:
         from rich.table import Table
 
-        source = load_source(checkpoint=checkpoint, model=model, weights=weights, pretrained=pretrained)
+        source = load_from_options(checkpoint=checkpoint, model=model, weights=weights, pretrained=pretrained)
         table = Table(title=f"layers of {source.model_name}")
         table.add_column("name")
         table.add_column("type")

@@ -62,13 +62,9 @@ def count_flops(model: nn.Module, inputs: torch.Tensor) -> int | None:
         from fvcore.nn import FlopCountAnalysis
 
         analysis = FlopCountAnalysis(model.eval(), (inputs[:1],))
-        try:  # the attention handles of `clsctl get-flops`, so both count alike
-            from clsctl.analysis.flops import native_mha_flop_handle, sdpa_flop_handle
+        from clsctl.engine.flop_handles import ATTENTION_HANDLES
 
-            analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_handle,
-                                   "aten::_native_multi_head_attention", native_mha_flop_handle)
-        except ImportError:
-            pass
+        analysis.set_op_handle(**ATTENTION_HANDLES)  # those of `clsctl get-flops`, so both count alike
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         try:
             return int(analysis.total())

@@ -217,10 +217,12 @@ def _train_step(model: nn.Module, inputs: torch.Tensor, device: torch.device, am
 
 def prepare_model(settings: BenchmarkSettings, device: torch.device) -> tuple[nn.Module, str, tuple[int, int]]:
     """The model to measure, on ``device``, in the mode, memory format and form the settings ask for."""
-    from clsctl.analysis.flops import load_model_for_counting
+    from clsctl.engine.inference import load_for_inference
 
-    model, name, default_size = load_model_for_counting(settings.source, settings.overrides)
-    size = tuple(settings.shape) if settings.shape is not None else tuple(int(s) for s in default_size)
+    # No weights from a recipe: they do not change the timing (a checkpoint's are in it anyway).
+    loaded = load_for_inference(settings.source, overrides=tuple(settings.overrides), load_weights=False)
+    model, name = loaded.model, loaded.model_name
+    size = tuple(settings.shape) if settings.shape is not None else loaded.input_size
     if settings.fuse_conv_bn:
         from clsctl.models.reparam import to_deploy
 

@@ -56,7 +56,8 @@ class ExportResult:
 
 
 def export_metadata(loaded: Any) -> dict[str, str]:
-    """Class names, preprocessing and provenance of a loaded checkpoint, as JSON strings."""
+    """Class names, preprocessing and provenance of a loaded checkpoint (an
+    :class:`~clsctl.engine.inference.InferenceModel`), as JSON strings."""
     from clsctl import __version__
 
     return {
@@ -218,7 +219,7 @@ def export_checkpoint(checkpoint: str | Path, fmt: str = "onnx", *, out: str | P
     Raises:
         ClsctlError: Unknown format, missing extra, export failure, or outputs beyond tolerance.
     """
-    from clsctl.engine.build import model_from_checkpoint
+    from clsctl.engine.inference import load_for_inference
 
     if fmt not in FORMATS:
         raise ClsctlError(f"unknown export format '{fmt}' (choose {' or '.join(FORMATS)})")
@@ -226,8 +227,8 @@ def export_checkpoint(checkpoint: str | Path, fmt: str = "onnx", *, out: str | P
         raise ClsctlError("--opset applies to --format onnx only")
     checkpoint = Path(checkpoint)
     path = Path(out) if out is not None else default_output(checkpoint, fmt)
-    loaded = model_from_checkpoint(checkpoint)
-    model = loaded.model.eval()
+    loaded = load_for_inference(checkpoint, kind="checkpoint")
+    model = loaded.model
     size = loaded.preprocessing.get("input_size") or (224, 224)
     # torch.export specialises dimensions of size 1, so a dynamic batch is exported from an example of 2.
     example = random_input(2 if dynamic_batch else 1, size, seed)

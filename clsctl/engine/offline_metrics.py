@@ -2,7 +2,8 @@
 
 The file holds ``class_names``, ``predictions`` (one dict per sample with ``label`` and ``pred``, or for
 multi-label data ``labels``: a list of label indices, ``-1`` entries excluded) and optionally ``scores``
-(``N x C``). Metrics needing a ranking (top-k with k > 1, mAP) need ``scores``.
+(``N x C``). Metrics needing a ranking (top-k with k > 1, mAP) need ``scores``. The file is read by
+:mod:`clsctl.engine.predictions`.
 """
 
 from __future__ import annotations
@@ -10,25 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from clsctl.engine.predictions import PredictionTensors, read_prediction_tensors
 from clsctl.errors import ClsctlError
-from clsctl.jsonfile import read_json_file
 
 SINGLE_LABEL_METRICS = ("accuracy", "precision", "recall", "f1", "confusion_matrix")
 MULTI_LABEL_METRICS = ("map", "cp", "cr", "cf1", "op", "or", "of1")
 METRICS = SINGLE_LABEL_METRICS + MULTI_LABEL_METRICS
-
-
-@dataclass
-class SavedPredictions:
-    """Predictions read back from a file."""
-
-    class_names: list[str]
-    multi_label: bool
-    targets: Any  # (N,) long, or (N, C) 0/1 for multi-label
-    preds: Any | None  # (N,) long (single-label), when the file has ``pred``
-    scores: Any | None  # (N, C) float, when the file has ``scores``
 
 
 @dataclass
@@ -43,52 +32,9 @@ class OfflineMetrics:
     confusion: list[list[int]] | None = None
 
 
-def load_predictions(path: str | Path) -> SavedPredictions:
-    """Read and check a predictions file."""
-    import torch
-
-    from clsctl.engine.metrics import multi_hot
-
-    path = Path(path)
-    data = read_json_file(path, what="predictions file")
-    items = data.get("predictions") if isinstance(data, dict) else None
-    if not isinstance(items, list) or not items:
-        raise ClsctlError(f"{path} is not a predictions file: expected a 'predictions' list (the file "
-                          f"`clsctl test --out` writes)")
-    try:
-        scores = torch.tensor(data["scores"], dtype=torch.float64) if data.get("scores") is not None else None
-    except (TypeError, ValueError) as exc:
-        raise ClsctlError(f"{path}: 'scores' must be an N x C table of numbers ({exc})") from exc
-    names = data.get("class_names")
-    num_classes = len(names) if names else scores.shape[1] if scores is not None else None
-    multi_label = "labels" in items[0]
-    try:
-        if multi_label:
-            labels = [[int(i) for i in item["labels"]] for item in items]
-            if num_classes is None:
-                num_classes = 1 + max((max(ls) for ls in labels if ls), default=0)
-            if any(not 0 <= i < num_classes for ls in labels for i in ls):
-                raise ClsctlError(f"{path}: a label is outside 0..{num_classes - 1}")
-            targets, preds = multi_hot(labels, num_classes), None
-        else:
-            targets = torch.tensor([int(item["label"]) for item in items])
-            has_pred = all("pred" in item for item in items)
-            preds = torch.tensor([int(item["pred"]) for item in items]) if has_pred else None
-            if num_classes is None:
-                num_classes = 1 + int(max(targets.max(), preds.max() if preds is not None else 0))
-    except (KeyError, TypeError, ValueError) as exc:
-        key = "labels" if multi_label else "label"
-        raise ClsctlError(f"{path}: every prediction needs an integer '{key}' ({exc!r})") from exc
-    if scores is not None and tuple(scores.shape) != (len(items), num_classes):
-        raise ClsctlError(f"{path}: 'scores' is {tuple(scores.shape)}, expected ({len(items)}, {num_classes})")
-    if not multi_label and preds is None and scores is not None:
-        preds = scores.argmax(1)
-    if not multi_label and preds is None:
-        raise ClsctlError(f"{path}: predictions need 'pred' or the file needs 'scores'")
-    indices = [] if multi_label else [targets, *([preds] if preds is not None else [])]
-    if any(int(t.min()) < 0 or int(t.max()) >= num_classes for t in indices):
-        raise ClsctlError(f"{path}: a label or prediction is outside 0..{num_classes - 1}")
-    return SavedPredictions(list(names or [str(i) for i in range(num_classes)]), multi_label, targets, preds, scores)
+def load_predictions(path: str | Path) -> PredictionTensors:
+    """Read and check a predictions file (see :func:`clsctl.engine.predictions.read_prediction_tensors`)."""
+    return read_prediction_tensors(path)
 
 
 def evaluate_predictions(path: str | Path, metrics: Sequence[str] | None = None, *, topk: Sequence[int] = (1, 5),

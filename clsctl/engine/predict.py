@@ -12,13 +12,11 @@ from typing import Any
 import torch
 
 from clsctl.data.datasets import IMG_EXTENSIONS
-from clsctl.data.imagenet_classes import imagenet_class_names
+from clsctl.data.imagenet_classes import imagenet_class_names  # noqa: F401  (re-exported, tests use it)
+from clsctl.engine.inference import DEFAULT_MODEL  # noqa: F401  (re-exported)
 from clsctl.errors import ClsctlError, DataError
 
 logger = logging.getLogger("clsctl")
-
-DEFAULT_MODEL = "resnet50"
-"""The model used, with its published ImageNet weights, when neither a checkpoint nor a model name is given."""
 
 
 @dataclass
@@ -59,72 +57,6 @@ def expand_images(sources: Iterable[str | Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def choose_model(checkpoint: str | Path | None, model: str | None, weights: str | Path | None,
-                 pretrained: bool) -> tuple[str | None, bool]:
-    """The model name and whether to load its published weights, for commands that take a checkpoint or a model.
-
-    Neither given: :data:`DEFAULT_MODEL` with its ImageNet weights (through torch.hub's cache), logged. A model
-    without ``weights`` or ``pretrained`` is used as asked, with a warning that its weights are random.
-
-    Raises:
-        ClsctlError: Both a checkpoint and a model, or weights/pretrained with a checkpoint, or weights without
-            a model.
-    """
-    if checkpoint is not None:
-        if model is not None:
-            raise ClsctlError("give --checkpoint or --model, not both")
-        if weights is not None or pretrained:
-            raise ClsctlError("--weights and --pretrained go with --model, not --checkpoint")
-        return None, False
-    if model is None:
-        if weights is not None:
-            raise ClsctlError("--weights needs --model NAME (the architecture the weights are for)")
-        from clsctl.models import model_info
-        from clsctl.models.weights import hub_cache_path
-
-        url = model_info(DEFAULT_MODEL).pretrained_url
-        logger.info("no --checkpoint or --model: using %s with its ImageNet weights (%s, cached at %s)",
-                    DEFAULT_MODEL, url, hub_cache_path(url) if url else "-")
-        return DEFAULT_MODEL, True
-    from clsctl.models.weights import random_weights_warning
-
-    warning = random_weights_warning(model, weights=weights, pretrained=pretrained)
-    if warning is not None:
-        logger.warning(warning)
-    return model, pretrained
-
-
-def _model_source(checkpoint: str | Path | None, model_name: str | None, weights: str | Path | None,
-                  pretrained: bool, num_classes: int | None) -> tuple[torch.nn.Module, list[str], Any, bool]:
-    """The network, its class names, its eval transform, and whether its scores are independent (multi-label)."""
-    from clsctl.engine.build import is_multi_label_recipe, model_from_checkpoint, transform_from_preprocessing
-
-    if checkpoint is not None and num_classes is not None:
-        raise ClsctlError("--num-classes goes with --model, not --checkpoint")
-    model_name, pretrained = choose_model(checkpoint, model_name, weights, pretrained)
-    if checkpoint is not None:
-        loaded = model_from_checkpoint(checkpoint)
-        return (loaded.model, loaded.class_names, transform_from_preprocessing(loaded.preprocessing),
-                is_multi_label_recipe(loaded.recipe))
-    assert model_name is not None  # choose_model picked one
-    from clsctl.data.transforms import build_pipeline, eval_pipeline
-    from clsctl.models import create_model, model_info
-
-    meta = model_info(model_name)
-    model = create_model(model_name, pretrained=pretrained, num_classes=num_classes, weights=weights)
-    classes_count = model.model_meta.num_classes
-    published = list(meta.weights.class_list) if meta.weights else []  # a clsctl model from the Hugging Face Hub
-    stored = meta.hub.preprocessing if meta.hub else None
-    if stored and len(published) == classes_count:
-        return model, published, transform_from_preprocessing(dict(stored)), False
-    if meta.class_names == "imagenet-1k" and classes_count == 1000:
-        names = imagenet_class_names()
-    else:
-        names = [f"class_{i}" for i in range(classes_count)]
-    # The evaluation transform of the model's published weights (resize, interpolation, centre crop).
-    return model, names, build_pipeline(eval_pipeline(meta), meta.mean, meta.std), False
-
-
 @torch.no_grad()
 def predict(images: Sequence[str | Path], *, checkpoint: str | Path | None = None, model: str | None = None,
             weights: str | Path | None = None, pretrained: bool = False, num_classes: int | None = None,
@@ -143,13 +75,15 @@ def predict(images: Sequence[str | Path], *, checkpoint: str | Path | None = Non
         device: ``auto``, ``cpu``, ``cuda``.
         batch_size: Images per forward pass.
     """
-    from clsctl.engine.build import resolve_device
+    from clsctl.engine.inference import load_from_options
     from clsctl.readers import read_image
 
     paths = expand_images(images)
-    net, names, transform, multi_label = _model_source(checkpoint, model, weights, pretrained, num_classes)
-    dev = resolve_device(device)
-    net = net.to(dev).eval()
+    if checkpoint is not None and num_classes is not None:
+        raise ClsctlError("--num-classes goes with --model, not --checkpoint")
+    loaded = load_from_options(checkpoint=checkpoint, model=model, weights=weights, pretrained=pretrained,
+                               num_classes=num_classes, device=device)
+    net, names, transform, dev = loaded.model, loaded.class_names, loaded.transform, loaded.device
     k = min(topk, len(names))
     results: list[Prediction] = []
     for start in range(0, len(paths), batch_size):
@@ -159,7 +93,7 @@ def predict(images: Sequence[str | Path], *, checkpoint: str | Path | None = Non
             tensors.append(transform(read_image(path)))
         logits = net(torch.stack(tensors).to(dev)).float()
         # Multi-label models score each class on its own (sigmoid); the others share one softmax.
-        probs = (logits.sigmoid() if multi_label else logits.softmax(1)).cpu()
+        probs = (logits.sigmoid() if loaded.multi_label else logits.softmax(1)).cpu()
         top = probs.topk(k, dim=1)
         for path, values, indices in zip(chunk, top.values.tolist(), top.indices.tolist()):
             results.append(Prediction(str(path), [(i, names[i], v) for i, v in zip(indices, values)]))

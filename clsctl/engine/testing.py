@@ -19,7 +19,6 @@ the same numbers as one process, bit for bit on the CPU (where each process uses
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -34,9 +33,9 @@ from torch import nn
 
 from clsctl.data.datasets import ClassificationDataset, build_dataset, exclude_replaced_samples
 from clsctl.data.loaders import build_eval_loader
-from clsctl.data.transforms import TTA_MODES, build_pipeline, eval_pipeline, pipeline_from_dicts, tta_pipeline
+from clsctl.data.transforms import TTA_MODES, build_pipeline, eval_pipeline, tta_pipeline
 from clsctl.engine import distributed as D
-from clsctl.engine.build import build_model, dataset_config, model_from_checkpoint, resolve_device
+from clsctl.engine.build import dataset_config
 from clsctl.engine.evaluation import run_evaluation
 from clsctl.engine.metrics import confusion_matrix, precision_recall_f1
 from clsctl.engine.progress import make_progress
@@ -180,9 +179,9 @@ def evaluate(checkpoint: str | Path | None = None, *, model: str | None = None, 
 
 def _checkpoint_source(checkpoint: str | Path, split: str, data_root: str | Path | None, overrides: Sequence[str],
                        batch_size: int | None) -> _Source:
-    from clsctl.engine.build import is_multi_label_recipe
+    from clsctl.engine.inference import load_for_inference
 
-    loaded = model_from_checkpoint(checkpoint)
+    loaded = load_for_inference(checkpoint, kind="checkpoint")
     recipe_data = loaded.recipe.to_dict()
     for assignment in overrides:
         apply_override(recipe_data, assignment)
@@ -199,10 +198,9 @@ def _checkpoint_source(checkpoint: str | Path, split: str, data_root: str | Path
     if batch_size is not None:
         recipe_data["data"]["loader"]["batch_size"] = batch_size
     recipe = validate_recipe(recipe_data, source=str(checkpoint))
-    prep = loaded.preprocessing
-    return _Source(str(checkpoint), "checkpoint", recipe, pipeline_from_dicts(prep["pipeline"]), list(prep["mean"]),
-                   list(prep["std"]), prep.get("channel_order", "rgb"), lambda: loaded.model, split,
-                   class_names=list(loaded.class_names), multi_label=is_multi_label_recipe(loaded.recipe))
+    return _Source(str(checkpoint), "checkpoint", recipe, loaded.pipeline, loaded.mean, loaded.std,
+                   loaded.channel_order, lambda: loaded.model, split, class_names=list(loaded.class_names),
+                   multi_label=loaded.multi_label)
 
 
 def default_dataset_entry(data_root: str | Path, split: str) -> dict[str, Any]:
@@ -267,9 +265,9 @@ def _model_source(name: str, pretrained: bool, weights: str | Path | None, num_c
 def _build_named(recipe: Recipe, outputs: int) -> nn.Module:
     """The named model with its weights. Random weights (no file) are seeded, so that every process of a
     distributed test builds the same network."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return build_model(recipe, outputs)
+    from clsctl.engine.inference import load_for_inference
+
+    return load_for_inference(recipe, kind="recipe", num_classes=outputs, seed=0).model
 
 
 def _build_once(source: _Source, ctx: D.DistContext) -> nn.Module:
@@ -370,32 +368,17 @@ def _report(source: _Source, dataset: ClassificationDataset, names: list[str], l
 
 def _write_predictions(out: str | Path, source: _Source, dataset: ClassificationDataset, names: list[str],
                        result: Any, tta: str | None, topk: int) -> list[dict[str, Any]]:
-    predictions = []
-    k = min(topk, len(names))
-    top = result.scores.topk(k, dim=1)
-    multi_label = result.extra.get("multi_label", False)
+    """Write the predictions file (see :mod:`clsctl.engine.predictions`) and return its records."""
+    from clsctl.engine.predictions import PredictionsFile, prediction_records, write_predictions
+
     kept = result.kept.tolist()
-    targets = result.targets.tolist()
     samples = [path for (path, _), keep in zip(dataset.samples, kept) if keep]
     excluded = [path for (path, _), keep in zip(dataset.samples, kept) if not keep]
-    for row, (path, label, scores, indices) in enumerate(zip(samples, targets, top.values.tolist(),
-                                                             top.indices.tolist())):
-        entry: dict[str, Any] = {"path": path}
-        if multi_label:  # multi-hot targets (-1: ignored); scores are independent sigmoids
-            labels = [i for i, t in enumerate(label) if t == 1]
-            entry.update({"labels": labels, "label_names": [names[i] for i in labels],
-                          "pred_labels": [i for i, s in enumerate(result.scores[row].tolist()) if s >= 0.5]})
-        else:
-            entry.update({"label": label, "label_name": names[label], "pred": indices[0],
-                          "pred_name": names[indices[0]], "score": scores[0]})
-        entry["topk"] = [{"class": i, "name": n, "score": s} for i, n, s in
-                         zip(indices, (names[i] for i in indices), scores)]
-        predictions.append(entry)
-    payload = {source.kind: source.name, "class_names": names, "tta": tta, "metrics": result.metrics,
-               "predictions": predictions, "scores": result.scores.tolist(), "excluded": excluded}
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(payload), encoding="utf-8")
-    return predictions
+    records = prediction_records(samples, result.targets.tolist(), result.scores, names,
+                                 multi_label=result.extra.get("multi_label", False), topk=topk)
+    write_predictions(out, PredictionsFile(records, names, result.scores.tolist(), {source.kind: source.name}, tta,
+                                           result.metrics, excluded))
+    return records
 
 
 # --------------------------------------------------------------------------- several processes
