@@ -1,19 +1,22 @@
-"""Hugging Face Hub: weights through ``huggingface_hub``'s cache, and models named ``hf-hub:<org>/<repo>``.
+"""Hugging Face Hub files: fetched through ``huggingface_hub``'s cache, and the layout of a clsctl model repository.
 
-Two things live here:
+This module knows files, not models (it imports nothing of clsctl but the errors and the safetensors codec):
 
-* the weights of ``timm/<name>`` models with ``pretrained: true``: their ``hf_hub_id`` file is fetched through
-  ``huggingface_hub`` (so ``HF_HOME``, ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` apply) and handed to timm;
-* ``hf-hub:<org>/<repo>[@revision]`` model names. A repository whose ``config.json`` has
-  ``"library_name": "clsctl"`` is a clsctl model: ``model.safetensors`` (the weights) and ``config.json``::
+* any file of a Hub repository is fetched through ``huggingface_hub`` (so ``HF_HOME``, ``HF_HUB_CACHE`` and
+  ``HF_HUB_OFFLINE`` apply): the weights of ``timm/<name>`` models with ``pretrained: true`` (their
+  ``hf_hub_id``, handed to timm by :mod:`clsctl.models.timm_models`) and the files of ``hf-hub:`` models;
+* ``hf-hub:<org>/<repo>[@revision]`` names are parsed here and built by :mod:`clsctl.models.hub_models`. A
+  repository whose ``config.json`` has ``"library_name": "clsctl"`` is a clsctl model: ``model.safetensors``
+  (the weights) and ``config.json``::
 
       {"library_name": "clsctl", "format": "clsctl-model", "version": 1,
        "model_name": "resnet20_cifar", "num_classes": 10, "class_names": [...],
        "preprocessing": {"pipeline": [...], "mean": [...], "std": [...], ...},
        "recipe": {...the resolved training recipe...}, "deploy": false, "fused_conv_bn": false}
 
-  ``clsctl export CKPT -f safetensors -o FOLDER`` writes exactly that folder. Any other repository is handed
-  to timm (``timm.create_model("hf-hub:...")``), which reads timm's own ``config.json`` layout.
+  ``clsctl export CKPT -f safetensors -o FOLDER`` writes exactly that folder (:func:`write_model_folder`). Any
+  other repository is handed to timm (``timm.create_model("hf-hub:...")``), which reads timm's own
+  ``config.json`` layout.
 
 Failures (offline without the file in the cache, unknown repository) become one :class:`ClsctlError` line
 naming the repository and the cache folder.
@@ -25,14 +28,9 @@ import json
 import logging
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from clsctl.errors import CheckpointError, ClsctlError
-from clsctl.models._meta import (IMAGENET_MEAN, IMAGENET_STD, NUMBERED_BLOCKS, HubOrigin, ModelLayout, ModelMeta,
-                                 PretrainedWeights)
-
-if TYPE_CHECKING:
-    from torch import nn
 
 logger = logging.getLogger("clsctl")
 
@@ -48,7 +46,7 @@ def is_hf_hub_name(name: str) -> bool:
     return name.strip().lower().startswith(PREFIX)
 
 
-def _huggingface_hub() -> ModuleType:
+def import_huggingface_hub() -> ModuleType:
     try:
         import huggingface_hub
     except ImportError as exc:
@@ -79,7 +77,7 @@ def hub_file(repo_id: str, filename: str, revision: str | None = None) -> Path:
         ClsctlError: The file cannot be had (offline and not cached, no such repository or file): one line
             naming the repository, the file and the cache.
     """
-    hub = _huggingface_hub()
+    hub = import_huggingface_hub()
     from huggingface_hub import errors
 
     try:
@@ -87,17 +85,17 @@ def hub_file(repo_id: str, filename: str, revision: str | None = None) -> Path:
     except (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled) as exc:
         raise ClsctlError(
             f"'{filename}' of Hugging Face Hub repo '{repo_id}' is not in the cache {cache_dir()} and cannot be "
-            f"downloaded here ({_first_line(exc)}); fetch it once with internet access "
+            f"downloaded here ({first_line(exc)}); fetch it once with internet access "
             f"(hf download {repo_id}) and copy that cache over, or point HF_HUB_CACHE at one that has it") from exc
     except (errors.EntryNotFoundError, errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as exc:
         raise ClsctlError(f"Hugging Face Hub repo '{repo_id}' has no '{filename}'"
-                          f"{f' at revision {revision}' if revision else ''} ({_first_line(exc)})") from exc
+                          f"{f' at revision {revision}' if revision else ''} ({first_line(exc)})") from exc
     except (errors.HfHubHTTPError, OSError) as exc:
         raise ClsctlError(f"could not fetch '{filename}' of Hugging Face Hub repo '{repo_id}' "
-                          f"({_first_line(exc)}); cache: {cache_dir()}") from exc
+                          f"({first_line(exc)}); cache: {cache_dir()}") from exc
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -141,11 +139,17 @@ def timm_pretrained_file(hf_hub_id: str, filename: str | None = None) -> Path:
 # --------------------------------------------------------------------------- clsctl models on the Hub
 
 
-def model_config(loaded: Any) -> dict[str, Any]:
-    """The ``config.json`` of a clsctl Hub model made from a loaded checkpoint.
+def model_config(*, model_name: str, class_names: list[str], preprocessing: dict[str, Any], recipe: dict[str, Any],
+                 deploy: bool = False, fused_conv_bn: bool = False) -> dict[str, Any]:
+    """The ``config.json`` of a clsctl Hub model (the layout in this module's docstring), from plain data.
 
     Args:
-        loaded: A :class:`clsctl.engine.build.LoadedModel`.
+        model_name: The registered variant the model was trained from.
+        class_names: Class names, in output order.
+        preprocessing: The checkpoint's preprocessing (eval pipeline, mean, std, input size).
+        recipe: The resolved training recipe as plain data (``Recipe.to_dict()``).
+        deploy: The weights are of the deploy (re-parameterised) form.
+        fused_conv_bn: That deploy form has its conv-BN pairs fused.
     """
     from clsctl import __version__
 
@@ -153,125 +157,34 @@ def model_config(loaded: Any) -> dict[str, Any]:
         "library_name": LIBRARY_NAME,
         "format": MODEL_FORMAT,
         "version": 1,
-        "model_name": loaded.recipe.model.name,
-        "num_classes": len(loaded.class_names),
-        "class_names": list(loaded.class_names),
-        "preprocessing": loaded.preprocessing,
-        "recipe": loaded.recipe.to_dict(),
-        "deploy": bool(loaded.checkpoint.get("deploy")),
-        "fused_conv_bn": bool(loaded.checkpoint.get("fused_conv_bn")),
+        "model_name": model_name,
+        "num_classes": len(class_names),
+        "class_names": list(class_names),
+        "preprocessing": preprocessing,
+        "recipe": recipe,
+        "deploy": bool(deploy),
+        "fused_conv_bn": bool(fused_conv_bn),
         "producer": f"clsctl {__version__}",
     }
 
 
-def write_model_folder(loaded: Any, folder: str | Path) -> Path:
+def write_model_folder(folder: str | Path, state_dict: dict[str, Any], config: dict[str, Any],
+                       metadata: dict[str, str] | None = None) -> Path:
     """Write ``folder/model.safetensors`` and ``folder/config.json``: a repository ready to upload.
+
+    Args:
+        folder: Folder to write (created if needed).
+        state_dict: The model's weights.
+        config: Its :func:`model_config`.
+        metadata: String metadata stored in the safetensors header.
 
     Returns:
         The weights file.
     """
-    from clsctl.models.safetensors_io import checkpoint_metadata, write_safetensors
+    from clsctl.models.safetensors_io import write_safetensors
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    weights = write_safetensors(loaded.model.state_dict(), folder / WEIGHTS_NAME, checkpoint_metadata(loaded))
-    (folder / CONFIG_NAME).write_text(json.dumps(model_config(loaded), indent=2) + "\n", encoding="utf-8")
+    weights = write_safetensors(state_dict, folder / WEIGHTS_NAME, metadata)
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return weights
-
-
-def _clsctl_layout(model_name: Any) -> ModelLayout:
-    """The layout of the registered variant a clsctl Hub model was trained from (defaults when unknown)."""
-    from clsctl.models import MODELS
-
-    try:
-        return MODELS.get(str(model_name)).meta.layout
-    except (KeyError, ClsctlError):
-        return ModelLayout()
-
-
-def hub_model_meta(name: str) -> ModelMeta:
-    """Metadata of a Hub model from its ``config.json`` (input size, normalisation, classes)."""
-    config = repo_config(name)
-    repo = split_repo(name)[0]
-    if is_clsctl_config(config):
-        prep = config.get("preprocessing") or {}
-        size = prep.get("input_size") or (224, 224)
-        class_list = tuple(config.get("class_names") or [])
-        return ModelMeta(name=name, family="hf-hub", input_size=(int(size[0]), int(size[1])),
-                         mean=tuple(prep.get("mean", IMAGENET_MEAN)), std=tuple(prep.get("std", IMAGENET_STD)),
-                         num_classes=int(config.get("num_classes") or len(class_list) or 1000),
-                         param_source="hf-hub (not recorded)",
-                         weights=PretrainedWeights(url=f"{PREFIX}{repo}", source="hf-hub", class_list=class_list),
-                         layout=_clsctl_layout(config.get("model_name")),
-                         hub=HubOrigin(repo=repo, library=LIBRARY_NAME, model_name=config.get("model_name"),
-                                       preprocessing=prep))
-    cfg = dict(config.get("pretrained_cfg") or {})
-    size = tuple(cfg.get("input_size", (3, 224, 224)))[-2:]
-    num_classes = int(config.get("num_classes") or cfg.get("num_classes") or 1000)
-    return ModelMeta(name=name, family="hf-hub", input_size=(int(size[0]), int(size[1])),
-                     mean=tuple(cfg.get("mean", IMAGENET_MEAN)), std=tuple(cfg.get("std", IMAGENET_STD)),
-                     num_classes=num_classes, param_source="hf-hub (not recorded)",
-                     weights=PretrainedWeights(url=f"{PREFIX}{repo}", source="hf-hub",
-                                               class_names="imagenet-1k" if num_classes == 1000 else None),
-                     layout=ModelLayout(classifier=cfg.get("classifier", "fc"), layer_groups=NUMBERED_BLOCKS),
-                     hub=HubOrigin(repo=repo, library="timm", model_name=config.get("architecture")))
-
-
-def create_hub_model(name: str, pretrained: bool = False, num_classes: int | None = None, *,
-                     weights: str | Path | None = None, **kwargs: Any) -> nn.Module:
-    """Build the model of a Hub repository; with ``pretrained`` its published weights are loaded.
-
-    Args:
-        name: ``hf-hub:<org>/<repo>[@revision]``.
-        pretrained: Load the repository's weights.
-        num_classes: Classifier size; a head of another size than the weights' is re-initialised.
-        weights: Local weights file loaded afterwards.
-        **kwargs: Family options (clsctl models: merged into the published recipe's ``model.kwargs``; timm
-            models: passed to ``timm.create_model``).
-    """
-    from dataclasses import replace
-
-    from clsctl.models.weights import load_state_dict_checked, load_weights_file
-
-    meta = hub_model_meta(name)
-    repo, revision = split_repo(name)
-    classes = num_classes if num_classes is not None else meta.num_classes
-    if meta.hub is not None and meta.hub.library == LIBRARY_NAME:
-        from clsctl.engine.build import build_model
-        from clsctl.recipe import validate_recipe
-
-        config = repo_config(name)
-        recipe_dict = dict(config["recipe"])
-        model_section = {**recipe_dict["model"], "num_classes": None, "pretrained": False, "weights": None,
-                         "init": None}
-        model_section["kwargs"] = {**model_section.get("kwargs", {}), **kwargs}
-        recipe = validate_recipe({**recipe_dict, "model": model_section}, source=f"{repo} {CONFIG_NAME}")
-        model = build_model(recipe, classes, load_weights=False)
-        if config.get("deploy"):
-            from clsctl.models.reparam import to_deploy
-
-            to_deploy(model, fuse_conv_bn=bool(config.get("fused_conv_bn")))
-        if pretrained:
-            from clsctl.models.safetensors_io import read_safetensors
-
-            state, _ = read_safetensors(hub_file(repo, WEIGHTS_NAME, revision))
-            load_state_dict_checked(model, state, source=f"{PREFIX}{repo}")
-    else:
-        from clsctl.models.timm_models import _timm
-
-        try:
-            model = _timm().create_model(f"hf-hub:{repo}{'@' + revision if revision else ''}", pretrained=pretrained,
-                                         num_classes=classes, **kwargs)
-        except ClsctlError:
-            raise
-        except (OSError, ValueError, RuntimeError) as exc:
-            hub_errors = _huggingface_hub().errors
-            if isinstance(exc, (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled)):
-                raise ClsctlError(f"timm model of Hugging Face Hub repo '{repo}' is not in the cache {cache_dir()} "
-                                  f"and cannot be downloaded here ({_first_line(exc)})") from exc
-            raise ClsctlError(f"timm cannot build Hugging Face Hub model '{repo}': {_first_line(exc)}") from exc
-    model.model_meta = replace(meta, num_classes=classes, num_params=sum(p.numel() for p in model.parameters()),
-                               param_source="hf-hub (counted)")
-    if weights is not None:
-        load_weights_file(model, weights)
-    return model

@@ -28,7 +28,9 @@ lower one, never a higher one::
     data
     recipe
     models             clsctl.models, plus clsctl.hub (torch.hub-style face of the zoo) and clsctl.hf_hub
-                       (``hf-hub:`` model names, which the model factory and the recipe schema resolve)
+                       (Hub files and the clsctl Hub-repository layout; clsctl.models.hub_models builds the
+                       ``hf-hub:`` models from them and registers that name prefix with the model factory,
+                       as clsctl.models.timm_models does ``timm/``, so the factory imports neither)
     registry
     base               clsctl (the root package: ``__version__`` and a lazy API that imports nothing here),
                        errors.py, jsonfile.py and readers.py (every layer raises clsctl errors and reads the
@@ -74,11 +76,6 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 # Imports (importer, imported) that break a rule in files other developers own in issue 14, with why.
 KNOWN_IMPORTS: dict[tuple[str, str], str] = {
-    ("clsctl.models.heads", "clsctl.recipe.schema"): "models -> recipe (i14-spec: typed model spec)",
-    ("clsctl.hf_hub", "clsctl.engine.build"): "models -> engine, closes a cycle (i14-spec)",
-    ("clsctl.hf_hub", "clsctl.recipe"): "models -> recipe (i14-spec)",
-    ("clsctl.hf_hub", "clsctl.models.timm_models"): "cycle hf_hub <-> timm_models (i14-spec)",
-    ("clsctl.models.weights", "clsctl.models"): "a family-level module importing its package: cycle (i14-spec)",
     ("clsctl.engine.distributed", "clsctl.engine.loop"): "cycle loop <-> distributed (i14-loop)",
     ("clsctl.engine.trackers", "clsctl.engine.loop"): "cycle loop <-> trackers (i14-loop)",
 }
@@ -87,7 +84,6 @@ KNOWN_IMPORTS: dict[tuple[str, str], str] = {
 KNOWN_LONG_FUNCTIONS: dict[str, str] = {
     "clsctl/engine/loop.py:_train": "i14-loop",
     "clsctl/engine/loop.py:train_one_epoch": "i14-loop",
-    "clsctl/analysis/cam.py:visualize_cam": "i14-infer",
 }
 
 

@@ -10,7 +10,7 @@ from clsctl.engine.build import build_model, head_spec, model_from_checkpoint, n
 from clsctl.engine.loop import train
 from clsctl.errors import RecipeError
 from clsctl.models import create_model
-from clsctl.models.heads import GeM, apply_neck_and_head
+from clsctl.models.heads import GeM, apply_neck_and_head, head_spec_from_recipe, neck_spec_from_recipe
 from clsctl.recipe import schema as S, validate_recipe
 
 from helpers import tiny_recipe_dict
@@ -86,3 +86,24 @@ def test_recipe_with_neck_head_and_init_trains_and_reloads(tmp_path: Path, image
     data2["model"]["init"] = {"checkpoint": str(tmp_path / "wrapped.pth"), "prefix": "neck"}
     with pytest.raises(CheckpointError, match="no keys under 'neck.'"):
         build_model(validate_recipe(data2), 3)
+
+
+@pytest.mark.parametrize("data", [{"type": "gap"}, {"type": "gem"}, {"type": "gem", "p": 4.5, "learnable": False}])
+def test_neck_from_recipe_data_takes_the_schema_defaults(data: dict) -> None:
+    # Hub config.json files carry the recipe as plain data; keys it leaves out mean the schema's defaults.
+    assert neck_spec_from_recipe(data) == neck(data)
+    assert neck_spec_from_recipe(None) is None
+
+
+@pytest.mark.parametrize("data", [{"type": "linear"}, {"type": "linear", "dropout": 0.3}, {"type": "vit_pre_logits"},
+                                  {"type": "multi_label_linear", "dropout": 0.1}, {"type": "stacked", "hidden": [8]},
+                                  {"type": "stacked", "hidden": [8, 4], "norm": "layer", "activation": "silu"}])
+def test_head_from_recipe_data_takes_the_schema_defaults(data: dict) -> None:
+    assert head_spec_from_recipe(data) == head(data)
+
+
+def test_recipe_data_of_no_known_type_is_a_recipe_error() -> None:
+    with pytest.raises(RecipeError, match=r"model.neck.type: expected one of gap, gem \(got 'max'\)"):
+        neck_spec_from_recipe({"type": "max"})
+    with pytest.raises(RecipeError, match="model.head.hidden"):
+        head_spec_from_recipe({"type": "stacked"})

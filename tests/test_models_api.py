@@ -93,3 +93,22 @@ def test_registration_does_not_import_torchvision() -> None:
     code = "import sys, clsctl.models as m; assert len(m.MODELS) > 100; assert 'torchvision' not in sys.modules"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_name_prefixes_route_create_and_info(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clsctl.models import _factory
+
+    assert {"timm/", "hf-hub:"} <= set(_factory.PREFIXES)  # registered by importing clsctl.models
+    built = []
+
+    def create(name: str, pretrained: bool, num_classes: int | None, **kwargs: object) -> torch.nn.Module:
+        built.append((name, pretrained, num_classes, kwargs))
+        return torch.nn.Linear(2, num_classes or 1)
+
+    meta = model_info("test_resnet")
+    monkeypatch.setitem(_factory.PREFIXES, "fake:", _factory.NamePrefix("fake:", create, lambda name: meta))
+    model = create_model(" Fake:net", pretrained=True, num_classes=3, drop_rate=0.1)
+    assert model.out_features == 3 and built == [(" Fake:net", True, 3, {"weights": None, "drop_rate": 0.1})]
+    assert model_info("FAKE:net") is meta
+    with pytest.raises(UnknownNameError):
+        model_info("fakenet")  # not the prefix

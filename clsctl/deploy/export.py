@@ -77,12 +77,16 @@ def default_output(checkpoint: Path, fmt: str) -> Path:
 def _export_safetensors(loaded: Any, path: Path) -> tuple[Path, dict[str, str]]:
     """Weights and metadata as safetensors; a folder ``path`` gets a Hub-ready ``model.safetensors`` and
     ``config.json`` (see :mod:`clsctl.hf_hub`)."""
-    from clsctl.hf_hub import write_model_folder
+    from clsctl.hf_hub import model_config, write_model_folder
     from clsctl.models.safetensors_io import checkpoint_metadata, write_safetensors
 
-    if path.is_dir() or not path.suffix:
-        return write_model_folder(loaded, path), checkpoint_metadata(loaded)
     metadata = checkpoint_metadata(loaded)
+    if path.is_dir() or not path.suffix:
+        config = model_config(model_name=loaded.recipe.model.name, class_names=loaded.class_names,
+                              preprocessing=loaded.preprocessing, recipe=loaded.recipe.to_dict(),
+                              deploy=bool(loaded.checkpoint.get("deploy")),
+                              fused_conv_bn=bool(loaded.checkpoint.get("fused_conv_bn")))
+        return write_model_folder(path, loaded.model.state_dict(), config, metadata), metadata
     write_safetensors(loaded.model.state_dict(), path, metadata)
     return path, metadata
 

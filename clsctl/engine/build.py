@@ -16,7 +16,7 @@ from clsctl.data.datasets import ImageListDataset, build_dataset
 from clsctl.data.transforms import build_pipeline, default_pipeline, pipeline_from_dicts, stays_uint8
 from clsctl.errors import ClsctlError, RecipeError
 from clsctl.models import create_model, model_info
-from clsctl.models.heads import HeadSpec, NeckSpec, apply_neck_and_head
+from clsctl.models.heads import HeadSpec, NeckSpec, apply_neck_and_head, head_spec_from_recipe, neck_spec_from_recipe
 from clsctl.recipe import Recipe, schema as S
 
 logger = logging.getLogger("clsctl")
@@ -147,25 +147,12 @@ def transform_from_preprocessing(prep: dict[str, Any]) -> Any:
 
 def neck_spec(config: S.Neck | None) -> NeckSpec | None:
     """The models layer's :class:`~clsctl.models.heads.NeckSpec` of a recipe's ``model.neck``."""
-    if config is None:
-        return None
-    if isinstance(config, S.GeneralizedMeanPooling):
-        return NeckSpec(kind="gem", p=config.p, learnable=config.learnable, eps=config.eps)
-    return NeckSpec(kind="gap")
+    return neck_spec_from_recipe(None if config is None else config.model_dump(mode="json"))
 
 
 def head_spec(config: S.Head | None) -> HeadSpec | None:
     """The models layer's :class:`~clsctl.models.heads.HeadSpec` of a recipe's ``model.head``."""
-    if config is None:
-        return None
-    if isinstance(config, (S.LinearHead, S.MultiLabelLinearHead)):
-        return HeadSpec(kind="linear", dropout=config.dropout)
-    if isinstance(config, S.PreLogitsHead):
-        return HeadSpec(kind="pre_logits", hidden=(config.hidden,))
-    if isinstance(config, S.StackedHead):
-        return HeadSpec(kind="stacked", hidden=tuple(config.hidden), dropout=config.dropout,
-                        activation=config.activation, norm=config.norm)
-    raise TypeError(f"no head spec for {type(config).__name__}")  # a schema entry without a conversion is a bug
+    return head_spec_from_recipe(None if config is None else config.model_dump(mode="json"))
 
 
 def build_model(recipe: Recipe, num_classes: int, *, load_weights: bool = True) -> nn.Module:

@@ -261,7 +261,7 @@ def choose_model(checkpoint: str | Path | None, model: str | None, weights: str 
         logger.info("no --checkpoint or --model: using %s with its ImageNet weights (%s, cached at %s)",
                     DEFAULT_MODEL, url, hub_cache_path(url) if url else "-")
         return DEFAULT_MODEL, True
-    from clsctl.models.weights import random_weights_warning
+    from clsctl.models import random_weights_warning
 
     warning = random_weights_warning(model, weights=weights, pretrained=pretrained)
     if warning is not None:

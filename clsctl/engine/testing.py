@@ -231,7 +231,7 @@ def _model_source(name: str, pretrained: bool, weights: str | Path | None, num_c
     meta = model_info(name)
     if pretrained and not meta.has_pretrained:
         raise ClsctlError(f"model '{name}' has no published weights; give --weights FILE")
-    from clsctl.models.weights import random_weights_warning
+    from clsctl.models import random_weights_warning
 
     warning = random_weights_warning(name, weights=weights, pretrained=pretrained)
     if warning is not None:

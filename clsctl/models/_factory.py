@@ -1,4 +1,9 @@
-"""The model registry, ``register_model`` and ``create_model``."""
+"""The model registry, ``register_model`` and ``create_model``.
+
+Besides registered variants, names with a registered prefix are built by that prefix's module:
+``timm/<name>`` (:mod:`clsctl.models.timm_models`) and ``hf-hub:<org>/<repo>`` (:mod:`clsctl.models.hub_models`)
+call :func:`register_prefix` when imported, so this module imports none of them.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,36 @@ class ModelEntry:
 
 
 MODELS: Registry[ModelEntry] = Registry("model")
+
+
+@dataclass(frozen=True)
+class NamePrefix:
+    """Models named ``<prefix><rest>`` and built outside the registry (``timm/``, ``hf-hub:``).
+
+    Attributes:
+        prefix: Lower-case prefix, e.g. ``timm/``; names match it whatever their case.
+        create: ``create(name, pretrained, num_classes, *, weights, **kwargs) -> nn.Module``, as
+            :func:`create_model`.
+        info: ``info(name) -> ModelMeta``, as :func:`model_info`.
+    """
+
+    prefix: str
+    create: Callable[..., nn.Module]
+    info: Callable[[str], ModelMeta]
+
+
+PREFIXES: dict[str, NamePrefix] = {}
+
+
+def register_prefix(prefix: str, *, create: Callable[..., nn.Module], info: Callable[[str], ModelMeta]) -> None:
+    """Let ``create_model`` and ``model_info`` hand names starting with ``prefix`` to ``create`` and ``info``."""
+    PREFIXES[prefix.lower()] = NamePrefix(prefix.lower(), create, info)
+
+
+def name_prefix(name: str) -> NamePrefix | None:
+    """The registered prefix ``name`` starts with (case and surrounding spaces do not matter), if any."""
+    lowered = name.strip().lower()
+    return next((p for p in PREFIXES.values() if lowered.startswith(p.prefix)), None)
 
 
 def register_model(*, family: str, name: str | None = None, **meta: Any) -> Callable:
@@ -64,14 +99,26 @@ def list_models(pattern: str | None = None, *, pretrained: bool = False, reparam
 def model_info(name: str) -> ModelMeta:
     """Metadata of a registered variant, ``timm/<name>`` or ``hf-hub:<org>/<repo>`` (unknown names raise with
     suggestions)."""
-    from clsctl.hf_hub import hub_model_meta, is_hf_hub_name
-    from clsctl.models.timm_models import is_timm_name, timm_model_meta
-
-    if is_hf_hub_name(name):
-        return hub_model_meta(name)
-    if is_timm_name(name):
-        return timm_model_meta(name)
+    prefix = name_prefix(name)
+    if prefix is not None:
+        return prefix.info(name)
     return MODELS.get(name).meta
+
+
+def random_weights_warning(name: str, *, weights: str | Path | None = None, pretrained: bool = False) -> str | None:
+    """The warning for a registered model used without ``--weights`` or ``--pretrained``; None when it has weights.
+
+    Args:
+        name: Registered model name (``timm/...`` included).
+        weights: The ``--weights`` file, if any.
+        pretrained: Whether ``--pretrained`` was given.
+    """
+    if weights is not None or pretrained:
+        return None
+    meta = model_info(name)
+    hint = ("add --pretrained for its published ImageNet weights, or --weights FILE" if meta.has_pretrained
+            else "it has no published weights: give --weights FILE or a --checkpoint")
+    return f"{meta.name} has random weights (no --weights or --pretrained): its predictions mean nothing; {hint}"
 
 
 def create_model(
@@ -97,14 +144,11 @@ def create_model(
     Returns:
         The model, with its :class:`ModelMeta` as ``model.model_meta``.
     """
-    from clsctl.hf_hub import create_hub_model, is_hf_hub_name
-    from clsctl.models.timm_models import create_timm_model, is_timm_name
     from clsctl.models.weights import load_pretrained, load_weights_file
 
-    if is_hf_hub_name(name):
-        return create_hub_model(name, pretrained, num_classes, weights=weights, **kwargs)
-    if is_timm_name(name):
-        return create_timm_model(name, pretrained, num_classes, weights=weights, **kwargs)
+    prefix = name_prefix(name)
+    if prefix is not None:
+        return prefix.create(name, pretrained, num_classes, weights=weights, **kwargs)
     from clsctl.models.freeze import frozen_paths, freeze_stages
 
     entry = MODELS.get(name)

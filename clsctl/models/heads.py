@@ -5,15 +5,17 @@ A family names, in its spec, the module that pools (``ModelLayout.pool``) and th
 every other parameter keeps its (torchvision-compatible) name. :func:`get_classifier` and
 :func:`reset_classifier` are the counterparts of timm's methods of those names, for every family.
 
-This module takes plain :class:`NeckSpec` / :class:`HeadSpec` values; the recipe's ``model.neck`` and
-``model.head`` sections are turned into them by the caller (``clsctl.engine.build``), so the models layer never
-imports the recipe layer.
+This module takes plain :class:`NeckSpec` / :class:`HeadSpec` values, so the models layer never imports the
+recipe layer: :func:`neck_spec_from_recipe` and :func:`head_spec_from_recipe` read the recipe's ``model.neck``
+and ``model.head`` sections as plain data (what ``Recipe.to_dict()`` writes into checkpoints and Hub
+``config.json`` files); ``clsctl.engine.build`` hands them validated recipe sections dumped to that data.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -60,6 +62,51 @@ class HeadSpec:
     dropout: float = 0.0
     activation: str = "relu"
     norm: Literal["none", "batch", "layer"] = "none"
+
+
+# Defaults of the recipe schema's neck and head sections (clsctl.recipe.schema), for keys a section leaves out;
+# tests/test_heads.py checks them against the schema.
+_RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gem": {"p": 3.0, "learnable": True, "eps": 1e-6},
+    "linear": {"dropout": 0.0},
+    "multi_label_linear": {"dropout": 0.0},
+    "vit_pre_logits": {"hidden": 768},
+    "stacked": {"dropout": 0.0, "activation": "relu", "norm": "none"},
+}
+
+
+def _section(section: Mapping[str, Any], key: str, kinds: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    """``(type, options with the schema's defaults filled in)`` of a recipe section given as plain data."""
+    kind = section.get("type")
+    if kind not in kinds:
+        raise RecipeError(f"model.{key}.type: expected one of {', '.join(kinds)} (got {kind!r})")
+    return kind, {**_RECIPE_DEFAULTS.get(kind, {}), **section}
+
+
+def neck_spec_from_recipe(section: Mapping[str, Any] | None) -> NeckSpec | None:
+    """The :class:`NeckSpec` of a recipe's ``model.neck`` given as plain data (``{"type": "gem", "p": 4}``)."""
+    if section is None:
+        return None
+    kind, options = _section(section, "neck", ("gap", "gem"))
+    if kind == "gem":
+        return NeckSpec(kind="gem", p=float(options["p"]), learnable=bool(options["learnable"]),
+                        eps=float(options["eps"]))
+    return NeckSpec(kind="gap")
+
+
+def head_spec_from_recipe(section: Mapping[str, Any] | None) -> HeadSpec | None:
+    """The :class:`HeadSpec` of a recipe's ``model.head`` given as plain data (``{"type": "stacked", ...}``)."""
+    if section is None:
+        return None
+    kind, options = _section(section, "head", ("linear", "multi_label_linear", "vit_pre_logits", "stacked"))
+    if kind in ("linear", "multi_label_linear"):
+        return HeadSpec(kind="linear", dropout=float(options["dropout"]))
+    if kind == "vit_pre_logits":
+        return HeadSpec(kind="pre_logits", hidden=(int(options["hidden"]),))
+    if not options.get("hidden"):
+        raise RecipeError("model.head.hidden: a stacked head needs at least one hidden width")
+    return HeadSpec(kind="stacked", hidden=tuple(int(h) for h in options["hidden"]), dropout=float(options["dropout"]),
+                    activation=str(options["activation"]), norm=options["norm"])
 
 
 class GeM(nn.Module):

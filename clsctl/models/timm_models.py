@@ -2,7 +2,8 @@
 
 timm builds the model and fetches its pretrained weights (from the Hugging Face Hub or its URLs, through its
 own cache); clsctl wraps that in a :class:`ModelMeta` made from timm's ``pretrained_cfg`` and turns failures
-into one-line errors. timm is imported only when such a model is asked for.
+into one-line errors. timm is imported only when such a model is asked for. Importing this module registers
+the ``timm/`` prefix with :func:`clsctl.models.create_model` and :func:`clsctl.models.model_info`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from urllib.error import URLError
 from torch import nn
 
 from clsctl.errors import ClsctlError, UnknownNameError
+from clsctl.models._factory import register_prefix
 from clsctl.models._meta import (DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, NUMBERED_BLOCKS, ModelLayout, ModelMeta,
                                  PretrainedWeights, TimmOrigin)
 from clsctl.registry import unknown_name_message
@@ -139,3 +141,6 @@ def create_timm_model(name: str, pretrained: bool = False, num_classes: int | No
     if weights is not None:
         load_weights_file(model, weights)
     return model
+
+
+register_prefix(PREFIX, create=create_timm_model, info=timm_model_meta)

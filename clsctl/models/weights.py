@@ -48,24 +48,6 @@ def download_state_dict(url: str) -> dict[str, torch.Tensor]:
     return read(cache_path)
 
 
-def random_weights_warning(name: str, *, weights: str | Path | None = None, pretrained: bool = False) -> str | None:
-    """The warning for a registered model used without ``--weights`` or ``--pretrained``; None when it has weights.
-
-    Args:
-        name: Registered model name (``timm/...`` included).
-        weights: The ``--weights`` file, if any.
-        pretrained: Whether ``--pretrained`` was given.
-    """
-    if weights is not None or pretrained:
-        return None
-    from clsctl.models import model_info
-
-    meta = model_info(name)
-    hint = ("add --pretrained for its published ImageNet weights, or --weights FILE" if meta.has_pretrained
-            else "it has no published weights: give --weights FILE or a --checkpoint")
-    return f"{meta.name} has random weights (no --weights or --pretrained): its predictions mean nothing; {hint}"
-
-
 def load_pretrained(model: nn.Module, meta: ModelMeta) -> None:
     """Load the published weights of ``meta`` into ``model``."""
     if meta.pretrained_url is None:
