@@ -90,9 +90,10 @@ def timm_run(family: Family, data: Path, out: Path, args: argparse.Namespace, wa
     from timm.loss import LabelSmoothingCrossEntropy
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
-    from timm.utils import AverageMeter, CheckpointSaver, accuracy
+    from timm.utils import AverageMeter, CheckpointSaver, accuracy, random_seed
 
-    torch.manual_seed(args.seed)
+    # What timm's train.py does: seed torch, NumPy and Python (timm's crops draw from Python's generator).
+    random_seed(args.seed)
     model = timm.create_model(family.timm_model, num_classes=10, **dict(family.timm_kwargs))
     common = dict(input_size=(3, SIZE, SIZE), batch_size=args.batch, interpolation="bilinear", num_workers=0,
                   use_prefetcher=False, persistent_workers=False, device=torch.device("cpu"))
