@@ -160,6 +160,7 @@ def train(recipe: Recipe, work_dir: str | Path | None = None, *, resume: bool | 
 
 def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Path, overwrite: bool,
            ctx: D.DistContext, show_progress: bool) -> TrainResult:
+    """The whole run in outline: build, resume, then train and close each epoch."""
     run_dir, resume = _run_dir(recipe, work_dir, resume, overwrite, ctx)
     logger.info("run folder: %s", run_dir)
     run = build_run(recipe, ctx, run_dir)
