@@ -53,10 +53,6 @@ logger = logging.getLogger("clsctl")
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
 
-__all__ = ["GracefulStop", "Run", "RunState", "TrainResult", "TrainingInterrupted", "train", "train_one_epoch",
-           "validate"]
-
-
 @dataclass
 class TrainResult:
     """Where a run left its files, and how it ended."""
