@@ -152,12 +152,14 @@ def synthetic(config: str, steps: int, warmup: int) -> dict[str, Any]:
     """ResNet-50 training img/s through clsctl's own ``train_one_epoch`` on synthetic uint8 batches."""
     import torch
 
+    from clsctl.engine import distributed as D
     from clsctl.engine import loop
     from clsctl.engine.build import build_model, device_input
     from clsctl.engine.optim import LrSchedule, build_optimizer
 
     amp, channels_last, compile_ = CONFIGS[config]
-    recipe = _bench_recipe(amp=amp or False, channels_last=channels_last, compile=compile_)
+    # log_interval: one train record per epoch (its end), as each record reads the loss (a GPU sync)
+    recipe = _bench_recipe(amp=amp or False, channels_last=channels_last, compile=compile_, log_interval=10**9)
     device = torch.device(DEVICE)
     torch.backends.cudnn.benchmark = True
     raw = build_model(recipe, 1000).to(device)
@@ -171,11 +173,13 @@ def synthetic(config: str, steps: int, warmup: int) -> dict[str, Any]:
     criterion = loop.build_criterion(recipe).to(device)
     inputs = device_input(recipe, device)
     quiet = _Quiet()
+    state = loop.RunState(raw, model, optimizer, schedule, scaler)
 
     def epoch(loader: SyntheticLoader, index: int) -> None:
-        loop.train_one_epoch(model, loader, criterion, optimizer, schedule, scaler, device, index, 2, quiet, quiet,
-                             autocast_dtype=dtype, channels_last=channels_last, log_interval=len(loader),
-                             inputs=inputs)
+        run = loop.Run(recipe, D.DistContext(device=device), Path("."), [], loader, None, criterion, inputs,
+                       autocast_dtype=dtype, channels_last=channels_last, log=quiet, progress=quiet)
+        state.epoch = index
+        loop.train_one_epoch(run, state)
 
     warm_start = time.perf_counter()
     timed_cuda(lambda: epoch(SyntheticLoader(warmup), 0))  # cudnn autotuning, torch.compile, allocator warm-up

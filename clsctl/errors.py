@@ -6,6 +6,8 @@ exits with :attr:`ClsctlError.exit_code`. Bugs raise ordinary exceptions and kee
 
 from __future__ import annotations
 
+import signal
+
 
 class ClsctlError(Exception):
     """A problem the user can fix (bad recipe, missing file, unknown name)."""
@@ -52,3 +54,18 @@ class TrainingDivergedError(ClsctlError):
     """The loss became NaN or infinite."""
 
     exit_code = 3
+
+
+class TrainingInterrupted(ClsctlError):
+    """Ctrl-C, SIGTERM or SIGUSR1 during training; ``last.pt`` holds the position it stopped at (or the last
+    completed epoch).
+
+    The exit code is what a shell reports for a process ended by that signal, 128 + its number: 130 for
+    Ctrl-C (SIGINT), 143 for SIGTERM, 138 for SIGUSR1 (on Linux).
+    """
+
+    exit_code = 128 + signal.SIGINT
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from clsctl.engine import distributed as D
+from clsctl.engine.launch import launch_training
 from clsctl.errors import ClsctlError
 
 
@@ -88,7 +89,7 @@ def test_launch_inside_torchrun_is_refused(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ClsctlError, match="started by torchrun or srun already"):
-        D.launch_training({}, D.LaunchOptions(2), device="cpu")
+        launch_training({}, D.LaunchOptions(2), device="cpu")
 
 
 @pytest.mark.slow  # two processes importing torch: about 10 s
@@ -124,10 +125,8 @@ def test_processes_started_like_srun_join_one_run(tmp_path: Path) -> None:
     assert len(steps) == 1  # 12 images over 2 processes: 6 each, one batch (of at most 8) each, so one step
 
 
-def test_any_rank_in_a_single_process_is_the_flag_itself() -> None:
-    ctx = D.DistContext()
-    assert D.any_rank(True, ctx) is True
-    assert D.any_rank(False, ctx) is False
+def test_any_ranks_in_a_single_process_are_the_flags_themselves() -> None:
+    assert D.any_ranks([True, False], D.DistContext()) == [True, False]
 
 
 

@@ -1,11 +1,13 @@
-"""Mixup, CutMix, ResizeMix, augment choice and the soft-target cross-entropy."""
+"""Mixup, CutMix, ResizeMix, augment choice and the batch mixer the training loop uses."""
+
+import io
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from clsctl.data.mixing import (apply_batch_augment, choose_augment, cutmix, mixup, resizemix, resolve_probs,
-                                soft_cross_entropy, to_soft_targets)
+from clsctl.data.mixing import (BatchMixer, apply_batch_augment, choose_augment, cutmix, mixup, resizemix,
+                                resolve_probs, to_soft_targets)
 from clsctl.recipe import schema as S
 
 
@@ -104,21 +106,6 @@ def test_recipe_rejects_probabilities_over_one() -> None:
         S.ResizeMix(type="resizemix", lam_min=0.9, lam_max=0.2)
 
 
-def test_soft_cross_entropy_matches_torch() -> None:
-    g = torch.Generator().manual_seed(0)
-    logits = torch.randn(8, 5, generator=g)
-    labels = torch.randint(0, 5, (8,), generator=g)
-    for eps in (0.0, 0.1):
-        expected = F.cross_entropy(logits, labels, label_smoothing=eps)
-        torch.testing.assert_close(soft_cross_entropy(logits, labels, eps), expected)
-        torch.testing.assert_close(soft_cross_entropy(logits, F.one_hot(labels, 5).float(), eps), expected)
-    soft = torch.softmax(torch.randn(8, 5, generator=g), 1)
-    torch.testing.assert_close(soft_cross_entropy(logits, soft), F.cross_entropy(logits, soft))
-    logits.requires_grad_(True)
-    soft_cross_entropy(logits, soft, 0.1).backward()
-    assert logits.grad is not None and logits.grad.abs().sum() > 0
-
-
 def test_permutation_reaches_a_gpu_from_pinned_memory_without_blocking(monkeypatch: pytest.MonkeyPatch) -> None:
     from clsctl.data.mixing import permutation
 
@@ -133,3 +120,44 @@ def test_permutation_reaches_a_gpu_from_pinned_memory_without_blocking(monkeypat
     monkeypatch.undo()
     cpu_perm = permutation(6, torch.Generator().manual_seed(3), torch.device("cpu"))
     assert cpu_perm.tolist() == perm.tolist()  # the same draw on any device
+
+
+def _mixes(mixer: BatchMixer, images: torch.Tensor, labels: torch.Tensor, n: int = 4) -> list[torch.Tensor]:
+    return [torch.cat([x.flatten(), y.flatten()]) for x, y in (mixer(images, labels) for _ in range(n))]
+
+
+def test_batch_mixer_draws_from_its_seed_epoch_and_rank() -> None:
+    configs = [S.Mixup(type="mixup", alpha=1.0, prob=0.4), S.CutMix(type="cutmix", alpha=1.0, prob=0.4)]
+    images, labels = _batch()
+    mixer = BatchMixer(configs, 4, seed=3, rank=1)
+    mixer.set_epoch(2)
+    images_out, soft = mixer(images, labels)
+    # The generator seed of the loop before the mixer was a class: runs mix as they did.
+    generator = torch.Generator().manual_seed((3 * 1_000_003 + 2) * 1009 + 1)
+    expected = apply_batch_augment(images, labels, 4, configs, generator)
+    assert torch.equal(images_out, expected[0]) and torch.equal(soft, expected[1])
+    mixer.set_epoch(2)  # set_epoch starts the epoch's draws over
+    again = _mixes(mixer, images, labels)
+    mixer.set_epoch(2)
+    assert all(torch.equal(a, b) for a, b in zip(again, _mixes(mixer, images, labels)))
+    for other in (BatchMixer(configs, 4, seed=3, rank=0), BatchMixer(configs, 4, seed=4, rank=1)):
+        other.set_epoch(2)
+        assert not all(torch.equal(a, b) for a, b in zip(again, _mixes(other, images, labels)))
+
+
+def test_batch_mixer_state_dict_continues_where_it_was_saved() -> None:
+    configs = [S.Mixup(type="mixup", alpha=0.4), S.ResizeMix(type="resizemix")]
+    images, labels = _batch()
+    mixer = BatchMixer(configs, 4, seed=0, rank=0)
+    mixer.set_epoch(5)
+    _mixes(mixer, images, labels, 3)  # some way into the epoch
+    buffer = io.BytesIO()
+    torch.save(mixer.state_dict(), buffer)  # as a checkpoint holds it
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    expected = _mixes(mixer, images, labels)
+    for state in (saved, saved["generator"]):  # a checkpoint written before BatchMixer holds the bare state
+        resumed = BatchMixer(configs, 4, seed=0, rank=0)
+        resumed.set_epoch(0)
+        resumed.load_state_dict(state)
+        assert all(torch.equal(a, b) for a, b in zip(expected, _mixes(resumed, images, labels)))

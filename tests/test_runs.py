@@ -140,24 +140,17 @@ def test_recovery_file_holds_the_exact_position_and_resume_is_bit_exact(data_roo
     # A run that saves its position after every step and dies (as with kill -9) in epoch 2 after step 9.
     from clsctl.engine import loop
 
-    original = loop.train_one_epoch
+    original = loop._after_step
 
-    def dies_inside_epoch_2(*args: object, **kwargs: object) -> object:
-        if kwargs["start_batch"] == 0 and args[7] == 1:  # epoch index 1
-            stop = kwargs["stop"]
-
-            def after_step(batch: int) -> bool:
-                stopped = stop(batch)
-                if batch == 3:
-                    raise SystemExit("killed")
-                return stopped
-
-            kwargs["stop"] = after_step
-        return original(*args, **kwargs)
+    def dies_inside_epoch_2(run: object, state: loop.RunState, batch: int) -> bool:
+        stopped = original(run, state, batch)
+        if state.epoch == 1 and batch == 3:  # epoch index 1
+            raise SystemExit("killed")
+        return stopped
 
     data["runtime"].update(work_dir=str(tmp_path / "killed"), recovery_interval=1e-9)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(loop, "train_one_epoch", dies_inside_epoch_2)
+        patch.setattr(loop, "_after_step", dies_inside_epoch_2)
         with pytest.raises(SystemExit):
             train(validate_recipe(data), device="cpu", show_progress=False)
     recovery = load_checkpoint(tmp_path / "killed" / "recovery.pt")

@@ -84,7 +84,8 @@ def train_command(
     loaded = load_recipe(recipe, sets)
     resume_arg = resume_from if resume_from is not None else resume
     if gpus is not None or nnodes > 1:
-        from clsctl.engine.distributed import LaunchOptions, launch_training
+        from clsctl.engine.distributed import LaunchOptions
+        from clsctl.engine.launch import launch_training
 
         options = LaunchOptions(gpus or 1, nnodes, node_rank, master_addr, master_port)
         result = launch_training(loaded.to_dict(), options, work_dir=work_dir, resume=resume_arg,

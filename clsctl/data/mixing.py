@@ -1,15 +1,17 @@
-"""Batch-level mixing for training: Mixup, CutMix and ResizeMix, and the soft-target cross-entropy they need.
+"""Batch-level mixing for training: Mixup, CutMix and ResizeMix.
 
 :func:`apply_batch_augment` picks at most one of the recipe's ``data.batch_augments`` per batch (each with
 its ``prob``; entries without one share what the others leave; nothing happens with the rest), mixes every
 image with another of the same batch (a random permutation) and returns soft targets that mix the two
 samples' targets by the share of each in the image. Every random draw comes from the given generator, so a
-run is reproducible.
+run is reproducible. :class:`BatchMixer` is what the training loop uses: that function with a generator of
+its own, seeded per epoch and process, whose state a checkpoint keeps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -150,15 +152,39 @@ def apply_batch_augment(images: torch.Tensor, targets: torch.Tensor, num_classes
     return mixed, soft
 
 
-def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Mean cross-entropy against soft targets (class indices are turned into one-hot rows).
+class BatchMixer:
+    """``mixer(images, targets)`` mixes a training batch with one of ``configs`` (see :func:`apply_batch_augment`).
 
-    With ``label_smoothing`` e the targets become ``t (1 - e) + e / C``, as in ``nn.CrossEntropyLoss``.
+    Every draw comes from the mixer's own CPU generator, seeded by (seed, epoch, rank) at :meth:`set_epoch`, so
+    a resumed run mixes exactly as an uninterrupted one; inside an epoch, :meth:`state_dict` and
+    :meth:`load_state_dict` carry the generator's position through a checkpoint.
+
+    Args:
+        configs: The recipe's ``data.batch_augments``.
+        num_classes: Width of the soft targets.
+        seed: The run's seed.
+        rank: This process's rank (each process mixes its own batches differently).
     """
-    num_classes = logits.shape[-1]
-    if soft_targets.ndim == 1:
-        soft_targets = F.one_hot(soft_targets.long(), num_classes)
-    targets = soft_targets.to(logits.dtype)
-    if label_smoothing:
-        targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
-    return -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+
+    def __init__(self, configs: Sequence[BatchAugmentConfig], num_classes: int, seed: int = 0, rank: int = 0) -> None:
+        self.configs = list(configs)
+        self.num_classes = num_classes
+        self.seed = seed
+        self.rank = rank
+        self.generator = torch.Generator()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start the draws of ``epoch`` (0-based)."""
+        self.generator.manual_seed((self.seed * 1_000_003 + epoch) * 1009 + self.rank)
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return apply_batch_augment(images, targets, self.num_classes, self.configs, self.generator)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generator's position (data ``torch.load(weights_only=True)`` accepts)."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any] | torch.Tensor) -> None:
+        """Continue from what :meth:`state_dict` saved, or from the bare generator state that checkpoints
+        written before this class hold."""
+        self.generator.set_state(state if isinstance(state, torch.Tensor) else state["generator"])

@@ -23,7 +23,6 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -180,19 +179,6 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     if ctx.distributed:
         dist.all_reduce(tensor)
     return tensor
-
-
-def any_rank(flag: bool, ctx: DistContext) -> bool:
-    """Whether ``flag`` is true on at least one process; every process gets the same answer.
-
-    A CPU collective (on ``ctx.control_group`` under NCCL): it waits for the other processes to reach it,
-    never for the GPU.
-    """
-    if not ctx.distributed:
-        return flag
-    value = torch.tensor([1 if flag else 0], dtype=torch.int32)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=ctx.control_group)
-    return bool(value.item())
 
 
 def any_ranks(flags: Sequence[bool], ctx: DistContext) -> list[bool]:
@@ -364,7 +350,7 @@ def launch_config(options: LaunchOptions) -> Any:
 @contextlib.contextmanager
 def _restored_signal_handlers() -> Iterator[None]:
     """Put back the handlers the elastic launcher replaces (SIGTERM, SIGINT, SIGHUP, SIGQUIT) and never restores:
-    a notebook or script that called :func:`launch_training` would otherwise turn every later Ctrl-C into the
+    a notebook or script that called :func:`~clsctl.engine.launch.launch_training` would otherwise turn every later Ctrl-C into the
     launcher's ``SignalException``."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread can set handlers, so the launcher does not touch them either
@@ -391,35 +377,6 @@ def _worker_threads(nproc: int) -> Iterator[None]:
             os.environ.pop("OMP_NUM_THREADS", None)
     else:
         yield
-
-
-def _worker(recipe_data: dict[str, Any], work_dir: str | None, resume: bool | str, overwrite: bool,
-            device: str | None, show_progress: bool, log_level: int) -> Any:
-    """Entry point of each launched process: train and hand back the result (rank 0's) or the user error."""
-    from clsctl.engine.loop import TrainingInterrupted, train
-    from clsctl.recipe import validate_recipe
-
-    _setup_worker_logging(log_level)
-    try:
-        result = train(validate_recipe(recipe_data), work_dir, resume=resume, overwrite=overwrite, device=device,
-                       show_progress=show_progress)
-    except TrainingInterrupted as exc:
-        # Ctrl-C, SIGTERM, SIGUSR1: the launcher is shutting the workers down and will not collect a return
-        # value (returning would leave this process waiting for it until the launcher kills it, 30 s later).
-        # Say where the run stopped and leave at once, with the shell's code for the signal; SystemExit passes
-        # the launcher's wrappers (they catch Exception) and lets the interpreter clean up as it exits.
-        if int(os.environ.get("RANK", "0")) == 0:
-            logging.getLogger("clsctl").warning("%s", exc)
-        if exc.exit_code == 128 + getattr(signal, "SIGUSR1", -128):
-            # SIGUSR1 reached the workers through the launcher, which keeps running and collects results:
-            # hand the stop back as one (an exit code would be reported as a failed worker, with a traceback).
-            return {"interrupted": exc.exit_code, "message": str(exc)}
-        raise SystemExit(exc.exit_code) from None
-    except ClsctlError as exc:
-        # Every rank hits user errors (divergence, bad data, bad recipe) together; hand the message back to
-        # the launching process, which renders it like a single-process run would.
-        return {"error": type(exc).__name__, "message": str(exc), "exit_code": exc.exit_code}
-    return result
 
 
 def _setup_worker_logging(level: int) -> None:
@@ -456,78 +413,3 @@ def check_gpu_count(processes: int, device: str | None) -> None:
     have = "CUDA is not available here (0 GPUs)" if count == 0 else f"this machine has {count} GPU(s)"
     raise ClsctlError(f"--gpus {processes} asked for, but {have}; for {processes} CPU worker processes give "
                       f"--device cpu")
-
-
-@contextlib.contextmanager
-def _forward_usr1_to_workers() -> Iterator[None]:
-    """SIGUSR1 to the launching process (Slurm's ``--signal=USR1@90`` reaches the task it started) goes on to
-    the workers, which stop and save as for Ctrl-C; the launcher itself would otherwise die of it at once."""
-    usr1 = getattr(signal, "SIGUSR1", None)
-    if usr1 is None or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def forward(signum: int, frame: Any) -> None:
-        import multiprocessing
-
-        for child in multiprocessing.active_children():  # the spawned workers
-            with contextlib.suppress(OSError):
-                os.kill(child.pid, signum)
-
-    previous = signal.signal(usr1, forward)
-    try:
-        yield
-    finally:
-        signal.signal(usr1, previous if previous is not None else signal.SIG_DFL)
-
-
-def launch_training(recipe_data: dict[str, Any], options: LaunchOptions, *, work_dir: str | Path | None = None,
-                    resume: bool | str | Path = False, overwrite: bool = False, device: str | None = None,
-                    show_progress: bool = True) -> Any:
-    """Train with ``options.nproc_per_node`` processes on this node through torch's elastic launcher.
-
-    Returns:
-        Rank 0's :class:`~clsctl.engine.loop.TrainResult` (``None`` on nodes other than node 0).
-
-    Raises:
-        ClsctlError: ``--gpus`` inside a run that torchrun/srun started already, more CUDA processes than
-            GPUs, or a user error in the workers (same message and exit code as a single process).
-    """
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import elastic_launch
-
-    from clsctl.engine.loop import STOP_SIGNALS, TrainingInterrupted  # loop imports this module: import here
-
-    if env_ranks() is not None:
-        raise ClsctlError("this process was started by torchrun or srun already; drop --gpus (each started "
-                          "process is one worker)")
-    spec = device or recipe_data.get("runtime", {}).get("device", "auto")
-    check_gpu_count(options.nproc_per_node, spec)
-    config = launch_config(options)
-    level = logging.getLogger("clsctl").getEffectiveLevel()
-    args = (recipe_data, None if work_dir is None else str(work_dir),
-            resume if isinstance(resume, bool) else str(resume), overwrite, device, show_progress, level)
-    try:
-        with _worker_threads(options.nproc_per_node), _restored_signal_handlers(), _forward_usr1_to_workers():
-            results = elastic_launch(config, _worker)(*args)
-    except SignalException as exc:  # SIGINT/SIGTERM to the launcher: it passed the signal on to the workers
-        raise TrainingInterrupted(f"training interrupted ({exc.sigval.name}); last.pt holds the last saved "
-                                  f"position; continue with --resume", exc.sigval) from None
-    except ChildFailedError as exc:
-        codes = {failure.exitcode for failure in exc.failures.values()}
-        stop_codes = {128 + int(s) for s in STOP_SIGNALS}
-        if len(codes) == 1 and codes <= stop_codes:  # the workers were signalled and stopped cleanly
-            raise TrainingInterrupted("training interrupted; last.pt holds the last saved position; continue "
-                                      "with --resume", codes.pop() - 128) from None
-        raise RuntimeError(f"a training worker failed:\n{exc.format_msg()}") from None
-    results = results or {}
-    for value in results.values():
-        if isinstance(value, dict) and "interrupted" in value:
-            raise TrainingInterrupted(value["message"], int(value["interrupted"]) - 128)
-    for value in results.values():
-        if isinstance(value, dict) and "error" in value:
-            error = WorkerError(value["message"])
-            error.exit_code = int(value["exit_code"])
-            raise error
-    return results.get(0)

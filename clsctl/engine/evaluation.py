@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,21 +43,53 @@ def run_evaluation(model: nn.Module, loader: DataLoader, device: torch.device, n
         keep_scores: Keep every softmax output (for per-sample predictions).
         progress: Optional callable ``advance(n_images)``.
     """
+    logits, targets = forward_pass(model, loader, device, autocast_dtype=torch.float16 if amp else None,
+                                   channels_last=channels_last, advance=progress)
+    logits = torch.cat(logits) if logits else torch.empty(0, num_classes)
+    targets = torch.cat(targets) if targets else torch.empty(0, dtype=torch.long)
+    return evaluate_logits(logits, targets, num_classes, keep_scores=keep_scores)
+
+
+@torch.no_grad()
+def forward_pass(model: nn.Module, loader: Any, device: torch.device, *, inputs: Any = None,
+                 autocast_dtype: torch.dtype | None = None, channels_last: bool = False, to_host: bool = True,
+                 advance: Callable[[int], Any] | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The float32 logits and the targets of each batch of ``loader``, in loader order (``model`` in eval mode).
+
+    Args:
+        inputs: Turns a loader batch into the model's input on ``device``
+            (:class:`~clsctl.data.device.DeviceInput`); without it the images are copied as they are.
+        autocast_dtype: Autocast dtype; ``None`` runs in full precision.
+        channels_last: channels_last inputs.
+        to_host: Copy each batch's logits and targets to the host as it comes. Without it they stay where
+            they are, for the caller to copy once (each copy from a GPU waits for its queue to drain).
+        advance: Called with each batch's number of samples.
+    """
     model.eval()
     logits_all, targets_all = [], []
     for images, targets in loader:
-        images = images.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        if inputs is not None:
+            images, targets = inputs(images, targets, device, dtype=autocast_dtype, channels_last=channels_last)
+        else:
+            images = images.to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logits = model(images)
-        logits_all.append(logits.float().cpu())
-        targets_all.append(targets.cpu())
-        if progress is not None:
-            progress(len(targets))
-    logits = torch.cat(logits_all) if logits_all else torch.empty(0, num_classes)
-    targets = torch.cat(targets_all) if targets_all else torch.empty(0, dtype=torch.long)
-    # A target of -1 (every label -1 when multi-label) marks a sample to leave out: an unreadable image.
+        logits = logits.float()
+        logits_all.append(logits.cpu() if to_host else logits)
+        targets_all.append(targets.cpu() if to_host else targets)
+        if advance is not None:
+            advance(len(targets))
+    return logits_all, targets_all
+
+
+def evaluate_logits(logits: torch.Tensor, targets: torch.Tensor, num_classes: int, *,
+                    keep_scores: bool = False) -> EvalOutput:
+    """Metrics of ``(N, C)`` logits against ``(N,)`` class indices or ``(N, C)`` multi-hot targets.
+
+    A target of -1 (every label -1 when multi-label) marks a sample to leave out: an unreadable image.
+    """
     kept = targets >= 0 if targets.dim() == 1 else (targets != -1).any(dim=1)
     excluded = int((~kept).sum())
     if excluded:

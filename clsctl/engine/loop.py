@@ -1,7 +1,12 @@
 """The training loop: plain functions, read top to bottom.
 
-``train(recipe)`` builds everything from the recipe, then alternates ``train_one_epoch`` and validation,
+``train(recipe)`` builds everything from the recipe (:func:`build_run`, :func:`build_state`), resumes a
+checkpoint if asked (:func:`resume_state`), then for each epoch runs :func:`train_one_epoch` and the
+end-of-epoch bookkeeping (:func:`end_of_epoch`: validation, best and EMA-best checkpoints, ``last.pt``),
 writing ``metrics.jsonl`` records (and TensorBoard scalars) and atomic checkpoints in the run folder.
+What stays fixed during a run is a :class:`Run`; what training changes, and a checkpoint keeps, is the
+:class:`RunState`.
+
 In a distributed run (see :mod:`clsctl.engine.distributed`) every process runs this same code on its share
 of the data; only rank 0 logs and writes files.
 """
@@ -9,7 +14,6 @@ of the data; only rank 0 logs and writes files.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import os
@@ -20,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -30,41 +34,24 @@ from torch import nn
 from clsctl.data.datasets import exclude_replaced_samples
 from clsctl.data.device import DeviceInput
 from clsctl.data.loaders import build_loader
+from clsctl.data.mixing import BatchMixer
 from clsctl.engine import distributed as D
 from clsctl.engine.build import (build_model, build_split, device_input, preprocessing, seed_everything,
                                  warn_if_bf16_is_emulated)
 from clsctl.engine.checkpoint import link_checkpoint, load_checkpoint, save_checkpoint
 from clsctl.engine.ema import ModelEma
-from clsctl.engine.evaluation import run_evaluation
+from clsctl.engine.evaluation import evaluate_logits, forward_pass
 from clsctl.engine.optim import LrSchedule, auto_lr_scale, build_optimizer
 from clsctl.engine.progress import make_progress
 from clsctl.engine.runlog import MetricsLog
-from clsctl.errors import CheckpointError, ClsctlError, RecipeError, TrainingDivergedError
+from clsctl.engine.runs import LAST, RECOVERY, RunFolderExistsError, choose_run_dir, newest_checkpoint
+from clsctl.errors import CheckpointError, ClsctlError, RecipeError, TrainingDivergedError, TrainingInterrupted
 from clsctl.recipe import Recipe
 from clsctl.recipe.schema import duration_seconds
 
 logger = logging.getLogger("clsctl")
 
-BEST_METRIC = "accuracy/top1"  # what save_best: auto picks when validation reports it first (it does by default)
-
-
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
-
-
-class TrainingInterrupted(ClsctlError):
-    """Ctrl-C, SIGTERM or SIGUSR1 during training; ``last.pt`` holds the position it stopped at (or the last
-    completed epoch).
-
-    The exit code is what a shell reports for a process ended by that signal, 128 + its number: 130 for
-    Ctrl-C (SIGINT), 143 for SIGTERM, 138 for SIGUSR1 (on Linux).
-    """
-
-    exit_code = 128 + signal.SIGINT
-
-    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
-        super().__init__(message)
-        self.exit_code = 128 + int(signum)
-
 
 @dataclass
 class TrainResult:
@@ -76,6 +63,617 @@ class TrainResult:
     best_metric: float | None
     epochs: int
     val_metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Run:
+    """What a training run is built from and does not change while it trains."""
+
+    recipe: Recipe
+    ctx: D.DistContext
+    run_dir: Path
+    class_names: list[str]
+    train_loader: Any
+    val_loader: Any | None
+    criterion: nn.Module
+    inputs: DeviceInput  # copies uint8 batches to the device and normalises them there
+    autocast_dtype: torch.dtype | None = None  # None: full precision
+    channels_last: bool = False
+    stop: GracefulStop | None = None  # asks to stop after a step (Ctrl-C, SIGTERM, SIGUSR1)
+    recovery_s: float = 0.0  # runtime.recovery_interval in seconds (0: no recovery file)
+    log: Any = None  # where records go (see _Records); set when the run folder is made
+    progress: Any = None  # the progress display; set when training starts
+
+    @property
+    def device(self) -> torch.device:
+        return self.ctx.device
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / LAST
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "best.pt"
+
+    @property
+    def best_ema_path(self) -> Path:
+        return self.run_dir / "best_ema.pt"
+
+    @property
+    def recovery_path(self) -> Path:
+        return self.run_dir / RECOVERY
+
+
+@dataclass
+class RunState:
+    """Everything training changes: what a checkpoint holds, and where the run is."""
+
+    raw_model: nn.Module  # the model itself: what is saved
+    model: nn.Module  # what trains: ``raw_model``, in DDP and/or compiled
+    optimizer: torch.optim.Optimizer
+    schedule: LrSchedule  # its ``step_count`` is the number of optimizer steps taken
+    scaler: torch.amp.GradScaler
+    ema: ModelEma | None = None
+    mixer: BatchMixer | None = None
+    epoch: int = 0  # epochs finished
+    position: int = 0  # batches of the next epoch done already (a run stopped inside an epoch resumes there)
+    best_metric: float | None = None
+    best_ema_metric: float | None = None
+    val_metrics: dict[str, float] = field(default_factory=dict)  # of the latest validation
+    last_saved: float = field(default_factory=time.monotonic)  # when last.pt or recovery.pt last saved it
+
+
+def train(recipe: Recipe, work_dir: str | Path | None = None, *, resume: bool | str | Path = False,
+          overwrite: bool = False, device: str | None = None, show_progress: bool = True) -> TrainResult:
+    """Train the recipe's model; the run folder gets ``recipe.yaml``, ``metrics.jsonl`` and checkpoints.
+
+    Runs as one process, or as one of many when torchrun, srun or ``clsctl train --gpus N`` started it.
+
+    Args:
+        recipe: Validated recipe.
+        work_dir: Run folder (default: ``runtime.work_dir``, else the first free of ``runs/<recipe name>``,
+            ``-2``, ``-3``...; see :mod:`clsctl.engine.runs`).
+        resume: ``True`` resumes the run folder's newest of ``last.pt`` and ``recovery.pt``; a path resumes
+            that checkpoint.
+        overwrite: A named run folder that holds a run is moved to ``<folder>.old-<timestamp>`` first
+            (without it, such a folder stops the run before any work).
+        device: Overrides ``runtime.device``.
+        show_progress: Draw the rich progress bar (rank 0 only).
+
+    Raises:
+        RunFolderExistsError: The named run folder holds a run (and neither resume nor overwrite).
+        TrainingDivergedError: The loss became NaN or infinite (the last good checkpoint is kept).
+        TrainingInterrupted: Ctrl-C, SIGTERM or SIGUSR1; resume with ``resume=True``.
+        CheckpointWriteError: A checkpoint could not be written (the previous one is intact).
+    """
+    ctx = D.setup(device or recipe.runtime.device, duration_seconds(recipe.runtime.dist_timeout))
+    try:
+        return _train(recipe, work_dir, resume, overwrite, ctx, show_progress)
+    finally:
+        D.teardown(ctx)
+
+
+def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Path, overwrite: bool,
+           ctx: D.DistContext, show_progress: bool) -> TrainResult:
+    """The whole run in outline: build, resume, then train and close each epoch."""
+    run_dir, resume = _run_dir(recipe, work_dir, resume, overwrite, ctx)
+    logger.info("run folder: %s", run_dir)
+    run = build_run(recipe, ctx, run_dir)
+    state = build_state(run, load_weights=not resume)
+    resumed_from = resume_state(run, state, resume) if resume else None
+    if ctx.distributed:
+        logger.info("distributed: %d processes, %d images per process per step, global batch %d",
+                    ctx.world_size, recipe.data.loader.batch_size, _global_batch(recipe, ctx))
+    _start_run_folder(run, state, resumed_from)
+    state.last_saved = time.monotonic()  # recovery files are written this long after the last save
+    try:
+        with make_progress(show_progress and ctx.is_main) as run.progress, run.stop:
+            while state.epoch < recipe.runtime.epochs:
+                _train_epoch(run, state)
+                end_of_epoch(run, state)
+    except KeyboardInterrupt:
+        saved = f"; {run.last_path} holds the last saved epoch" if run.last_path.exists() else ""
+        raise TrainingInterrupted(f"training interrupted{saved}; continue with --resume",
+                                  run.stop.signum or signal.SIGINT) from None
+    finally:
+        run.log.close()
+    if ctx.is_main and not run.last_path.exists():  # resumed a finished run: still leave a last.pt
+        _write_last(run, state, _checkpoint(run, state))
+    D.barrier(ctx)  # no process returns (and tears down) while rank 0 still writes
+    best = run.best_path if run.best_path.exists() else None
+    return TrainResult(run_dir, run.last_path, best, state.best_metric, recipe.runtime.epochs, state.val_metrics)
+
+
+def _run_dir(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Path, overwrite: bool,
+             ctx: D.DistContext) -> tuple[Path, bool | str | Path]:
+    """The run folder (chosen on rank 0, the same on every rank) and what to resume.
+
+    A job that Slurm requeued (``runtime.requeue``, ``SLURM_RESTART_COUNT`` > 0) resumes by itself.
+    """
+    rt = recipe.runtime
+    named = Path(work_dir) if work_dir else (Path(rt.work_dir) if rt.work_dir else None)
+    default = Path("runs") / (recipe.name or "run")
+    requeued = rt.requeue and int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+    choice: tuple[str, str]
+    if ctx.is_main:
+        try:
+            wants_resume = bool(resume) or requeued
+            folder = choose_run_dir(named, default, resume=wants_resume, overwrite=overwrite and not resume)
+            choice = ("ok", str(folder))
+        except RunFolderExistsError as exc:
+            choice = ("exists", str(exc))
+    kind, value = D.broadcast_object(choice if ctx.is_main else None, ctx)
+    if kind == "exists":
+        raise RunFolderExistsError(value)
+    run_dir = Path(value)
+    if requeued and not resume and any((run_dir / name).is_file() for name in (LAST, RECOVERY)):
+        logger.info("Slurm requeued this job (restart %s): resuming %s", os.environ["SLURM_RESTART_COUNT"], run_dir)
+        resume = True
+    return run_dir, resume
+
+
+# --------------------------------------------------------------------------- building
+
+
+def build_run(recipe: Recipe, ctx: D.DistContext, run_dir: Path) -> Run:
+    """Precision, seeds, data, loaders and loss: what the run does not change while it trains.
+
+    The train split defines the classes; validation must use the same ones. Each process reads every
+    world_size-th sample; the per-sample seeds make the images the same whatever the split.
+    """
+    rt, dev = recipe.runtime, ctx.device
+    on_cuda = dev.type == "cuda"
+    autocast_dtype = amp_dtype(rt.amp, dev)
+    warn_if_bf16_is_emulated(autocast_dtype, dev)
+    if rt.deterministic and on_cuda:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for deterministic GEMMs
+    seed_everything(rt.seed, rt.deterministic)
+
+    inputs = device_input(recipe, dev)
+    train_set = build_split(recipe, "train", output="uint8")
+    class_names = train_set.classes
+    val_set = build_split(recipe, "val", output="uint8") if recipe.data.val is not None else None
+    if val_set is not None:
+        exclude_replaced_samples(val_set)  # an unreadable val image is left out, not scored twice
+        if val_set.classes != class_names:
+            raise ClsctlError(f"val classes {val_set.classes} differ from train classes {class_names}")
+    _check_per_class_lengths(recipe, len(class_names))
+    pin = recipe.data.loader.pin_memory if recipe.data.loader.pin_memory is not None else on_cuda
+    shard = {"num_replicas": ctx.world_size, "rank": ctx.rank}
+    train_loader = build_loader(train_set, recipe.data.loader, train=True, seed=rt.seed, pin_memory=pin, **shard)
+    val_loader = (build_loader(val_set, recipe.data.loader, train=False, pin_memory=pin, **shard)
+                  if val_set is not None else None)
+    return Run(recipe, ctx, run_dir, class_names, train_loader, val_loader, criterion=build_criterion(recipe).to(dev),
+               inputs=inputs, autocast_dtype=autocast_dtype, channels_last=rt.channels_last and on_cuda,
+               stop=GracefulStop(announce=ctx.is_main),  # rank 0 speaks for the run
+               recovery_s=duration_seconds(rt.recovery_interval) or 0.0)
+
+
+def build_state(run: Run, *, load_weights: bool = True) -> RunState:
+    """The model, optimizer, lr schedule, gradient scaler, EMA and batch mixer, as a run starts.
+
+    Args:
+        run: What :func:`build_run` built.
+        load_weights: Load ``runtime.load_from`` (not when resuming: the checkpoint's weights win).
+    """
+    recipe, ctx = run.recipe, run.ctx
+    raw_model = _build_model(run, load_weights)
+    ema = ModelEma(raw_model, recipe.ema.decay, warmup=recipe.ema.warmup) if recipe.ema else None
+    model: nn.Module = raw_model
+    if ctx.distributed:
+        model = D.wrap_ddp(raw_model, ctx)
+    if recipe.runtime.compile:
+        model = torch.compile(model, mode=None if recipe.runtime.compile is True else recipe.runtime.compile)
+
+    # One optimizer step takes accumulate_steps batches from every process.
+    global_batch = _global_batch(recipe, ctx)
+    lr_scale = auto_lr_scale(recipe, global_batch)
+    if recipe.runtime.auto_scale_lr:
+        logger.info("auto-scale-lr: global batch %d / base %d -> lr x %.4g = %.6g", global_batch,
+                    recipe.optim.base_batch_size, lr_scale, recipe.optim.lr * lr_scale)
+    optimizer = build_optimizer(raw_model, recipe.optim, lr_scale=lr_scale)
+    steps_per_epoch = math.ceil(len(run.train_loader) / recipe.optim.accumulate_steps)
+    schedule = LrSchedule(optimizer, recipe.schedule, steps_per_epoch, recipe.runtime.epochs)
+    scaler = torch.amp.GradScaler("cuda", enabled=run.autocast_dtype == torch.float16)  # bf16 needs no scaling
+    return RunState(raw_model, model, optimizer, schedule, scaler, ema, _batch_mixer(run))
+
+
+def _build_model(run: Run, load_weights: bool) -> nn.Module:
+    """The model on the run's device, built under the run's seed so its init is reproducible (and equal on
+    every rank)."""
+    rt, ctx = run.recipe.runtime, run.ctx
+    torch.manual_seed(rt.seed)
+    model = build_model(run.recipe, len(run.class_names)).to(ctx.device)
+    if rt.load_from and load_weights:
+        from clsctl.models.weights import load_weights_file
+
+        load_weights_file(model, rt.load_from)
+        logger.info("loaded weights from %s", rt.load_from)
+    if rt.sync_bn and ctx.distributed:
+        if ctx.device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:
+            logger.warning("runtime.sync_bn: SyncBatchNorm runs on CUDA only; BatchNorm stays per process")
+    if run.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _batch_mixer(run: Run) -> BatchMixer | None:
+    """The mixer of ``data.batch_augments`` (Mixup/CutMix/ResizeMix), or None without them."""
+    recipe = run.recipe
+    augments = list(getattr(recipe.data, "batch_augments", []) or [])
+    if not augments:
+        return None
+    if recipe.loss.type == "focal":
+        raise RecipeError("data.batch_augments give soft targets, which loss type 'focal' does not take; use "
+                          "cross_entropy")
+    return BatchMixer(augments, len(run.class_names), recipe.runtime.seed, run.ctx.rank)
+
+
+def _global_batch(recipe: Recipe, ctx: D.DistContext) -> int:
+    """Images per optimizer step, over all processes."""
+    return recipe.data.loader.batch_size * ctx.world_size * recipe.optim.accumulate_steps
+
+
+# --------------------------------------------------------------------------- resuming
+
+
+def resume_state(run: Run, state: RunState, resume: bool | str | Path) -> Path:
+    """Load a checkpoint into ``state``: ``True`` takes the run folder's newest; returns its path."""
+    recipe = run.recipe
+    path = newest_checkpoint(run.run_dir) if resume is True else Path(resume)
+    ckpt = load_checkpoint(path)
+    if ckpt["recipe"]["model"]["name"] != recipe.model.name:
+        raise CheckpointError(f"{path} holds a {ckpt['recipe']['model']['name']} model, "
+                              f"the recipe a {recipe.model.name}")
+    state.raw_model.load_state_dict(ckpt["model"])
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.schedule.load_state_dict(ckpt["schedule"])
+    restore_scaler(state.scaler, ckpt.get("scaler"))
+    if state.ema is not None:
+        if "ema" in ckpt:
+            state.ema.load_state_dict(ckpt["ema"])
+        else:
+            logger.warning("%s has no EMA weights; the EMA starts from the resumed weights", path)
+            state.ema = ModelEma(state.raw_model, recipe.ema.decay, warmup=recipe.ema.warmup)
+    # Each process continues its own random streams; a checkpoint from another number of processes (or
+    # from before per-rank states) has only rank 0's, which all then use.
+    per_rank = ckpt.get("rank_states") or []
+    own = per_rank[run.ctx.rank] if len(per_rank) == run.ctx.world_size else {}
+    set_rng_state(own.get("rng", ckpt["rng"]), run.device)
+    state.epoch, state.best_metric = int(ckpt["epoch"]), ckpt.get("best_metric")
+    state.best_ema_metric = ckpt.get("best_ema_metric")
+    state.position = int(ckpt.get("position", 0))  # a run stopped by Ctrl-C resumes inside its epoch
+    mix_state = own.get("mix_state", ckpt.get("mix_state"))
+    if state.position and state.mixer is not None:
+        state.mixer.set_epoch(state.epoch)
+        if mix_state is not None:
+            state.mixer.load_state_dict(mix_state)
+    where = f", batch {state.position} of epoch {state.epoch + 1}" if state.position else ""
+    logger.info("resumed from %s at epoch %d%s (lr %.6g)", path, state.epoch, where, state.schedule.current_lr())
+    if state.epoch >= recipe.runtime.epochs:
+        logger.warning("%s already finished all %d epochs; nothing to train", path, recipe.runtime.epochs)
+    return path
+
+
+def _start_run_folder(run: Run, state: RunState, resumed_from: Path | None) -> None:
+    """Rank 0 writes ``recipe.yaml``; every rank opens its records (silent but on rank 0)."""
+    recipe = run.recipe
+    if run.ctx.is_main:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        (run.run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False), encoding="utf-8")
+    run.log = _Records(run.run_dir, enabled=run.ctx.is_main, recipe=recipe, resume=resumed_from is not None)
+    if resumed_from is not None and run.ctx.is_main:
+        # The steps after this position are done again: their earlier records are superseded.
+        MetricsLog(run.run_dir / "metrics.jsonl").write({"mode": "resume", "epoch": state.epoch,
+                                                         "iter": state.position, "step": state.schedule.step_count,
+                                                         "checkpoint": str(resumed_from)})
+
+
+# --------------------------------------------------------------------------- one epoch
+
+
+def _train_epoch(run: Run, state: RunState) -> None:
+    """Train epoch ``state.epoch`` from batch ``state.position``; a stop request saves the position and
+    raises :class:`TrainingInterrupted`."""
+    first = state.position
+    # Re-seeding per epoch makes a resumed run draw the same random numbers (dropout, ...) as an
+    # uninterrupted one; data augmentation is seeded per sample by the sampler. Ranks get their own stream so
+    # they do not share dropout masks. Inside an epoch the saved RNG states are used (see resume_state).
+    if first == 0:
+        torch.manual_seed(run.recipe.runtime.seed + state.epoch + 1_000_003 * run.ctx.rank)
+        if state.mixer is not None:
+            state.mixer.set_epoch(state.epoch)
+    run.train_loader.sampler.set_epoch(state.epoch, start=first * run.recipe.data.loader.batch_size)
+    stopped_at = train_one_epoch(run, state, after_step=_after_step)
+    if stopped_at is not None:  # Ctrl-C, SIGTERM, SIGUSR1: keep the exact position, then stop
+        _save_position_and_stop(run, state, stopped_at)
+    _check_finite_weights(state.raw_model, state.epoch)
+    state.epoch, state.position = state.epoch + 1, 0
+
+
+def train_one_epoch(run: Run, state: RunState,
+                    after_step: Callable[[Run, RunState, int], bool] | None = None) -> int | None:
+    """One pass over ``run.train_loader`` (its sampler skips the ``state.position`` batches done already): an
+    optimizer step every ``optim.accumulate_steps`` batches; records every ``runtime.log_interval`` batches.
+
+    Args:
+        run: The loader, loss, device input and precision.
+        state: The model, optimizer, schedule, scaler, EMA and mixer to train with, and the epoch.
+        after_step: Called with the number of batches done after every optimizer step but the epoch's last;
+            when it says yes the epoch ends there.
+
+    Returns:
+        The number of this epoch's batches done when ``after_step`` ended it early, else None.
+    """
+    recipe, device, model = run.recipe, run.device, state.model
+    optimizer, scaler, schedule = state.optimizer, state.scaler, state.schedule
+    accumulate, clip = recipe.optim.accumulate_steps, recipe.optim.clip_grad
+    ema_interval = recipe.ema.interval if recipe.ema else 1
+    n_batches = state.position + len(run.train_loader)
+    # The last accumulation group of an epoch may be short; its losses are divided by its real size.
+    full_groups_end = n_batches - n_batches % accumulate
+    meter = _EpochMeter(run, state, n_batches)
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    for batch_index, (images, targets) in enumerate(meter.timed(run.train_loader), start=state.position + 1):
+        images, targets = run.inputs(images, targets, device, dtype=run.autocast_dtype,
+                                     channels_last=run.channels_last)
+        targets = targets.to(device, non_blocking=True)
+        if state.mixer is not None:  # Mixup/CutMix/ResizeMix: mixed images, soft targets
+            images, targets = state.mixer(images, targets)
+
+        steps_now = batch_index % accumulate == 0 or batch_index == n_batches
+        # Under DDP, gradients of the batches before the group's last one stay local (no all-reduce).
+        local_only = run.ctx.world_size > 1 and not steps_now and hasattr(model, "no_sync")
+        with model.no_sync() if local_only else contextlib.nullcontext():
+            with torch.autocast(device.type, dtype=run.autocast_dtype, enabled=run.autocast_dtype is not None):
+                loss = run.criterion(model(images), targets)
+            group = accumulate if batch_index <= full_groups_end else n_batches - full_groups_end
+            scaler.scale(loss if group == 1 else loss / group).backward()  # the scaler is a no-op without fp16
+        meter.add_loss(loss)
+
+        if steps_now:
+            if clip is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
+                params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+                if clip.type == "norm":
+                    torch.nn.utils.clip_grad_norm_(params, clip.max_norm, clip.norm_type)
+                else:
+                    torch.nn.utils.clip_grad_value_(params, clip.max_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            meter.lr = schedule.current_lr()  # the lr this step used
+            schedule.step()
+            if state.ema is not None and schedule.step_count % ema_interval == 0:
+                state.ema.update()
+
+        meter.batch_done(batch_index, len(targets))
+        if steps_now and after_step is not None and batch_index < n_batches and after_step(run, state, batch_index):
+            return batch_index  # after a whole optimizer step, so the saved state is consistent
+    return None
+
+
+class _EpochMeter:
+    """The mean loss, lr, step time and throughput of the batches since the last record; writes a ``train``
+    record every ``runtime.log_interval`` batches (and at the epoch's end) and drives the progress bar."""
+
+    def __init__(self, run: Run, state: RunState, n_batches: int) -> None:
+        self.run, self.state, self.n_batches = run, state, n_batches
+        self.world = run.ctx.world_size
+        loader = run.train_loader
+        self.task = run.progress.add_task(f"epoch {state.epoch + 1}/{run.recipe.runtime.epochs}",
+                                          total=loader.sampler.per_replica() * self.world,
+                                          completed=state.position * loader.batch_size * self.world, status="")
+        # The loss is summed on the device and read only at log intervals: reading it every step would force
+        # a GPU sync per step.
+        self.loss_sum = torch.zeros((), device=run.device)
+        self.lr = state.schedule.current_lr()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.batches, self.images, self.data_time = 0, 0, 0.0
+        self.start = time.perf_counter()
+
+    def timed(self, loader: Any) -> Any:
+        """``loader``'s batches, adding the time spent waiting for each to ``data_time``."""
+        fetch_start = time.perf_counter()
+        for batch in loader:
+            self.data_time += time.perf_counter() - fetch_start
+            yield batch
+            fetch_start = time.perf_counter()
+
+    def add_loss(self, loss: torch.Tensor) -> None:
+        self.loss_sum += loss.detach()
+
+    def batch_done(self, batch_index: int, batch_size: int) -> None:
+        """Count a finished batch of this process; write the record when one is due."""
+        self.batches += 1
+        self.images += batch_size * self.world
+        self.run.progress.advance(self.task, batch_size * self.world)
+        if batch_index % self.run.recipe.runtime.log_interval == 0 or batch_index == self.n_batches:
+            self._write(batch_index)
+
+    def _write(self, batch_index: int) -> None:
+        # Every rank reduces the same loss, so a NaN on one stops them all at the same step.
+        mean_loss = float(D.all_reduce_sum(self.loss_sum, self.run.ctx)) / (self.batches * self.world)
+        epoch = self.state.epoch + 1
+        if not math.isfinite(mean_loss):
+            raise TrainingDivergedError(
+                f"loss became {mean_loss} at epoch {epoch}, step {batch_index}; stopped. The last good "
+                f"checkpoint is kept. Lower optim.lr, add warm-up or gradient clipping, or check the data"
+            )
+        elapsed = time.perf_counter() - self.start
+        record = {"mode": "train", "epoch": epoch, "iter": batch_index, "step": self.state.schedule.step_count,
+                  "lr": self.lr, "loss": mean_loss, "time": elapsed / self.batches,
+                  "data_time": self.data_time / self.batches, "img_per_s": self.images / max(elapsed, 1e-9)}
+        self.run.log.write(record)
+        self.run.progress.update(self.task, status=f"loss {mean_loss:.4f}  lr {self.lr:.3g}  "
+                                                   f"{record['img_per_s']:.0f} img/s")
+        self.loss_sum.zero_()
+        self._reset()
+
+
+def _after_step(run: Run, state: RunState, batch_index: int) -> bool:
+    """After each optimizer step inside an epoch: save the recovery file when it is due; whether to stop.
+
+    Every process must stop (and save) at the same step, or the others would wait forever in the next
+    collective: they agree on both once per optimizer step (one tiny CPU all-reduce, only with DDP).
+    """
+    ctx = run.ctx
+    due = ctx.is_main and run.recovery_s > 0 and time.monotonic() - state.last_saved >= run.recovery_s  # rank 0 times
+    stop_now, save_now = D.any_ranks([run.stop.requested(), due], ctx)
+    if save_now and not stop_now:
+        rank_states = D.gather_objects(_rank_state(run, state), ctx)
+        if ctx.is_main:
+            save_checkpoint(_checkpoint(run, state, position=batch_index, rank_states=rank_states), run.recovery_path)
+        state.last_saved = time.monotonic()
+    return stop_now
+
+
+def _save_position_and_stop(run: Run, state: RunState, stopped_at: int) -> NoReturn:
+    """Save the position inside the epoch to ``last.pt`` (every process takes part), then raise
+    :class:`TrainingInterrupted` (after requeueing the Slurm job when the recipe asks)."""
+    _check_finite_weights(state.raw_model, state.epoch)
+    rank_states = D.gather_objects(_rank_state(run, state), run.ctx)
+    if run.ctx.is_main:
+        _write_last(run, state, _checkpoint(run, state, position=stopped_at, rank_states=rank_states))
+    D.barrier(run.ctx)  # no process leaves (and gets the others killed) while rank 0 still writes
+    signum = run.stop.signum or signal.SIGINT
+    requeued = _requeue(run.recipe.runtime, signum, run.ctx)
+    raise TrainingInterrupted(
+        f"training interrupted at epoch {state.epoch + 1}, batch {stopped_at}; {run.last_path} holds that "
+        f"position; {requeued or 'continue with --resume'}", signum)
+
+
+# --------------------------------------------------------------------------- end of an epoch
+
+
+def end_of_epoch(run: Run, state: RunState) -> None:
+    """After epoch ``state.epoch`` (counted already): validation and best/EMA-best checkpoints when due, then
+    ``last.pt`` (with ``best.pt`` a link to it on a new best) and the ``epoch_N.pt`` copies."""
+    rt = run.recipe.runtime
+    is_last = state.epoch == rt.epochs
+    save_last = state.epoch % rt.checkpoint_interval == 0 or is_last
+    new_best = False
+    if run.val_loader is not None and (state.epoch % rt.val_interval == 0 or is_last):
+        new_best = _validate_and_keep_best(run, state, write_best=not save_last)
+    if run.ctx.is_main and save_last:
+        _write_last(run, state, _checkpoint(run, state))
+        if new_best:  # the same state: one write, as timm's CheckpointSaver does
+            link_checkpoint(run.last_path, run.best_path)
+        _keep_epoch_checkpoint(run.last_path, state.epoch, rt.keep_checkpoints)
+
+
+def _validate_and_keep_best(run: Run, state: RunState, write_best: bool) -> bool:
+    """Validate the model (and the EMA), log the metrics, save ``best_ema.pt`` on a new EMA best and, with
+    ``write_best``, ``best.pt`` on a new best; returns whether the model's metric is a new best."""
+    D.broadcast_buffers(state.raw_model, run.ctx)  # score rank 0's BatchNorm statistics, the ones saved
+    if state.ema is not None:
+        D.broadcast_buffers(state.ema.module, run.ctx)
+    state.val_metrics = _validate_and_log(run, state, state.raw_model, "val")
+    key, better = _best_rule(run.recipe.runtime, state.val_metrics)
+    new_best = key is not None and better(state.val_metrics[key], state.best_metric)
+    if new_best:
+        state.best_metric = state.val_metrics[key]
+        if run.ctx.is_main and write_best:  # else best.pt becomes a link to this epoch's last.pt
+            save_checkpoint(_checkpoint(run, state), run.best_path)
+    if state.ema is not None:
+        ema_metrics = _validate_and_log(run, state, state.ema.module, "val_ema")
+        if key is not None and better(ema_metrics[key], state.best_ema_metric):
+            state.best_ema_metric = ema_metrics[key]
+            if run.ctx.is_main:  # the EMA weights as "model": test/infer/export use it as is
+                save_checkpoint({**_checkpoint(run, state, metrics=ema_metrics),
+                                 "model": state.ema.module.state_dict(), "ema_weights": True}, run.best_ema_path)
+    return new_best
+
+
+def _validate_and_log(run: Run, state: RunState, model: nn.Module, mode: str) -> dict[str, float]:
+    """Validate ``model`` and write the ``mode`` record (``val`` or ``val_ema``)."""
+    metrics = validate(model, run.val_loader, run.device, len(run.class_names), run.ctx, run.progress,
+                       f"{mode.replace('_', ' ')} {state.epoch}", run.autocast_dtype, run.channels_last,
+                       inputs=run.inputs)
+    run.log.write({"mode": mode, "epoch": state.epoch, "step": state.schedule.step_count, **metrics})
+    return metrics
+
+
+@torch.no_grad()
+def validate(model: nn.Module, loader: Any, device: torch.device, num_classes: int, ctx: D.DistContext,
+             progress: Any, description: str, autocast_dtype: torch.dtype | None = None,
+             channels_last: bool = False, inputs: DeviceInput | None = None) -> dict[str, float]:
+    """Metrics of ``model`` on the whole validation set, the same on every process.
+
+    Each process runs its share through :func:`~clsctl.engine.evaluation.forward_pass`; the logits are
+    gathered in dataset order with the sampler's padding repeats dropped
+    (:func:`~clsctl.engine.distributed.gather_by_index`), and the metrics are computed once from them by
+    :func:`~clsctl.engine.evaluation.evaluate_logits` (what ``clsctl test`` uses), so a distributed
+    validation equals a single-process one.
+    """
+    inputs = inputs or DeviceInput((0.0,) * 3, (1.0,) * 3)
+    task = progress.add_task(description, total=len(loader.sampler) * ctx.world_size, status="")
+    # The logits stay on the device until the end: one copy to the host per validation, not one per batch
+    # (each would wait for the GPU queue to drain).
+    logits, targets = forward_pass(model, loader, device, inputs=inputs, autocast_dtype=autocast_dtype,
+                                   channels_last=channels_last, to_host=False,
+                                   advance=lambda n: progress.advance(task, n * ctx.world_size))
+    # The order this process's loader yielded samples in (asked after the pass: a stream knows it only then).
+    indices = [index for index, _ in loader.sampler]
+    all_logits, all_targets = D.gather_by_index(indices, torch.cat(logits).cpu(), torch.cat(targets), ctx=ctx)
+    output = evaluate_logits(all_logits, all_targets, num_classes)
+    if output.excluded and ctx.is_main:
+        logger.warning("%d unreadable validation image(s) left out of the metrics", output.excluded)
+    shown = "  ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in list(output.metrics.items())[:3])
+    progress.update(task, status=shown)
+    return output.metrics
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _checkpoint(run: Run, state: RunState, *, metrics: dict[str, float] | None = None, position: int = 0,
+                rank_states: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Everything to continue from: ``state.epoch`` finished epochs plus ``position`` batches of the next.
+
+    ``rank_states`` (every process's :func:`_rank_state`, gathered by all of them) is what a position inside
+    an epoch needs; at an epoch's end the streams are re-seeded, and rank 0's state is enough.
+    """
+    own = rank_states[0] if rank_states else {"rng": rng_state(run.device)}
+    checkpoint = {"recipe": run.recipe.to_dict(), "class_names": run.class_names,
+                  "preprocessing": preprocessing(run.recipe), "model": state.raw_model.state_dict(),
+                  "optimizer": state.optimizer.state_dict(), "schedule": state.schedule.state_dict(),
+                  "scaler": state.scaler.state_dict(), "epoch": state.epoch, "rng": own["rng"],
+                  "best_metric": state.best_metric, "metrics": state.val_metrics if metrics is None else metrics}
+    if position:
+        checkpoint["position"] = position
+        if "mix_state" in own:
+            checkpoint["mix_state"] = own["mix_state"]
+        if rank_states and len(rank_states) > 1:
+            checkpoint["rank_states"] = rank_states
+    if state.ema is not None:
+        checkpoint["ema"] = state.ema.state_dict()
+        checkpoint["best_ema_metric"] = state.best_ema_metric
+    return checkpoint
+
+
+def _rank_state(run: Run, state: RunState) -> dict[str, Any]:
+    """This process's random streams: its RNGs and its batch mixer's generator."""
+    own = {"rng": rng_state(run.device)}
+    if state.mixer is not None:
+        own["mix_state"] = state.mixer.state_dict()
+    return own
+
+
+def _write_last(run: Run, state: RunState, checkpoint: dict[str, Any]) -> None:
+    """Write last.pt (rank 0); a recovery file behind it is dropped."""
+    save_checkpoint(checkpoint, run.last_path)
+    run.recovery_path.unlink(missing_ok=True)
+    state.last_saved = time.monotonic()
+
+
+# --------------------------------------------------------------------------- helpers
 
 
 class GracefulStop:
@@ -227,466 +825,6 @@ class _Records:
         for sink in self.sinks:
             if hasattr(sink, "close"):
                 sink.close()
-
-
-def train(recipe: Recipe, work_dir: str | Path | None = None, *, resume: bool | str | Path = False,
-          overwrite: bool = False, device: str | None = None, show_progress: bool = True) -> TrainResult:
-    """Train the recipe's model; the run folder gets ``recipe.yaml``, ``metrics.jsonl`` and checkpoints.
-
-    Runs as one process, or as one of many when torchrun, srun or ``clsctl train --gpus N`` started it.
-
-    Args:
-        recipe: Validated recipe.
-        work_dir: Run folder (default: ``runtime.work_dir``, else the first free of ``runs/<recipe name>``,
-            ``-2``, ``-3``...; see :mod:`clsctl.engine.runs`).
-        resume: ``True`` resumes the run folder's newest of ``last.pt`` and ``recovery.pt``; a path resumes
-            that checkpoint.
-        overwrite: A named run folder that holds a run is moved to ``<folder>.old-<timestamp>`` first
-            (without it, such a folder stops the run before any work).
-        device: Overrides ``runtime.device``.
-        show_progress: Draw the rich progress bar (rank 0 only).
-
-    Raises:
-        RunFolderExistsError: The named run folder holds a run (and neither resume nor overwrite).
-        TrainingDivergedError: The loss became NaN or infinite (the last good checkpoint is kept).
-        TrainingInterrupted: Ctrl-C, SIGTERM or SIGUSR1; resume with ``resume=True``.
-        CheckpointWriteError: A checkpoint could not be written (the previous one is intact).
-    """
-    ctx = D.setup(device or recipe.runtime.device, duration_seconds(recipe.runtime.dist_timeout))
-    try:
-        return _train(recipe, work_dir, resume, overwrite, ctx, show_progress)
-    finally:
-        D.teardown(ctx)
-
-
-def _run_dir(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Path, overwrite: bool,
-             ctx: D.DistContext) -> tuple[Path, bool | str | Path]:
-    """The run folder (chosen on rank 0, the same on every rank) and what to resume.
-
-    A job that Slurm requeued (``runtime.requeue``, ``SLURM_RESTART_COUNT`` > 0) resumes by itself.
-    """
-    from clsctl.engine.runs import LAST, RECOVERY, RunFolderExistsError, choose_run_dir
-
-    rt = recipe.runtime
-    named = Path(work_dir) if work_dir else (Path(rt.work_dir) if rt.work_dir else None)
-    default = Path("runs") / (recipe.name or "run")
-    requeued = rt.requeue and int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
-    choice: tuple[str, str]
-    if ctx.is_main:
-        try:
-            wants_resume = bool(resume) or requeued
-            folder = choose_run_dir(named, default, resume=wants_resume, overwrite=overwrite and not resume)
-            choice = ("ok", str(folder))
-        except RunFolderExistsError as exc:
-            choice = ("exists", str(exc))
-    kind, value = D.broadcast_object(choice if ctx.is_main else None, ctx)
-    if kind == "exists":
-        raise RunFolderExistsError(value)
-    run_dir = Path(value)
-    if requeued and not resume and any((run_dir / name).is_file() for name in (LAST, RECOVERY)):
-        logger.info("Slurm requeued this job (restart %s): resuming %s", os.environ["SLURM_RESTART_COUNT"], run_dir)
-        resume = True
-    return run_dir, resume
-
-
-def _train(recipe: Recipe, work_dir: str | Path | None, resume: bool | str | Path, overwrite: bool,
-           ctx: D.DistContext, show_progress: bool) -> TrainResult:
-    from clsctl.engine.runs import RECOVERY, newest_checkpoint
-
-    rt = recipe.runtime
-    run_dir, resume = _run_dir(recipe, work_dir, resume, overwrite, ctx)
-    logger.info("run folder: %s", run_dir)
-    dev = ctx.device
-    on_cuda = dev.type == "cuda"
-    autocast_dtype = amp_dtype(rt.amp, dev)
-    warn_if_bf16_is_emulated(autocast_dtype, dev)
-    channels_last = rt.channels_last and on_cuda
-    if rt.deterministic and on_cuda:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for deterministic GEMMs
-    seed_everything(rt.seed, rt.deterministic)
-
-    # Data: the train split defines the classes; validation must use the same ones. Each process reads
-    # every world_size-th sample; the per-sample seeds make the images the same whatever the split.
-    inputs = device_input(recipe, dev)  # copies uint8 batches to the device and normalises them there
-    train_set = build_split(recipe, "train", output="uint8")
-    class_names = train_set.classes
-    val_set = build_split(recipe, "val", output="uint8") if recipe.data.val is not None else None
-    if val_set is not None:
-        exclude_replaced_samples(val_set)  # an unreadable val image is left out, not scored twice
-        if val_set.classes != class_names:
-            raise ClsctlError(f"val classes {val_set.classes} differ from train classes {class_names}")
-    _check_per_class_lengths(recipe, len(class_names))
-    pin = recipe.data.loader.pin_memory if recipe.data.loader.pin_memory is not None else on_cuda
-    shard = {"num_replicas": ctx.world_size, "rank": ctx.rank}
-    train_loader = build_loader(train_set, recipe.data.loader, train=True, seed=rt.seed, pin_memory=pin, **shard)
-    val_loader = (build_loader(val_set, recipe.data.loader, train=False, pin_memory=pin, **shard)
-                  if val_set is not None else None)
-
-    # Model. It is built under the run's seed so its init is reproducible (and equal on every rank).
-    torch.manual_seed(rt.seed)
-    raw_model = build_model(recipe, len(class_names)).to(dev)
-    if rt.load_from and not resume:
-        from clsctl.models.weights import load_weights_file
-
-        load_weights_file(raw_model, rt.load_from)
-        logger.info("loaded weights from %s", rt.load_from)
-    if rt.sync_bn and ctx.distributed:
-        if on_cuda:
-            raw_model = nn.SyncBatchNorm.convert_sync_batchnorm(raw_model)
-        else:
-            logger.warning("runtime.sync_bn: SyncBatchNorm runs on CUDA only; BatchNorm stays per process")
-    if channels_last:
-        raw_model = raw_model.to(memory_format=torch.channels_last)
-    ema = ModelEma(raw_model, recipe.ema.decay, warmup=recipe.ema.warmup) if recipe.ema else None
-    model: nn.Module = raw_model
-    if ctx.distributed:
-        model = D.wrap_ddp(raw_model, ctx)
-    if rt.compile:
-        model = torch.compile(model, mode=None if rt.compile is True else rt.compile)
-
-    # Optimizer and schedule. One optimizer step takes accumulate_steps batches from every process.
-    accumulate = recipe.optim.accumulate_steps
-    global_batch = recipe.data.loader.batch_size * ctx.world_size * accumulate
-    lr_scale = auto_lr_scale(recipe, global_batch)
-    if rt.auto_scale_lr:
-        logger.info("auto-scale-lr: global batch %d / base %d -> lr x %.4g = %.6g", global_batch,
-                    recipe.optim.base_batch_size, lr_scale, recipe.optim.lr * lr_scale)
-    optimizer = build_optimizer(raw_model, recipe.optim, lr_scale=lr_scale)
-    steps_per_epoch = math.ceil(len(train_loader) / accumulate)
-    schedule = LrSchedule(optimizer, recipe.schedule, steps_per_epoch, rt.epochs)
-    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)  # bf16 needs no scaling
-    criterion = build_criterion(recipe).to(dev)
-    batch_augments = list(getattr(recipe.data, "batch_augments", []) or [])
-    if batch_augments and recipe.loss.type == "focal":
-        raise RecipeError("data.batch_augments give soft targets, which loss type 'focal' does not take; use "
-                          "cross_entropy")
-
-    start_epoch, best_metric, best_ema_metric = 0, None, None
-    start_batch, mix_state = 0, None  # a run stopped by Ctrl-C resumes inside its epoch
-    if resume:
-        path = newest_checkpoint(run_dir) if resume is True else Path(resume)
-        ckpt = load_checkpoint(path)
-        if ckpt["recipe"]["model"]["name"] != recipe.model.name:
-            raise CheckpointError(f"{path} holds a {ckpt['recipe']['model']['name']} model, "
-                                  f"the recipe a {recipe.model.name}")
-        raw_model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        schedule.load_state_dict(ckpt["schedule"])
-        restore_scaler(scaler, ckpt.get("scaler"))
-        if ema is not None:
-            if "ema" in ckpt:
-                ema.load_state_dict(ckpt["ema"])
-            else:
-                logger.warning("%s has no EMA weights; the EMA starts from the resumed weights", path)
-                ema = ModelEma(raw_model, recipe.ema.decay, warmup=recipe.ema.warmup)
-        # Each process continues its own random streams; a checkpoint from another number of processes (or
-        # from before per-rank states) has only rank 0's, which all then use.
-        per_rank = ckpt.get("rank_states") or []
-        own = per_rank[ctx.rank] if len(per_rank) == ctx.world_size else {}
-        set_rng_state(own.get("rng", ckpt["rng"]), dev)
-        start_epoch, best_metric = int(ckpt["epoch"]), ckpt.get("best_metric")
-        best_ema_metric = ckpt.get("best_ema_metric")
-        start_batch = int(ckpt.get("position", 0))
-        mix_state = own.get("mix_state", ckpt.get("mix_state"))
-        where = f", batch {start_batch} of epoch {start_epoch + 1}" if start_batch else ""
-        logger.info("resumed from %s at epoch %d%s (lr %.6g)", path, start_epoch, where, schedule.current_lr())
-        if start_epoch >= rt.epochs:
-            logger.warning("%s already finished all %d epochs; nothing to train", path, rt.epochs)
-    if ctx.distributed:
-        logger.info("distributed: %d processes, %d images per process per step, global batch %d",
-                    ctx.world_size, recipe.data.loader.batch_size, global_batch)
-
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False), encoding="utf-8")
-    log = _Records(run_dir, enabled=ctx.is_main, recipe=recipe, resume=bool(resume))
-    if resume and ctx.is_main:  # the steps after this position are done again: their earlier records are superseded
-        MetricsLog(run_dir / "metrics.jsonl").write({"mode": "resume", "epoch": start_epoch, "iter": start_batch,
-                                                     "step": schedule.step_count, "checkpoint": str(path)})
-    common = {"recipe": recipe.to_dict(), "class_names": class_names, "preprocessing": preprocessing(recipe)}
-
-    def rank_state(mix: Any = None) -> dict[str, Any]:
-        """This process's random streams: its RNGs and its batch mixer's generator."""
-        state = {"rng": rng_state(dev)}
-        if mix is not None:
-            state["mix_state"] = mix.keywords["generator"].get_state()
-        return state
-
-    def checkpoint(epoch: int, metrics: dict[str, float], position: int = 0,
-                   rank_states: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """Everything to continue from: ``epoch`` finished epochs plus ``position`` batches of the next.
-
-        ``rank_states`` (every process's :func:`rank_state`, gathered by all of them) is what a position
-        inside an epoch needs; at an epoch's end the streams are re-seeded, and rank 0's state is enough.
-        """
-        own = rank_states[0] if rank_states else rank_state()
-        state = {**common, "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "schedule": schedule.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-                 "rng": own["rng"], "best_metric": best_metric, "metrics": metrics}
-        if position:
-            state["position"] = position
-            if "mix_state" in own:
-                state["mix_state"] = own["mix_state"]
-            if rank_states and len(rank_states) > 1:
-                state["rank_states"] = rank_states
-        if ema is not None:
-            state["ema"] = ema.state_dict()
-            state["best_ema_metric"] = best_ema_metric
-        return state
-
-    last_path, best_path, best_ema_path = run_dir / "last.pt", run_dir / "best.pt", run_dir / "best_ema.pt"
-    recovery_path = run_dir / RECOVERY
-    val_metrics: dict[str, float] = {}
-    best_key: str | None = None
-    stop = GracefulStop(announce=ctx.is_main)  # rank 0 speaks for the run
-    recovery_s = duration_seconds(rt.recovery_interval) or 0.0
-    last_saved = time.monotonic()  # of the exact position: last.pt or recovery.pt
-
-    def write_last(state: dict[str, Any]) -> None:
-        """Write last.pt (rank 0); a recovery file behind it is dropped."""
-        nonlocal last_saved
-        save_checkpoint(state, last_path)
-        recovery_path.unlink(missing_ok=True)
-        last_saved = time.monotonic()
-
-    def after_step(batch_index: int) -> bool:
-        """After each optimizer step inside an epoch: save the recovery file when it is due; whether to stop.
-
-        Every process must stop (and save) at the same step, or the others would wait forever in the next
-        collective: they agree on both once per optimizer step (one tiny CPU all-reduce, only with DDP).
-        """
-        nonlocal last_saved
-        due = ctx.is_main and recovery_s > 0 and time.monotonic() - last_saved >= recovery_s  # rank 0 times
-        stop_now, save_now = D.any_ranks([stop.requested(), due], ctx)
-        if save_now and not stop_now:
-            rank_states = D.gather_objects(rank_state(mix), ctx)
-            if ctx.is_main:
-                save_checkpoint(checkpoint(epoch, val_metrics, batch_index, rank_states), recovery_path)
-            last_saved = time.monotonic()
-        return stop_now
-    try:
-        with make_progress(show_progress and ctx.is_main) as progress, stop:
-            for epoch in range(start_epoch, rt.epochs):
-                resuming_inside = epoch == start_epoch and start_batch > 0
-                # Re-seeding per epoch makes a resumed run draw the same random numbers (dropout, ...) as an
-                # uninterrupted one; data augmentation is seeded per sample by the sampler. Ranks get their
-                # own stream so they do not share dropout masks. Inside an epoch the saved RNG state is used.
-                if not resuming_inside:
-                    torch.manual_seed(rt.seed + epoch + 1_000_003 * ctx.rank)
-                first = start_batch if resuming_inside else 0
-                train_loader.sampler.set_epoch(epoch, start=first * recipe.data.loader.batch_size)
-                mix = _batch_mixer(batch_augments, len(class_names), rt.seed, epoch, ctx.rank)
-                if resuming_inside and mix is not None and mix_state is not None:
-                    mix.keywords["generator"].set_state(mix_state)
-                stopped_at = train_one_epoch(
-                    model, train_loader, criterion, optimizer, schedule, scaler, dev, epoch, rt.epochs, log,
-                    progress, autocast_dtype=autocast_dtype, channels_last=channels_last,
-                    log_interval=rt.log_interval, accumulate=accumulate, clip=recipe.optim.clip_grad, ema=ema,
-                    ema_interval=recipe.ema.interval if recipe.ema else 1, ctx=ctx, mix=mix, start_batch=first,
-                    stop=after_step, inputs=inputs)
-                if stopped_at is not None:  # Ctrl-C, SIGTERM, SIGUSR1: keep the exact position, then stop
-                    _check_finite_weights(raw_model, epoch)
-                    rank_states = D.gather_objects(rank_state(mix), ctx)  # every process takes part
-                    if ctx.is_main:
-                        write_last(checkpoint(epoch, val_metrics, stopped_at, rank_states))
-                    D.barrier(ctx)  # no process leaves (and gets the others killed) while rank 0 still writes
-                    signum = stop.signum or signal.SIGINT
-                    requeued = _requeue(rt, signum, ctx)
-                    raise TrainingInterrupted(
-                        f"training interrupted at epoch {epoch + 1}, batch {stopped_at}; {last_path} holds that "
-                        f"position; {requeued or 'continue with --resume'}", signum)
-                _check_finite_weights(raw_model, epoch)
-                is_last = epoch + 1 == rt.epochs
-                save_last = (epoch + 1) % rt.checkpoint_interval == 0 or is_last
-                new_best = False
-                if val_loader is not None and ((epoch + 1) % rt.val_interval == 0 or is_last):
-                    D.broadcast_buffers(raw_model, ctx)  # score rank 0's BatchNorm statistics, the ones saved
-                    if ema is not None:
-                        D.broadcast_buffers(ema.module, ctx)
-                    val_metrics = validate(raw_model, val_loader, dev, len(class_names), ctx, progress,
-                                           f"val {epoch + 1}", autocast_dtype, channels_last, inputs=inputs)
-                    log.write({"mode": "val", "epoch": epoch + 1, "step": schedule.step_count, **val_metrics})
-                    best_key, better = _best_rule(rt, val_metrics)
-                    if best_key is not None and better(val_metrics[best_key], best_metric):
-                        best_metric = val_metrics[best_key]
-                        new_best = True
-                        if ctx.is_main and not save_last:  # else best.pt becomes a link to this epoch's last.pt
-                            save_checkpoint(checkpoint(epoch + 1, val_metrics), best_path)
-                    if ema is not None:
-                        ema_metrics = validate(ema.module, val_loader, dev, len(class_names), ctx, progress,
-                                               f"val ema {epoch + 1}", autocast_dtype, channels_last, inputs=inputs)
-                        log.write({"mode": "val_ema", "epoch": epoch + 1, "step": schedule.step_count, **ema_metrics})
-                        if best_key is not None and better(ema_metrics[best_key], best_ema_metric):
-                            best_ema_metric = ema_metrics[best_key]
-                            if ctx.is_main:  # the EMA weights as "model": test/infer/export use it as is
-                                save_checkpoint({**checkpoint(epoch + 1, ema_metrics),
-                                                 "model": ema.module.state_dict(), "ema_weights": True},
-                                                best_ema_path)
-                if ctx.is_main and save_last:
-                    write_last(checkpoint(epoch + 1, val_metrics))
-                    if new_best:  # the same state: one write, as timm's CheckpointSaver does
-                        link_checkpoint(last_path, best_path)
-                    _keep_epoch_checkpoint(last_path, epoch + 1, rt.keep_checkpoints)
-    except KeyboardInterrupt:
-        saved = f"; {last_path} holds the last saved epoch" if last_path.exists() else ""
-        raise TrainingInterrupted(f"training interrupted{saved}; continue with --resume",
-                                  stop.signum or signal.SIGINT) from None
-    finally:
-        log.close()
-    if ctx.is_main and not last_path.exists():  # resumed a finished run: still leave a last.pt
-        write_last(checkpoint(start_epoch, val_metrics))
-    D.barrier(ctx)  # no process returns (and tears down) while rank 0 still writes
-    return TrainResult(run_dir, last_path, best_path if best_path.exists() else None, best_metric, rt.epochs,
-                       val_metrics)
-
-
-def train_one_epoch(model: nn.Module, loader: Any, criterion: nn.Module, optimizer: torch.optim.Optimizer,
-                    schedule: LrSchedule, scaler: torch.amp.GradScaler, device: torch.device, epoch: int, epochs: int,
-                    log: Any, progress: Any, *, autocast_dtype: torch.dtype | None = None,
-                    channels_last: bool = False, log_interval: int = 20, accumulate: int = 1, clip: Any = None,
-                    ema: ModelEma | None = None, ema_interval: int = 1, ctx: D.DistContext | None = None,
-                    mix: Any = None, start_batch: int = 0, stop: Callable[[int], bool] | None = None,
-                    inputs: DeviceInput | None = None) -> int | None:
-    """One pass over ``loader``: an optimizer step every ``accumulate`` batches; records every ``log_interval``
-    batches.
-
-    Args:
-        start_batch: Batches of this epoch already done (the loader's sampler skips them).
-        stop: Called with the number of batches done after every optimizer step but the epoch's last; when
-            it says yes the epoch ends there.
-        inputs: Copies a batch to the device and normalises it there (default: mean 0, std 1 for uint8).
-
-    Returns:
-        The number of this epoch's batches done when ``stop`` ended it early, else None.
-    """
-    ctx = ctx or D.DistContext(device=device)
-    inputs = inputs or DeviceInput((0.0,) * 3, (1.0,) * 3)
-    model.train()
-    n_batches = start_batch + len(loader)
-    world = ctx.world_size
-    task = progress.add_task(f"epoch {epoch + 1}/{epochs}", total=loader.sampler.per_replica() * world,
-                             completed=start_batch * loader.batch_size * world, status="")
-    # The loss is summed on the device and read only at log intervals: reading it every step would force
-    # a GPU sync per step.
-    loss_sum = torch.zeros((), device=device)
-    batches, images_seen = 0, 0
-    interval_start = time.perf_counter()
-    data_time = 0.0
-    lr = schedule.current_lr()
-    use_autocast = autocast_dtype is not None
-    # The last accumulation group of an epoch may be short; its losses are divided by its real size.
-    full_groups_end = n_batches - n_batches % accumulate
-    optimizer.zero_grad(set_to_none=True)
-    fetch_start = time.perf_counter()
-    for batch_index, (images, targets) in enumerate(loader, start=start_batch + 1):
-        data_time += time.perf_counter() - fetch_start
-        images, targets = inputs(images, targets, device, dtype=autocast_dtype, channels_last=channels_last)
-        targets = targets.to(device, non_blocking=True)
-        if mix is not None:  # Mixup/CutMix/ResizeMix: mixed images, soft targets
-            images, targets = mix(images, targets)
-
-        steps_now = batch_index % accumulate == 0 or batch_index == n_batches
-        # Under DDP, gradients of the batches before the group's last one stay local (no all-reduce).
-        local_only = world > 1 and not steps_now and hasattr(model, "no_sync")
-        sync = model.no_sync() if local_only else contextlib.nullcontext()
-        with sync:
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=use_autocast):
-                loss = criterion(model(images), targets)
-            group = accumulate if batch_index <= full_groups_end else n_batches - full_groups_end
-            scaler.scale(loss if group == 1 else loss / group).backward()  # the scaler is a no-op without fp16
-        loss_sum += loss.detach()
-
-        if steps_now:
-            if clip is not None:
-                scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
-                params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-                if clip.type == "norm":
-                    torch.nn.utils.clip_grad_norm_(params, clip.max_norm, clip.norm_type)
-                else:
-                    torch.nn.utils.clip_grad_value_(params, clip.max_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            lr = schedule.current_lr()  # the lr this step used
-            schedule.step()
-            if ema is not None and schedule.step_count % ema_interval == 0:
-                ema.update()
-
-        batches += 1
-        images_seen += len(targets) * world
-        progress.advance(task, len(targets) * world)
-        if batch_index % log_interval == 0 or batch_index == n_batches:
-            # Every rank reduces the same loss, so a NaN on one stops them all at the same step.
-            mean_loss = float(D.all_reduce_sum(loss_sum, ctx)) / (batches * world)
-            if not math.isfinite(mean_loss):
-                raise TrainingDivergedError(
-                    f"loss became {mean_loss} at epoch {epoch + 1}, step {batch_index}; stopped. The last good "
-                    f"checkpoint is kept. Lower optim.lr, add warm-up or gradient clipping, or check the data"
-                )
-            elapsed = time.perf_counter() - interval_start
-            record = {"mode": "train", "epoch": epoch + 1, "iter": batch_index, "step": schedule.step_count,
-                      "lr": lr, "loss": mean_loss, "time": elapsed / batches, "data_time": data_time / batches,
-                      "img_per_s": images_seen / max(elapsed, 1e-9)}
-            log.write(record)
-            progress.update(task, status=f"loss {mean_loss:.4f}  lr {lr:.3g}  {record['img_per_s']:.0f} img/s")
-            loss_sum.zero_()
-            batches, images_seen, data_time = 0, 0, 0.0
-            interval_start = time.perf_counter()
-        if steps_now and stop is not None and batch_index < n_batches and stop(batch_index):
-            return batch_index  # after a whole optimizer step, so the saved state is consistent
-        fetch_start = time.perf_counter()
-    return None
-
-
-@torch.no_grad()
-def validate(model: nn.Module, loader: Any, device: torch.device, num_classes: int, ctx: D.DistContext,
-             progress: Any, description: str, autocast_dtype: torch.dtype | None = None,
-             channels_last: bool = False, inputs: DeviceInput | None = None) -> dict[str, float]:
-    """Metrics of ``model`` on the whole validation set, the same on every process.
-
-    Each process runs its share; the logits are gathered in dataset order with the sampler's padding
-    repeats dropped (:func:`~clsctl.engine.distributed.gather_by_index`), and the metrics are computed once
-    from them by :func:`~clsctl.engine.evaluation.run_evaluation` (the function ``clsctl test`` uses), so a
-    distributed validation equals a single-process one.
-    """
-    model.eval()
-    inputs = inputs or DeviceInput((0.0,) * 3, (1.0,) * 3)
-    task = progress.add_task(description, total=len(loader.sampler) * ctx.world_size, status="")
-    # The logits stay on the device until the end: one copy to the host per validation, not one per batch
-    # (each would wait for the GPU queue to drain).
-    logits, targets = [], []
-    for images, batch_targets in loader:
-        images, batch_targets = inputs(images, batch_targets, device, dtype=autocast_dtype,
-                                       channels_last=channels_last)
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            out = model(images)
-        logits.append(out.float())
-        targets.append(batch_targets)
-        progress.advance(task, len(batch_targets) * ctx.world_size)
-    # The order this process's loader yielded samples in (asked after the pass: a stream knows it only then).
-    indices = [index for index, _ in loader.sampler]
-    all_logits, all_targets = D.gather_by_index(indices, torch.cat(logits).cpu(), torch.cat(targets), ctx=ctx)
-    chunks = list(zip(all_logits.split(1024), all_targets.split(1024)))
-    output = run_evaluation(nn.Identity(), chunks, torch.device("cpu"), num_classes)
-    metrics = output.metrics
-    if output.excluded and ctx.is_main:
-        logger.warning("%d unreadable validation image(s) left out of the metrics", output.excluded)
-    shown = "  ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in list(metrics.items())[:3])
-    progress.update(task, status=shown)
-    return metrics
-
-
-def _batch_mixer(augments: list[Any], num_classes: int, seed: int, epoch: int, rank: int) -> Any:
-    """``mix(images, targets)`` for the epoch, or ``None`` without batch augments.
-
-    Its generator is seeded by (seed, epoch, rank), so a resumed run mixes exactly as an uninterrupted one.
-    """
-    if not augments:
-        return None
-    from clsctl.data.mixing import apply_batch_augment
-
-    generator = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1009 + rank)
-    return functools.partial(apply_batch_augment, num_classes=num_classes, config_list=augments, generator=generator)
 
 
 def _requeue(rt: Any, signum: int, ctx: D.DistContext) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from clsctl.errors import ClsctlError
+from clsctl.errors import ClsctlError, TrainingInterrupted
 
 logger = logging.getLogger("clsctl")
 
@@ -82,8 +82,6 @@ def _ending_status() -> str:
     exc = sys.exc_info()[1]
     if exc is None:
         return "FINISHED"
-    from clsctl.engine.loop import TrainingInterrupted
-
     return "KILLED" if isinstance(exc, (KeyboardInterrupt, TrainingInterrupted)) else "FAILED"
 
 

@@ -169,7 +169,7 @@ def test_signals_stop_every_worker_at_one_step_and_resume_is_exact(tmp_path: Pat
     assert "training interrupted at epoch" in stderr and stderr.count("stopping after this step") == 1  # rank 0
     ranks = stopped["rank_states"]  # one entry per worker: their streams differ
     assert len(ranks) == 2 and not torch.equal(ranks[0]["rng"]["torch"], ranks[1]["rng"]["torch"])
-    assert ranks[0]["mix_state"].tolist() != ranks[1]["mix_state"].tolist()
+    assert ranks[0]["mix_state"]["generator"].tolist() != ranks[1]["mix_state"]["generator"].tolist()
     stop_midway(signal.SIGUSR1, False, "--resume")
     stop_midway(signal.SIGINT, True, "--resume")
 
