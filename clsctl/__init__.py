@@ -16,7 +16,7 @@ _API = {
     "list_models": "clsctl.models._factory",
     "model_info": "clsctl.models._factory",
     "train": "clsctl.engine.loop",
-    "evaluate": "clsctl.engine.testing",
+    "evaluate": "clsctl.engine.evaluate",
     "predict": "clsctl.engine.predict",
     "prepare_data": "clsctl.data.prepare",
     "hub": "clsctl.hub",

@@ -32,7 +32,7 @@ def test_examples_are_confident_mistakes_and_unsure_hits() -> None:
 
 @pytest.mark.slow
 def test_report_writes_page_figures_and_numbers(trained_checkpoint: Path, tmp_path: Path) -> None:
-    from clsctl.engine.testing import evaluate
+    from clsctl.engine.evaluate import evaluate
 
     out = tmp_path / "report"
     result = report(trained_checkpoint, split="val", out=out, examples=2, bench_iters=2, show_progress=False)

@@ -16,7 +16,7 @@ from clsctl.errors import ClsctlError
 @pytest.fixture(scope="module")
 def predictions(trained_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real predictions of the tiny trained model on its val split, with a few labels flipped to make errors."""
-    from clsctl.engine.testing import evaluate
+    from clsctl.engine.evaluate import evaluate
 
     out = tmp_path_factory.mktemp("preds") / "preds.json"
     evaluate(trained_checkpoint, split="val", out=out, show_progress=False)

@@ -41,10 +41,7 @@ lower one, never a higher one::
 **Function length** (:func:`test_functions_are_short`): no function or method longer than 80 lines
 (``def`` line to last line, docstring included, decorators not).
 
-Other developers are changing some files of issue 14 at the same time; the violations in those files are
-listed in ``KNOWN_IMPORTS`` and ``KNOWN_LONG_FUNCTIONS`` and skipped by the checks above.
-:func:`test_known_violations_still_occur` fails once one is fixed, so its entry gets deleted and the rule holds
-from then on.
+There is no allowlist: a new cycle, upward import or long function is fixed, not excused.
 """
 
 from __future__ import annotations
@@ -73,19 +70,6 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("analysis/deploy", ("clsctl.analysis", "clsctl.deploy")),
     ("cli", ("clsctl.cli", "clsctl.__main__")),
 )
-
-# Imports (importer, imported) that break a rule in files other developers own in issue 14, with why.
-KNOWN_IMPORTS: dict[tuple[str, str], str] = {
-    ("clsctl.engine.distributed", "clsctl.engine.loop"): "cycle loop <-> distributed (i14-loop)",
-    ("clsctl.engine.trackers", "clsctl.engine.loop"): "cycle loop <-> trackers (i14-loop)",
-}
-
-# Functions over MAX_FUNCTION_LINES in files other developers own in issue 14: "path:qualified name".
-KNOWN_LONG_FUNCTIONS: dict[str, str] = {
-    "clsctl/engine/loop.py:_train": "i14-loop",
-    "clsctl/engine/loop.py:train_one_epoch": "i14-loop",
-}
-
 
 # --------------------------------------------------------------------------- the checks' machinery
 
@@ -251,12 +235,10 @@ def package_long_functions() -> dict[str, int]:
     return found
 
 
-def adjacency(edges: Iterable[Import], skip: Iterable[tuple[str, str]] = ()) -> dict[str, set[str]]:
-    skipped = set(skip)
+def adjacency(edges: Iterable[Import]) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for edge in edges:
-        if (edge.importer, edge.imported) not in skipped:
-            graph.setdefault(edge.importer, set()).add(edge.imported)
+        graph.setdefault(edge.importer, set()).add(edge.imported)
     return graph
 
 
@@ -271,14 +253,14 @@ def describe_cycle(component: list[str], edges: Iterable[Import]) -> str:
 
 def test_no_import_cycles() -> None:
     edges = package_imports()
-    cycles = find_cycles(adjacency(edges, skip=KNOWN_IMPORTS))
+    cycles = find_cycles(adjacency(edges))
     report = [describe_cycle(component, edges) for component in cycles]
     print("\n".join(report))
     assert not cycles, "import cycles inside clsctl:\n" + "\n".join(report)
 
 
 def test_imports_follow_the_layers() -> None:
-    wrong = [e for e in upward_imports(package_imports()) if (e.importer, e.imported) not in KNOWN_IMPORTS]
+    wrong = [e for e in upward_imports(package_imports()) ]
     report = [f"{e}: {LAYERS[layer_of(e.importer)][0]} imports {LAYERS[layer_of(e.imported)][0]}" for e in wrong]
     print("\n".join(report))
     assert not wrong, "imports against the layers " + " -> ".join(n for n, _ in reversed(LAYERS)) + ":\n" + \
@@ -291,38 +273,10 @@ def test_every_module_has_a_layer() -> None:
 
 
 def test_functions_are_short() -> None:
-    long = {name: n for name, n in package_long_functions().items() if name not in KNOWN_LONG_FUNCTIONS}
+    long = {name: n for name, n in package_long_functions().items()}
     report = [f"{name}: {n} lines (at most {MAX_FUNCTION_LINES})" for name, n in sorted(long.items())]
     print("\n".join(report))
     assert not long, "functions too long:\n" + "\n".join(report)
-
-
-def test_known_violations_still_occur() -> None:
-    """Each allowlisted violation is still there; when one is fixed, delete its entry so the rule holds again."""
-    edges = package_imports()
-    pairs = {(e.importer, e.imported) for e in edges}
-    upward = {(e.importer, e.imported) for e in upward_imports(edges)}
-    graph = adjacency(edges)
-    fixed = []
-    for (importer, imported), why in KNOWN_IMPORTS.items():
-        on_cycle = importer in reachable(graph, imported)
-        if (importer, imported) not in pairs or not ((importer, imported) in upward or on_cycle):
-            fixed.append(f"{importer} -> {imported} ({why})")
-    long = package_long_functions()
-    fixed += [f"{name} ({owner})" for name, owner in KNOWN_LONG_FUNCTIONS.items() if name not in long]
-    assert not fixed, "fixed, so delete from the allowlist in tests/test_architecture.py:\n" + "\n".join(fixed)
-
-
-def reachable(graph: Mapping[str, Iterable[str]], start: str) -> set[str]:
-    """Modules ``start`` imports, directly or not (an import ``a -> start`` is on a cycle iff ``a`` is one)."""
-    seen: set[str] = set()
-    todo = [start]
-    while todo:
-        for child in graph.get(todo.pop(), ()):
-            if child not in seen:
-                seen.add(child)
-                todo.append(child)
-    return seen
 
 
 # --------------------------------------------------------------------------- the checks can fail

@@ -275,7 +275,7 @@ def test_two_gloo_processes_see_every_sample_once_per_epoch(tmp_path: Path) -> N
 
 
 def test_evaluate_on_shards_equals_the_image_folder(tmp_path: Path) -> None:
-    from clsctl.engine.testing import evaluate
+    from clsctl.engine.evaluate import evaluate
     from deploy_helpers import make_checkpoint
 
     checkpoint = make_checkpoint(tmp_path, "test_resnet")  # its recipe reads tmp_path/data/val

@@ -597,7 +597,7 @@ def test_validation_copies_the_logits_to_the_host_once(monkeypatch: pytest.Monke
     assert not [shape for shape in copies if shape[0] == 2]  # ... none per batch of 2
     assert 0 <= metrics["accuracy/top1"] <= 100
     monkeypatch.undo()
-    from clsctl.engine.evaluation import run_evaluation
+    from clsctl.engine.eval_loop import run_evaluation
 
     assert metrics == run_evaluation(model, Loader(), torch.device("cpu"), 3).metrics  # what `clsctl test` computes
 

@@ -10,7 +10,7 @@ from PIL import Image
 from clsctl.data.layouts import VOC_CLASSES
 from clsctl.engine.loop import train
 from clsctl.engine.predict import predict
-from clsctl.engine.testing import evaluate
+from clsctl.engine.evaluate import evaluate
 from clsctl.recipe import validate_recipe
 
 from helpers import tiny_recipe_dict

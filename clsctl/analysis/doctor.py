@@ -241,7 +241,7 @@ def _probabilities(checkpoint: str | Path, recipe: Recipe, split: str, device: s
     from clsctl.data.loaders import build_loader
     from clsctl.engine.build import dataset_config, model_from_checkpoint, resolve_device, \
         transform_from_preprocessing
-    from clsctl.engine.evaluation import run_evaluation
+    from clsctl.engine.eval_loop import run_evaluation
 
     loaded = model_from_checkpoint(checkpoint)
     dataset = build_dataset(dataset_config(recipe, split), transform_from_preprocessing(loaded.preprocessing))

@@ -1,6 +1,6 @@
 """``report``: one self-contained HTML page (plus its PNGs and a JSON summary) about a trained checkpoint.
 
-Every number comes from clsctl's own tools, run once each: :func:`clsctl.engine.testing.evaluate` (what
+Every number comes from clsctl's own tools, run once each: :func:`clsctl.engine.evaluate.evaluate` (what
 ``clsctl test`` prints) for the metrics and the per-sample predictions, :func:`clsctl.analysis.flops.count_flops`
 for parameters and FLOPs, :func:`clsctl.analysis.cam.visualize_cam` for the class activation maps,
 :func:`clsctl.deploy.benchmark.run_benchmark` for throughput and latency on this machine, and
@@ -173,7 +173,7 @@ def report(checkpoint: str | Path, *, split: str = "test", data_root: str | Path
     from clsctl.analysis.calibration import plot_reliability, reliability_bins
     from clsctl.analysis.cam import method_class
     from clsctl.analysis.results import plot_confusion_matrix
-    from clsctl.engine.testing import evaluate
+    from clsctl.engine.evaluate import evaluate
 
     checkpoint = Path(checkpoint)
     if examples < 0 or bench_iters < 0:

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 import typer
 
 from clsctl import __version__
-from clsctl.cli import infer, models, prepare, recipes, test, train
+from clsctl.cli import infer, list_models, prepare, recipes, test, train
 from clsctl.cli import eval_metric
 from clsctl.cli import benchmark, export, reparameterize
 from clsctl.cli import analyze_logs, analyze_results, browse_dataset, confusion_matrix, get_flops  # inspection
@@ -48,7 +48,7 @@ app.command("train", cls=ClsctlCommand, rich_help_panel=RUN)(train.train_command
 app.command("test", cls=ClsctlCommand, rich_help_panel=RUN)(test.test_command)
 app.command("eval-metric", cls=ClsctlCommand, rich_help_panel=RUN)(eval_metric.eval_metric_command)
 app.command("infer", cls=ClsctlCommand, rich_help_panel=RUN)(infer.infer_command)
-app.command("list-models", cls=ClsctlCommand, rich_help_panel=INSPECT)(models.list_models_command)
+app.command("list-models", cls=ClsctlCommand, rich_help_panel=INSPECT)(list_models.list_models_command)
 app.command("browse-dataset", cls=ClsctlCommand, rich_help_panel=INSPECT)(browse_dataset.browse_dataset_command)
 app.command("vis-scheduler", cls=ClsctlCommand, rich_help_panel=INSPECT)(vis_scheduler.vis_scheduler_command)
 app.command("vis-cam", cls=MultiValueCommand, rich_help_panel=INSPECT)(vis_cam.vis_cam_command)

@@ -78,7 +78,7 @@ def test_command(
       clsctl     clsctl test best.pt --gpus 8 [--tta flip]
     Processes started by torchrun or srun (torchrun --nproc-per-node 8 -m clsctl test ...) join one run.
     """
-    from clsctl.engine.testing import evaluate, is_worker_process, launch_evaluation
+    from clsctl.engine.evaluate import evaluate, is_worker_process, launch_evaluation
 
     kwargs = dict(checkpoint=checkpoint, model=model, pretrained=pretrained, weights=weights,
                   num_classes=num_classes, split=split.value, data_root=data_root, overrides=list(overrides or ()),

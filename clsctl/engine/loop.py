@@ -40,7 +40,7 @@ from clsctl.engine.build import (build_model, build_split, device_input, preproc
                                  warn_if_bf16_is_emulated)
 from clsctl.engine.checkpoint import link_checkpoint, load_checkpoint, save_checkpoint
 from clsctl.engine.ema import ModelEma
-from clsctl.engine.evaluation import evaluate_logits, forward_pass
+from clsctl.engine.eval_loop import evaluate_logits, forward_pass
 from clsctl.engine.optim import LrSchedule, auto_lr_scale, build_optimizer
 from clsctl.engine.progress import make_progress
 from clsctl.engine.runlog import MetricsLog
@@ -606,10 +606,10 @@ def validate(model: nn.Module, loader: Any, device: torch.device, num_classes: i
              channels_last: bool = False, inputs: DeviceInput | None = None) -> dict[str, float]:
     """Metrics of ``model`` on the whole validation set, the same on every process.
 
-    Each process runs its share through :func:`~clsctl.engine.evaluation.forward_pass`; the logits are
+    Each process runs its share through :func:`~clsctl.engine.eval_loop.forward_pass`; the logits are
     gathered in dataset order with the sampler's padding repeats dropped
     (:func:`~clsctl.engine.distributed.gather_by_index`), and the metrics are computed once from them by
-    :func:`~clsctl.engine.evaluation.evaluate_logits` (what ``clsctl test`` uses), so a distributed
+    :func:`~clsctl.engine.eval_loop.evaluate_logits` (what ``clsctl test`` uses), so a distributed
     validation equals a single-process one.
     """
     inputs = inputs or DeviceInput((0.0,) * 3, (1.0,) * 3)

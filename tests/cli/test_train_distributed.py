@@ -118,7 +118,7 @@ def test_signals_stop_every_worker_at_one_step_and_resume_is_exact(tmp_path: Pat
     import sys
     import time
 
-    from clsctl.engine.testing import evaluate
+    from clsctl.engine.evaluate import evaluate
 
     write_image_folder(tmp_path / "data" / "train", per_class=16, seed=1)  # 48 images: 6 steps of 2 x 4
     write_image_folder(tmp_path / "data" / "val", per_class=2, seed=2)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from sklearn.metrics import precision_recall_fscore_support
 
-from clsctl.engine.testing import evaluate
+from clsctl.engine.evaluate import evaluate
 from clsctl.errors import ClsctlError
 
 from helpers import write_image_folder

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from clsctl.engine.evaluation import metrics_from_logits, run_evaluation
+from clsctl.engine.eval_loop import metrics_from_logits, run_evaluation
 
 LOGITS = torch.tensor([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0], [3.0, 0.0, 0.0]])
 

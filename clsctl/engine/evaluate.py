@@ -36,7 +36,7 @@ from clsctl.data.loaders import build_eval_loader
 from clsctl.data.transforms import TTA_MODES, build_pipeline, eval_pipeline, tta_pipeline
 from clsctl.engine import distributed as D
 from clsctl.engine.build import dataset_config
-from clsctl.engine.evaluation import run_evaluation
+from clsctl.engine.eval_loop import run_evaluation
 from clsctl.engine.metrics import confusion_matrix, precision_recall_f1
 from clsctl.engine.progress import make_progress
 from clsctl.errors import ClsctlError, DataError, RecipeError

@@ -1,4 +1,5 @@
-"""Running a model over a loader and computing classification metrics."""
+"""The evaluation loop: a model over a loader (``forward_pass``), then classification metrics of its logits
+(``evaluate_logits``); training's validation and ``clsctl test`` (:mod:`clsctl.engine.evaluate`) both run it."""
 
 from __future__ import annotations
 
