@@ -44,7 +44,8 @@ class ModelEma:
         """Move the average towards the model's current weights."""
         decay = self.current_decay()
         if self._float:
-            # One fused kernel per dtype group instead of a Python loop over every tensor.
+            # One fused kernel per dtype group instead of a Python loop over every tensor. torch 2.14 has no public
+            # name for it (the public torch.foreach namespace comes later); switch to torch.foreach.lerp_ then.
             torch._foreach_lerp_([e for e, _ in self._float], [m for _, m in self._float], 1.0 - decay)
         for ema_value, value in self._other:
             ema_value.copy_(value)

@@ -11,10 +11,12 @@ import torch
 from torch import nn
 
 from clsctl.errors import RecipeError
+from clsctl.models._init import BATCH_NORMS
 from clsctl.models._meta import NUMBERED_BLOCKS
 from clsctl.recipe import schema as S
 
-_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+_NORM_TYPES = (*BATCH_NORMS, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm, nn.LayerNorm,
+               nn.LocalResponseNorm)
 # Names of embeddings (position, class token, patch projection): flat parameters for ``flat_decay_mult``.
 _EMBED_NAMES = ("cls_token", "class_token", "pos_embed", "pos_embedding", "patch_embed", "conv_proj", "dist_token",
                 "mask_token", "register_tokens")

@@ -11,6 +11,9 @@ from collections.abc import Iterable
 
 from torch import nn
 
+# Every BatchNorm torch.nn has (their private common base, ``nn.modules.batchnorm._BatchNorm``, is not API).
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
 # MMPretrain's LinearClsHead default: ``init_cfg=dict(type='Normal', layer='Linear', std=0.01)``.
 HEAD_STD = 0.01
 
@@ -37,7 +40,7 @@ def kaiming_convs_and_unit_norms(model: nn.Module) -> None:
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-        elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)):
+        elif isinstance(module, (*BATCH_NORMS, nn.GroupNorm)):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
@@ -58,7 +61,7 @@ def shufflenet_init(model: nn.Module) -> None:
             nn.init.normal_(module.weight, 0.0, std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-        elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)):
+        elif isinstance(module, (*BATCH_NORMS, nn.GroupNorm)):
             nn.init.ones_(module.weight)
             nn.init.constant_(module.bias, 1e-4)
             if getattr(module, "running_mean", None) is not None:
@@ -68,7 +71,7 @@ def shufflenet_init(model: nn.Module) -> None:
 def set_batchnorm(model: nn.Module, *, eps: float | None = None, momentum: float | None = None) -> None:
     """Set ``eps`` and/or ``momentum`` of every BatchNorm layer (hyperparameters, not weights)."""
     for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        if isinstance(module, BATCH_NORMS):
             if eps is not None:
                 module.eps = eps
             if momentum is not None:

@@ -12,6 +12,8 @@ import logging
 import torch
 from torch import nn
 
+from clsctl.models._init import BATCH_NORMS
+
 logger = logging.getLogger("clsctl")
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -34,7 +36,7 @@ def reparameterize(model: nn.Module) -> list[str]:
 
 
 def _is_batchnorm(module: nn.Module) -> bool:
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+    if isinstance(module, BATCH_NORMS):
         # Without running statistics a BatchNorm normalises with batch statistics even in eval mode.
         return module.track_running_stats and module.running_mean is not None
     return type(module).__name__ == "FrozenBatchNorm2d"  # torchvision.ops: fixed statistics, no flag
@@ -43,7 +45,7 @@ def _is_batchnorm(module: nn.Module) -> bool:
 def _bn_dims_match(conv: nn.Module, bn: nn.Module) -> bool:
     dims = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn.BatchNorm3d}
     expected = dims.get(type(conv))
-    bn_ok = expected is None or not isinstance(bn, nn.modules.batchnorm._BatchNorm) or isinstance(bn, expected)
+    bn_ok = expected is None or not isinstance(bn, BATCH_NORMS) or isinstance(bn, expected)
     return bn_ok and getattr(bn, "num_features", conv.out_channels) == conv.out_channels
 
 
