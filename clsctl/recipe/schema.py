@@ -715,9 +715,6 @@ class ScheduleBase(Section):
         return self
 
 
-# Kept as a name for recipes and code that refer to it.
-Warmup = ScheduleBase
-
 
 class CosineSchedule(ScheduleBase):
     """Cosine decay from lr to ``min_lr`` (or lr x ``min_ratio``) over the entry."""
