@@ -248,10 +248,10 @@ def test_mnasnet_matches_timm() -> None:
     ours, theirs = create_model("mnasnet0_5", num_classes=100), timm.create_model("mnasnet_050", num_classes=100)
     # Depthwise 3x3 convs: timm's fan_out counts per group -> std sqrt(2 / 9) (PyTorch's Kaiming: sqrt(2 / (9 C))).
     for model in (ours, theirs):
-        depthwise = torch.cat([m.weight.flatten() for m in model.modules()
+        depthwise = torch.cat([m.weight.detach().flatten() for m in model.modules()
                                if isinstance(m, nn.Conv2d) and m.groups > 1 and m.kernel_size == (3, 3)])
         assert abs(float(depthwise.std()) - (2 / 9) ** 0.5) < 0.05 * (2 / 9) ** 0.5
-    assert abs(float(ours.classifier[1].weight.std()) - float(theirs.classifier.weight.std())) < 0.01
+    assert abs(float(ours.classifier[1].weight.detach().std()) - float(theirs.classifier.weight.detach().std())) < 0.01
 
 
 def test_regnet_y_matches_timm_zero_init_last() -> None:
