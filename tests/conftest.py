@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from helpers import CLASSES, tiny_recipe_dict, write_image_folder
+from helpers import CLASSES, tiny_recipe_dict, write_image_folder, write_train_val
 
 __all__ = ["CLASSES", "tiny_recipe_dict", "write_image_folder"]
 
@@ -24,8 +24,7 @@ def runner() -> CliRunner:
 @pytest.fixture()
 def image_root(tmp_path: Path) -> Path:
     """A dataset with ``train/`` and ``val/`` image folders of three colour classes."""
-    write_image_folder(tmp_path / "data" / "train", per_class=8, seed=1)
-    write_image_folder(tmp_path / "data" / "val", per_class=4, seed=2)
+    write_train_val(tmp_path / "data", train_per_class=8, val_per_class=4)
     return tmp_path / "data"
 
 
@@ -45,8 +44,7 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("trained")
     data = root / "data"
-    write_image_folder(data / "train", per_class=8, seed=1)
-    write_image_folder(data / "val", per_class=4, seed=2)
+    write_train_val(data, train_per_class=8, val_per_class=4)
     recipe = validate_recipe(tiny_recipe_dict(data, root / "run", epochs=3))
     result = train(recipe, show_progress=False)
     assert result.best_checkpoint is not None

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from helpers import tiny_recipe_dict, write_image_folder
+from helpers import tiny_recipe_dict, write_train_val
 
 # (from class, to class, image number): five images moved to the wrong class folder
 SWAPS = (("red", "green", 0), ("red", "blue", 1), ("green", "red", 2), ("blue", "red", 3), ("green", "blue", 4))
@@ -16,8 +16,7 @@ SWAPS = (("red", "green", 0), ("red", "blue", 1), ("green", "red", 2), ("blue", 
 
 def clean_dataset(root: Path, epochs: int = 1) -> Path:
     """``root/data/{train,val}`` of three balanced colour classes and ``root/recipe.yaml``; returns the recipe."""
-    write_image_folder(root / "data" / "train", per_class=10, seed=1)
-    write_image_folder(root / "data" / "val", per_class=5, seed=2)
+    write_train_val(root / "data", train_per_class=10, val_per_class=5)
     recipe = root / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe_dict(root / "data", root / "run", epochs=epochs)), encoding="utf-8")
     return recipe

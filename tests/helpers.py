@@ -25,6 +25,13 @@ def write_image_folder(root: Path, per_class: int = 6, size: int = 32, seed: int
     return root
 
 
+
+def write_train_val(root: Path, train_per_class: int, val_per_class: int) -> Path:
+    """``root/train`` and ``root/val`` image folders (seeds 1 and 2, so the splits differ); returns ``root``."""
+    write_image_folder(root / "train", per_class=train_per_class, seed=1)
+    write_image_folder(root / "val", per_class=val_per_class, seed=2)
+    return root
+
 def tiny_recipe_dict(data_root: Path, work_dir: Path, **runtime: object) -> dict:
     """A recipe for ``test_resnet`` on ``data_root`` that trains in a second or two."""
     return {

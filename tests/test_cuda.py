@@ -31,7 +31,7 @@ from clsctl.engine.checkpoint import load_checkpoint
 from clsctl.engine.loop import train
 from clsctl.recipe import validate_recipe
 
-from helpers import allow_ctrl_c, tiny_recipe_dict, write_image_folder
+from helpers import allow_ctrl_c, tiny_recipe_dict, write_image_folder, write_train_val
 
 pytestmark = pytest.mark.cuda
 REPO = Path(__file__).resolve().parents[1]
@@ -42,8 +42,7 @@ two_gpus = pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data")
-    write_image_folder(root / "train", per_class=8, seed=1)
-    write_image_folder(root / "val", per_class=4, seed=2)
+    write_train_val(root, train_per_class=8, val_per_class=4)
     return root
 
 

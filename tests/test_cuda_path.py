@@ -18,15 +18,14 @@ from clsctl.engine.checkpoint import load_checkpoint
 from clsctl.engine.loop import train
 from clsctl.recipe import validate_recipe
 
-from helpers import tiny_recipe_dict, write_image_folder
+from helpers import tiny_recipe_dict, write_train_val
 
 pytestmark = pytest.mark.cuda
 
 
 @pytest.fixture()
 def data_root(tmp_path: Path) -> Path:
-    write_image_folder(tmp_path / "data" / "train", per_class=8, seed=1)
-    write_image_folder(tmp_path / "data" / "val", per_class=2, seed=2)
+    write_train_val(tmp_path / "data", train_per_class=8, val_per_class=2)
     return tmp_path / "data"
 
 

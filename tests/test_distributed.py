@@ -101,10 +101,9 @@ def test_processes_started_like_srun_join_one_run(tmp_path: Path) -> None:
     import yaml
 
     from clsctl.engine.checkpoint import load_checkpoint
-    from helpers import tiny_recipe_dict, write_image_folder
+    from helpers import tiny_recipe_dict, write_train_val
 
-    write_image_folder(tmp_path / "data" / "train", per_class=4, seed=1)
-    write_image_folder(tmp_path / "data" / "val", per_class=1, seed=2)
+    write_train_val(tmp_path / "data", train_per_class=4, val_per_class=1)
     data = tiny_recipe_dict(tmp_path / "data", tmp_path / "run", epochs=1)
     data["model"]["name"] = "lenet5"
     recipe = tmp_path / "r.yaml"

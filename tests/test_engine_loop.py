@@ -29,7 +29,7 @@ from clsctl.errors import DataError, RecipeError, TrainingDivergedError, Trainin
 from clsctl.models import create_model
 from clsctl.recipe import load_recipe, validate_recipe
 
-from helpers import allow_ctrl_c, tiny_recipe_dict, write_image_folder
+from helpers import allow_ctrl_c, tiny_recipe_dict, write_image_folder, write_train_val
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,8 +111,7 @@ def _final_weights(run: Path) -> dict:
 def slow_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A recipe with enough epochs that a signal lands mid-run, and the final weights of an uninterrupted run."""
     root = tmp_path_factory.mktemp("slow")
-    write_image_folder(root / "data" / "train", per_class=16, seed=1)
-    write_image_folder(root / "data" / "val", per_class=4, seed=2)
+    write_train_val(root / "data", train_per_class=16, val_per_class=4)
     data = tiny_recipe_dict(root / "data", root / "unused", epochs=6)
     data["model"]["kwargs"] = {"drop_rate": 0.2}  # dropout draws from the global RNG: resume must restore it
     path = root / "slow.yaml"
@@ -222,8 +221,7 @@ def test_validation_and_checkpoint_intervals(tmp_path: Path, image_root: Path) -
 
 def test_ctrl_c_saves_the_position_inside_an_epoch_and_resume_is_exact(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ctrl_c_enabled: None) -> None:
-    write_image_folder(tmp_path / "data" / "train", per_class=16, seed=1)
-    write_image_folder(tmp_path / "data" / "val", per_class=4, seed=2)
+    write_train_val(tmp_path / "data", train_per_class=16, val_per_class=4)
     data = tiny_recipe_dict(tmp_path / "data", tmp_path / "reference", epochs=3)
     data["model"]["kwargs"] = {"drop_rate": 0.3}  # dropout: the RNG state mid-epoch must be restored
     data["data"]["batch_augments"] = [{"type": "mixup", "alpha": 0.4}]  # so must the mixing generator

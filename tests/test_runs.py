@@ -16,14 +16,13 @@ from clsctl.engine.runlog import drop_superseded, read_metrics
 from clsctl.engine.runs import RunFolderExistsError, choose_run_dir, newest_checkpoint
 from clsctl.recipe import validate_recipe
 
-from helpers import tiny_recipe_dict, write_image_folder
+from helpers import tiny_recipe_dict, write_train_val
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data")
-    write_image_folder(root / "train", per_class=4, seed=1)
-    write_image_folder(root / "val", per_class=1, seed=2)
+    write_train_val(root, train_per_class=4, val_per_class=1)
     return root
 
 

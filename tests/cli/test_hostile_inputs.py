@@ -19,7 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from clsctl.cli.main import app
-from helpers import tiny_recipe_dict, write_image_folder
+from helpers import tiny_recipe_dict, write_train_val
 
 CASES = ("missing", "folder", "empty", "binary", "wrong_kind", "state_dict", "pickle")
 
@@ -54,8 +54,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
     root = tmp_path_factory.mktemp("hostile")
     data = root / "data"
-    write_image_folder(data / "train", per_class=2, seed=1)
-    write_image_folder(data / "val", per_class=1, seed=2)
+    write_train_val(data, train_per_class=2, val_per_class=1)
     recipe = root / "tiny.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe_dict(data, root / "run")), encoding="utf-8")
     weights = root / "weights.pt"
