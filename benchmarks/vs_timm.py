@@ -217,6 +217,78 @@ def summarise(name: str, family: Family, warmup: int, seeds: list[int],
             "ok": mean(clsctl_top1) >= mean(timm_top1) - 2.0 and ratio <= 1.05}
 
 
+Job = tuple[str, int, int, str]  # family, warm-up epochs, seed, side ("timm" or "clsctl")
+
+
+def run_job(job: Job, data: Path, tmp: Path, args: argparse.Namespace) -> tuple[float, float, float]:
+    """Train one side of one (family, warm-up, seed); top-1, wall and CPU seconds."""
+    name, warmup, seed, side = job
+    fn = timm_run if side == "timm" else clsctl_run
+    return timed(fn, FAMILIES[name], data, tmp / f"{name}-{warmup}-{seed}-{side}",
+                 argparse.Namespace(**{**vars(args), "seed": seed}), warmup)
+
+
+def _lane(core: int, jobs: list[Job], data: Path, tmp: Path, args: argparse.Namespace, results: Any) -> None:
+    """One lane of ``--lanes``: pinned to ``core`` with one torch thread, it trains its jobs in order."""
+    import logging
+    import os
+
+    os.sched_setaffinity(0, {core})
+    torch.set_num_threads(1)
+    logging.getLogger("clsctl").setLevel(logging.WARNING)
+    warm_up()
+    for job in jobs:
+        results.put((job, run_job(job, data, tmp, args)))
+
+
+def run_lanes(pairs: list[tuple[str, int, int]], data: Path, tmp: Path, args: argparse.Namespace,
+              report: Any) -> dict[Job, tuple[float, float, float]]:
+    """Both sides at once, each on its own core: lane 0 trains timm, clsctl, timm... and lane 1 clsctl, timm,
+    clsctl... over the same (family, warm-up, seed) sequence, so the two sides of a seed run side by side and
+    whatever slows the machine slows both."""
+    import multiprocessing
+    import os
+    import queue
+
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    lanes: list[list[Job]] = [[], []]
+    for index, pair in enumerate(pairs):
+        first, second = ("timm", "clsctl") if index % 2 == 0 else ("clsctl", "timm")
+        lanes[0].append((*pair, first))
+        lanes[1].append((*pair, second))
+    context = multiprocessing.get_context("spawn")  # no fork of a process whose OpenMP threads have run
+    results = context.Queue()
+    workers = [context.Process(target=_lane, args=(core, lane, data, tmp, args, results), daemon=True)
+               for core, lane in zip(cores, lanes)]
+    for worker in workers:
+        worker.start()
+    done: dict[Job, tuple[float, float, float]] = {}
+    while len(done) < 2 * len(pairs):
+        try:
+            job, result = results.get(timeout=5)
+        except queue.Empty:
+            if any(worker.exitcode not in (None, 0) for worker in workers):
+                raise SystemExit("a lane failed (its traceback is above)") from None
+            continue
+        done[job] = result
+        report(job[:3], done)
+    for worker in workers:
+        worker.join()
+    return done
+
+
+def run_sequential(pairs: list[tuple[str, int, int]], data: Path, tmp: Path, args: argparse.Namespace,
+                   report: Any) -> dict[Job, tuple[float, float, float]]:
+    """One training at a time with ``--threads`` threads, the two sides of a seed one after the other,
+    alternating which goes first."""
+    done: dict[Job, tuple[float, float, float]] = {}
+    for index, pair in enumerate(pairs):
+        for side in (("timm", "clsctl") if index % 2 == 0 else ("clsctl", "timm")):
+            done[(*pair, side)] = run_job((*pair, side), data, tmp, args)
+        report(pair, done)
+    return done
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
@@ -225,40 +297,47 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--warmup", type=int, nargs="+", default=[0, 1], help="Warm-up epochs of each setting.")
     parser.add_argument("--limit", type=int, default=0, help="Use only this many images per split (smoke runs).")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads for both sides.")
+    parser.add_argument("--sequential", action="store_true",
+                        help="One training at a time with --threads threads, instead of the two sides at once on "
+                             "a core each (the default where the machine has 2 or more cores).")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of each --sequential training.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="Seeds of each row; the row compares the means over them.")
     parser.add_argument("--json", type=Path, help="Also write the rows here.")
     args = parser.parse_args()
+    import os
+
+    lanes = not args.sequential and hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 2
     torch.set_num_threads(args.threads)
     import logging
 
     logging.getLogger("clsctl").setLevel(logging.WARNING)
-    warm_up()
+    if not lanes:
+        warm_up()
 
-    rows = []
+    pairs = [(name, warmup, seed) for name in args.families for warmup in args.warmup for seed in args.seeds]
+
+    def report(pair: tuple[str, int, int], done: dict[Job, tuple[float, float, float]]) -> None:
+        """Print a seed's result once both sides are in (partial results survive an interrupted run)."""
+        timm, ours = done.get((*pair, "timm")), done.get((*pair, "clsctl"))
+        if timm is not None and ours is not None:
+            print(json.dumps({"family": pair[0], "warmup_epochs": pair[1], "seed": pair[2],
+                              "timm_top1": timm[0], "clsctl_top1": ours[0], "timm_s": timm[1],
+                              "clsctl_s": ours[1]}), flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "digits"
         write_digits(data, args.limit or None)
-        for name in args.families:
-            family = FAMILIES[name]
-            for round_index, warmup in enumerate(args.warmup):
-                runs: dict[str, list[tuple[float, float, float]]] = {"timm": [], "clsctl": []}
-                for seed_index, seed in enumerate(args.seeds):
-                    # Interleaved, alternating which side goes first, so drifting machine load hits both alike.
-                    order = ("timm", "clsctl") if (round_index + seed_index) % 2 == 0 else ("clsctl", "timm")
-                    for side in order:
-                        out = Path(tmp) / f"{name}-{warmup}-{seed}-{side}"
-                        fn = timm_run if side == "timm" else clsctl_run
-                        runs[side].append(timed(fn, family, data, out, argparse.Namespace(**{**vars(args),
-                                                                                            "seed": seed}), warmup))
-                    print(json.dumps({"family": name, "warmup_epochs": warmup, "seed": seed,
-                                      "timm_top1": runs["timm"][-1][0], "clsctl_top1": runs["clsctl"][-1][0],
-                                      "timm_s": runs["timm"][-1][1], "clsctl_s": runs["clsctl"][-1][1]}),
-                          flush=True)  # partial results survive an interrupted run
-                rows.append(summarise(name, family, warmup, args.seeds, runs))
-                print(json.dumps(rows[-1]), flush=True)
-    print(f"digits at {SIZE}px, {args.epochs} epochs, batch {args.batch}, {torch.get_num_threads()} threads, "
+        done = (run_lanes if lanes else run_sequential)(pairs, data, Path(tmp), args, report)
+    rows = []
+    for name in args.families:
+        for warmup in args.warmup:
+            runs = {side: [done[(name, warmup, seed, side)] for seed in args.seeds] for side in ("timm", "clsctl")}
+            rows.append(summarise(name, FAMILIES[name], warmup, args.seeds, runs))
+            print(json.dumps(rows[-1]), flush=True)
+    how = "both sides at once, 1 thread each on its own core" if lanes else \
+        f"one training at a time, {args.threads} threads"
+    print(f"digits at {SIZE}px, {args.epochs} epochs, batch {args.batch}, {how}, "
           f"top-1 mean over seeds {' '.join(map(str, args.seeds))}"
           f"{f', {args.limit} images per split' if args.limit else ''} (timm {__import__('timm').__version__}, "
           f"torch {torch.__version__})")
