@@ -1,9 +1,8 @@
 """Side by side with timm: the same hyperparameters through a timm training loop and through ``clsctl.train``.
 
 Data: scikit-learn's digits written as image folders (what ``clsctl prepare-data digits`` writes: 1,437 train
-and 360 val images of 8x8 pixels), trained at 32 px. For each family (ResNet-18, MobileNetV2, ConvNeXt-T) and
-each setting (no warm-up, one epoch of linear warm-up) the script runs, interleaved in one process with the
-same torch threads:
+and 360 val images of 8x8 pixels), trained at 32 px. For each family (ResNet-18, MobileNetV2, ConvNeXt-T),
+each setting (no warm-up, one epoch of linear warm-up) and each seed it trains:
 
 * a reference loop built only from timm's public API: ``timm.create_model``, ``timm.data.ImageDataset`` /
   ``create_loader`` (timm's transforms), ``timm.optim.create_optimizer_v2``,
@@ -13,25 +12,33 @@ same torch threads:
 * ``clsctl.train`` on a recipe with the same values.
 
 It prints the final top-1 of each and the wall-time ratio clsctl / timm (data, model build, training,
-validation every epoch and checkpoints included), and the ratio of CPU time (all threads of the process), which
-is steadier than wall time on a machine shared with other work. Target: clsctl top-1 >= timm's - 2 points and
-wall-time ratio <= 1.05.
+validation every epoch and checkpoints included), and the ratio of CPU time. Target: clsctl top-1 >= timm's - 2
+points and wall-time ratio <= 1.05.
+
+How the two sides are timed. On a shared (virtual) machine the speed of the same code drifts by 5-10 % from one
+minute to the next, and CPU time drifts with it; timed one after the other, the same two trainings gave ratios from
+0.89 to 1.11 for one seed. So by default the two sides of a seed train at the same time, each pinned to its own core
+with one torch thread, in two lanes that alternate the sides (lane 0: timm, clsctl, timm...; lane 1: clsctl,
+timm, clsctl...), so a slow spell of the machine slows both and the cores' differences cancel over a family's
+six pairs. ``--sequential`` trains one at a time with ``--threads`` threads instead, alternating which side goes
+first (the only way on a 1-core machine).
 
     python benchmarks/vs_timm.py                          # all 6 rows x 3 seeds = 36 trainings of 8 epochs
     python benchmarks/vs_timm.py --epochs 3               # the 3-epoch comparison of issue 10's report
     python benchmarks/vs_timm.py --families resnet --warmup 0 --seeds 3 4 5   # one row, other seeds
     python benchmarks/vs_timm.py --families resnet --epochs 1 --limit 40 --batch 8   # a smoke run
 
-The full default run is long on 2 CPU cores (about 75 minutes: an 8-epoch ResNet-18 or MobileNetV2 training
-takes about a minute, ConvNeXt-T about three); a single row with ``--families`` is the practical unit.
+The full default run takes about 50 minutes on 2 CPU cores (ConvNeXt-T most of it); a single family with
+``--families`` is the practical unit.
 
 Why 8 epochs (176 updates) by default: in shorter runs the result is decided by the initial classifier weights,
 where the two references differ. clsctl's heads follow MMPretrain (``LinearClsHead``: N(0, 0.01)); timm's ResNet
 and MobileNetV2 keep PyTorch's ``nn.Linear`` init (about 2.5x larger for 512 inputs). At 3 epochs (66 updates)
 with a warm-up epoch that alone costs clsctl's ResNet-18 about 3 points (83.2 vs timm 85.3; 86.1 with PyTorch's
-head init and everything else clsctl's); by 8 epochs both are at 97-98 %. See docs/defaults.md. The top-1 of these
-short trainings varies by several points with the seed (84-93 % for timm's ResNet-18 over seeds 0-3), on both
-sides, so each row runs every seed of ``--seeds`` on both sides and compares the means; the range is printed.
+head init and everything else clsctl's); by 8 epochs both are at 97-98 %. See docs/defaults.md.
+
+The top-1 of these short trainings varies by several points with the seed, on both sides, so each row runs
+every seed of ``--seeds`` on both sides and compares the means; the range is printed.
 
 Same values on both sides: batch 64 (last partial batch dropped), SGD momentum 0.9 (no Nesterov) lr 0.1 /
 AdamW lr 1e-3 for ConvNeXt, weight decay 5e-5 / 0.05 not applied to biases and norm weights (timm's default

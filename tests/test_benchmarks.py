@@ -79,9 +79,11 @@ def test_gpu_check_collects_whatever_the_steps_left(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_vs_timm_prints_a_row_per_setting() -> None:
+@pytest.mark.parametrize("mode", [[], ["--sequential"]], ids=["lanes", "sequential"])
+def test_vs_timm_prints_a_row_per_setting(mode: list[str]) -> None:
     out = _run("benchmarks/vs_timm.py", "--families", "resnet", "--epochs", "1", "--limit", "40", "--batch", "8",
-               "--warmup", "0", "--seeds", "0")
+               "--warmup", "0", "--seeds", "0", *mode)
+    assert ("one training at a time" in out) == bool(mode), out
     rows = re.findall(r"^resnet\s+resnet18\s+0\s+([\d.]+)\s+([\d.]+)\s+[\d.]+\s+[\d.]+\s+([\d.]+)x\s+([\d.]+)x",
                       out, re.MULTILINE)
     assert len(rows) == 1, out
