@@ -227,6 +227,11 @@ def summarise(name: str, family: Family, warmup: int, seeds: list[int],
 Job = tuple[str, int, int, str]  # family, warm-up epochs, seed, side ("timm" or "clsctl")
 
 
+def sides(index: int) -> tuple[str, str]:
+    """The two sides of the ``index``-th seed pair, alternating which comes first (lane 0 or first in time)."""
+    return ("timm", "clsctl") if index % 2 == 0 else ("clsctl", "timm")
+
+
 def run_job(job: Job, data: Path, tmp: Path, args: argparse.Namespace) -> tuple[float, float, float]:
     """Train one side of one (family, warm-up, seed); top-1, wall and CPU seconds."""
     name, warmup, seed, side = job
@@ -236,7 +241,7 @@ def run_job(job: Job, data: Path, tmp: Path, args: argparse.Namespace) -> tuple[
 
 
 def _lane(core: int, jobs: list[Job], data: Path, tmp: Path, args: argparse.Namespace, results: Any) -> None:
-    """One lane of ``--lanes``: pinned to ``core`` with one torch thread, it trains its jobs in order."""
+    """One lane of :func:`run_lanes`: pinned to ``core`` with one torch thread, it trains its jobs in order."""
     import logging
     import os
 
@@ -260,7 +265,7 @@ def run_lanes(pairs: list[tuple[str, int, int]], data: Path, tmp: Path, args: ar
     cores = sorted(os.sched_getaffinity(0))[:2]
     lanes: list[list[Job]] = [[], []]
     for index, pair in enumerate(pairs):
-        first, second = ("timm", "clsctl") if index % 2 == 0 else ("clsctl", "timm")
+        first, second = sides(index)
         lanes[0].append((*pair, first))
         lanes[1].append((*pair, second))
     context = multiprocessing.get_context("spawn")  # no fork of a process whose OpenMP threads have run
@@ -290,7 +295,7 @@ def run_sequential(pairs: list[tuple[str, int, int]], data: Path, tmp: Path, arg
     alternating which goes first."""
     done: dict[Job, tuple[float, float, float]] = {}
     for index, pair in enumerate(pairs):
-        for side in (("timm", "clsctl") if index % 2 == 0 else ("clsctl", "timm")):
+        for side in sides(index):
             done[(*pair, side)] = run_job((*pair, side), data, tmp, args)
         report(pair, done)
     return done
