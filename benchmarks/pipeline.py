@@ -80,15 +80,16 @@ def loaders(root: Path, batch: int, workers: int, size: int) -> dict[str, tuple[
     from clsctl.data.datasets import build_dataset
     from clsctl.data.device import DeviceInput
     from clsctl.data.loaders import build_loader
-    from clsctl.data.transforms import build_pipeline, pipeline_from_dicts
+    from clsctl.data.preprocessing import validate_steps
+    from clsctl.data.transforms import build_pipeline
     from clsctl.recipe import schema as S
     from pydantic import TypeAdapter
 
     common: dict[str, Any] = {"batch_size": batch, "num_workers": workers}
     if workers:
         common.update(persistent_workers=False, prefetch_factor=4)
-    steps = pipeline_from_dicts([{"type": "random_resized_crop", "size": size},
-                                 {"type": "random_horizontal_flip"}])
+    steps = validate_steps([{"type": "random_resized_crop", "size": size},
+                            {"type": "random_horizontal_flip"}])
     config = TypeAdapter(S.Dataset).validate_python({"type": "image_folder", "root": str(root)})
     dataset = build_dataset(config, build_pipeline(steps, MEAN, STD, output="uint8"))
     loader_config = S.LoaderConfig(batch_size=batch, num_workers=workers, persistent_workers=False)

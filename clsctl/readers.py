@@ -270,8 +270,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         CheckpointError: As :func:`load_torch_file`, a plain state dict, another PyTorch file, or a clsctl
             checkpoint without ``model``, ``recipe``, ``class_names`` or ``preprocessing``.
     """
+    return read_checkpoint_data(load_torch_file(path, "clsctl checkpoint"), path)
+
+
+def read_checkpoint_data(data: Any, path: str | Path) -> dict[str, Any]:
+    """Check that what a PyTorch file at ``path`` held is a complete clsctl checkpoint, and return it.
+
+    Raises:
+        CheckpointError: A plain state dict, another PyTorch file, or a clsctl checkpoint without ``model``,
+            ``recipe``, ``class_names`` or ``preprocessing``.
+    """
     path = Path(path)
-    data = load_torch_file(path, "clsctl checkpoint")
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         nested = isinstance(data, dict) and any(_is_state_dict(data.get(k))
                                                 for k in ("model", "state_dict", "model_state_dict"))
@@ -323,16 +332,28 @@ def _strip_wrapper_prefix(data: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 
 
 def read_image(path: str | Path) -> Image.Image:
-    """An image file, fully decoded to RGB (OpenCV, else Pillow; see :mod:`clsctl.data.decode`).
+    """An image file, decoded to an upright RGB PIL image by the one decode layer (:mod:`clsctl.data.decode`:
+    the same pixels training and evaluation get).
 
     Raises:
-        DataError: Missing, a folder, empty, or not an image Pillow or OpenCV can decode.
+        DataError: Missing, a folder, empty, too many pixels, or not an image any decoder reads.
     """
-    from clsctl.data.decode import DECODE_ERRORS, decode_image
+    from PIL import Image
+
+    return Image.fromarray(read_image_tensor(path).permute(1, 2, 0).numpy())
+
+
+def read_image_tensor(path: str | Path) -> torch.Tensor:
+    """An image file as the ``(3, H, W)`` uint8 RGB tensor every pipeline takes (see :func:`read_image`).
+
+    Raises:
+        DataError: Missing, a folder, empty, too many pixels, or not an image any decoder reads.
+    """
+    from clsctl.data.decode import DECODE_ERRORS, decode_file
 
     path = check_file(path, "image", DataError)
     try:
-        return decode_image(path)
+        return decode_file(path)
     except DECODE_ERRORS as exc:
         reason = _first_line(exc).replace(str(path), "").strip(" :'\"") or type(exc).__name__
         raise DataError(f"{path} is not an image ({reason}){_looks_like(path)}") from None

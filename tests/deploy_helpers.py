@@ -28,7 +28,8 @@ def randomize_batchnorm(model: object, seed: int = 0) -> None:
 def make_checkpoint(tmp_path: Path, model: str = "test_resnet", name: str = "model.pt") -> Path:
     """A clsctl checkpoint of ``model`` (3 classes, random weights and BatchNorm statistics); its recipe reads
     images from ``tmp_path/data/{train,val}`` (write them with ``write_image_folder`` to test on them)."""
-    from clsctl.engine.build import build_model, preprocessing
+    from clsctl.data.preprocessing import Preprocessing
+    from clsctl.engine.build import build_model
     from clsctl.engine.checkpoint import save_checkpoint
     from clsctl.recipe import validate_recipe
 
@@ -39,5 +40,5 @@ def make_checkpoint(tmp_path: Path, model: str = "test_resnet", name: str = "mod
     net = build_model(recipe, len(CLASSES), load_weights=False)
     randomize_batchnorm(net)
     payload = {"model": net.state_dict(), "recipe": recipe.to_dict(), "class_names": sorted(CLASSES),  # as image folders order them
-               "preprocessing": preprocessing(recipe), "optimizer": {}, "epoch": 1}
+               "preprocessing": Preprocessing.from_recipe(recipe).to_dict(), "optimizer": {}, "epoch": 1}
     return save_checkpoint(payload, tmp_path / name)

@@ -24,10 +24,10 @@ def test_confused_pairs_are_the_largest_off_diagonal_cells() -> None:
 
 
 def test_examples_are_confident_mistakes_and_unsure_hits() -> None:
-    records = [{"label": 0, "pred": 0, "score": s} for s in (0.9, 0.4, 0.6)]
-    records += [{"label": 1, "pred": 0, "score": s} for s in (0.5, 0.95)]
+    records = [{"label": 0, "pred": 0, "probability": s} for s in (0.9, 0.4, 0.6)]
+    records += [{"label": 1, "pred": 0, "probability": s} for s in (0.5, 0.95)]
     wrong, right = pick_examples(records, 2)
-    assert [r["score"] for r in wrong] == [0.95, 0.5] and [r["score"] for r in right] == [0.4, 0.6]
+    assert [r["probability"] for r in wrong] == [0.95, 0.5] and [r["probability"] for r in right] == [0.4, 0.6]
 
 
 @pytest.mark.slow
@@ -40,7 +40,7 @@ def test_report_writes_page_figures_and_numbers(trained_checkpoint: Path, tmp_pa
     assert result.metrics == expected.metrics and result.num_samples == expected.num_samples == 12
     summary = json.loads((out / "report.json").read_text())
     predictions = json.loads((out / "predictions.json").read_text())["predictions"]
-    confidences = np.array([p["score"] for p in predictions])
+    confidences = np.array([p["probability"] for p in predictions])
     correct = np.array([p["label"] == p["pred"] for p in predictions])
     assert summary["ece"] == pytest.approx(100 * expected_calibration_error(confidences, correct))
     assert summary["per_class"]["support"] == [4, 4, 4] and summary["confusion"] == expected.confusion

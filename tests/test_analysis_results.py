@@ -29,7 +29,7 @@ def predictions(trained_checkpoint: Path, tmp_path_factory: pytest.TempPathFacto
 
 
 def fake_predictions(tmp_path: Path, pairs: list[tuple[int, int]], classes: list[str]) -> Path:
-    records = [{"path": f"{i}.png", "label": t, "pred": p, "score": 0.5 + i / 100} for i, (t, p) in enumerate(pairs)]
+    records = [{"path": f"{i}.png", "label": t, "pred": p, "probability": 0.5 + i / 100} for i, (t, p) in enumerate(pairs)]
     path = tmp_path / "fake.json"
     path.write_text(json.dumps({"class_names": classes, "predictions": records}))
     return path
@@ -40,7 +40,7 @@ def test_select_orders_by_confidence(predictions: Path) -> None:
     correct, wrong = select(preds.records, topk=5)
     assert len(correct) == 5 and len(wrong) == 3
     assert all(r["label"] == r["pred"] for r in correct) and all(r["label"] != r["pred"] for r in wrong)
-    scores = [r["score"] for r in correct]
+    scores = [r["probability"] for r in correct]
     assert scores == sorted(scores, reverse=True)
 
 

@@ -33,7 +33,7 @@ lower one, never a higher one::
                        as clsctl.models.timm_models does ``timm/``, so the factory imports neither)
     registry
     base               clsctl (the root package: ``__version__`` and a lazy API that imports nothing here),
-                       errors.py, jsonfile.py and readers.py (every layer raises clsctl errors and reads the
+                       errors.py, atomic.py and readers.py (every layer raises clsctl errors, writes files atomically and reads the
                        files users point at through the readers), and the two file-format codecs the readers
                        use, clsctl.data.decode (image bytes -> RGB) and clsctl.models.safetensors_io: they
                        import nothing above the base, and this test keeps it so.
@@ -60,7 +60,7 @@ MAX_FUNCTION_LINES = 80
 
 # Lowest layer first. A prefix names a module and everything under it; "clsctl" itself means only the root module.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("clsctl", "clsctl.errors", "clsctl.jsonfile", "clsctl.readers", "clsctl.data.decode",
+    ("base", ("clsctl", "clsctl.errors", "clsctl.atomic", "clsctl.readers", "clsctl.data.decode",
               "clsctl.models.safetensors_io")),
     ("registry", ("clsctl.registry",)),
     ("models", ("clsctl.models", "clsctl.hub", "clsctl.hf_hub")),

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from clsctl.engine.checkpoint import link_checkpoint, load_checkpoint, save_checkpoint
+from clsctl.engine.checkpoint import link_checkpoint, save_checkpoint
+from clsctl.readers import read_checkpoint
 from clsctl.errors import CheckpointError, CheckpointWriteError
 
 
@@ -21,7 +22,7 @@ def payload(value: float = 1.0) -> dict:
 
 def test_round_trip_with_weights_only(tmp_path: Path) -> None:
     path = save_checkpoint(payload(3.0), tmp_path / "sub" / "last.pt")
-    data = load_checkpoint(path)
+    data = read_checkpoint(path)
     assert data["format"] == "clsctl-checkpoint" and data["version"] == 1
     assert torch.equal(data["model"]["w"], torch.full((4,), 3.0)) and data["epoch"] == 2
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary file left behind
@@ -61,7 +62,7 @@ def test_failed_write_keeps_previous_file_and_says_where(tmp_path: Path, monkeyp
     assert message.startswith(f"cannot write checkpoint {path}: {error.strerror} (") and "\n" not in message
     assert f"GiB free on {tmp_path}" in message and message.endswith("the previous checkpoint is intact")
     assert excinfo.value.exit_code == 4
-    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.full((4,), 1.0))
+    assert torch.equal(read_checkpoint(path)["model"]["w"], torch.full((4,), 1.0))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
 
 
@@ -96,21 +97,21 @@ def test_kill_during_saves_never_corrupts(tmp_path: Path) -> None:
     time.sleep(0.3)  # well inside one of the following writes
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert load_checkpoint(path)["model"]["w"].shape == (4_000_000,)
+    assert read_checkpoint(path)["model"]["w"].shape == (4_000_000,)
 
 
 def test_not_a_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "text.pt").write_text("hello", encoding="utf-8")
     with pytest.raises(CheckpointError, match="is not a clsctl checkpoint"):
-        load_checkpoint(tmp_path / "text.pt")
+        read_checkpoint(tmp_path / "text.pt")
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "state.pt")
     with pytest.raises(CheckpointError, match="plain state dict"):
-        load_checkpoint(tmp_path / "state.pt")
+        read_checkpoint(tmp_path / "state.pt")
     torch.save({"format": "clsctl-checkpoint", "model": {}}, tmp_path / "partial.pt")
     with pytest.raises(CheckpointError, match="incomplete"):
-        load_checkpoint(tmp_path / "partial.pt")
+        read_checkpoint(tmp_path / "partial.pt")
     with pytest.raises(CheckpointError, match="not found"):
-        load_checkpoint(tmp_path / "missing.pt")
+        read_checkpoint(tmp_path / "missing.pt")
 
 
 def test_pickled_objects_are_refused(tmp_path: Path) -> None:
@@ -118,7 +119,7 @@ def test_pickled_objects_are_refused(tmp_path: Path) -> None:
 
     torch.save({"format": "clsctl-checkpoint", "model": argparse.Namespace(x=1)}, tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match=r"unsafe pickle refused.*argparse\.Namespace"):
-        load_checkpoint(tmp_path / "evil.pt")
+        read_checkpoint(tmp_path / "evil.pt")
 
 
 def test_link_keeps_the_state_when_the_source_is_replaced(tmp_path: Path) -> None:
@@ -126,7 +127,7 @@ def test_link_keeps_the_state_when_the_source_is_replaced(tmp_path: Path) -> Non
     save_checkpoint({**payload(), "epoch": 1}, last)
     save_checkpoint({**payload(), "epoch": 0}, best)
     link_checkpoint(last, best)  # replaces the older best.pt
-    assert load_checkpoint(best)["epoch"] == 1
+    assert read_checkpoint(best)["epoch"] == 1
     save_checkpoint({**payload(), "epoch": 2}, last)  # a new file under the same name
-    assert load_checkpoint(best)["epoch"] == 1 and load_checkpoint(last)["epoch"] == 2
+    assert read_checkpoint(best)["epoch"] == 1 and read_checkpoint(last)["epoch"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temporary left behind

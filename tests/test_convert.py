@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from clsctl.deploy.convert import TRAINING_KEYS, reparameterize_checkpoint
-from clsctl.engine.build import model_from_checkpoint
-from clsctl.engine.checkpoint import load_checkpoint
+from clsctl.engine.loading import load_model
+from clsctl.readers import read_checkpoint
 from clsctl.errors import ClsctlError
 
 from deploy_helpers import make_checkpoint
@@ -17,7 +17,7 @@ from deploy_helpers import make_checkpoint
 
 def _outputs(path: Path, inputs: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return model_from_checkpoint(path).model(inputs)
+        return load_model(path).module(inputs)
 
 
 @pytest.mark.parametrize("name", ["test_repvgg", "test_mobileone"])
@@ -28,13 +28,13 @@ def test_reparameterize_checkpoint_round_trip(tmp_path: Path, name: str) -> None
     assert result.reparameterized and result.fused == []
     assert result.params_after < result.params_before
     assert result.flops_before and result.flops_after and result.flops_after < result.flops_before
-    saved = load_checkpoint(result.out)
+    saved = read_checkpoint(result.out)
     assert saved["deploy"] is True and saved["fused_conv_bn"] is False
     assert not set(TRAINING_KEYS) & (set(saved) - {"format", "version"})
     assert saved["class_names"] == ["blue", "green", "red"] and saved["recipe"]["model"]["name"] == name
     # Rebuilt from the checkpoint alone, the deploy model gives the training form's outputs.
     inputs = torch.randn(3, 3, 32, 32)
-    deployed = model_from_checkpoint(result.out).model
+    deployed = load_model(result.out).module
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in deployed.modules())
     reference = _outputs(source, inputs)
     assert torch.allclose(reference, _outputs(result.out, inputs), atol=1e-5, rtol=1e-4)
@@ -44,7 +44,7 @@ def test_fuse_conv_bn_on_resnet_checkpoint_and_second_pass(tmp_path: Path) -> No
     source = make_checkpoint(tmp_path, "test_resnet")
     fused = reparameterize_checkpoint(source, tmp_path / "fused.pt", fuse_conv_bn=True)
     assert len(fused.fused) == 12 and fused.reparameterized == []
-    assert load_checkpoint(fused.out)["fused_conv_bn"] is True
+    assert read_checkpoint(fused.out)["fused_conv_bn"] is True
     inputs = torch.randn(2, 3, 32, 32)
     assert torch.allclose(_outputs(source, inputs), _outputs(fused.out, inputs), atol=1e-5, rtol=1e-4)
     with pytest.raises(ClsctlError, match="already in deploy form"):

@@ -27,7 +27,7 @@ import torch
 import yaml
 from PIL import Image
 
-from clsctl.engine.checkpoint import load_checkpoint
+from clsctl.readers import read_checkpoint
 from clsctl.engine.loop import train
 from clsctl.recipe import validate_recipe
 
@@ -62,7 +62,7 @@ def _finite(state: dict[str, torch.Tensor]) -> bool:
 
 def test_fp16_autocast_with_grad_scaler_trains_and_saves_the_scale(data_root: Path, tmp_path: Path) -> None:
     result = train(validate_recipe(_recipe(data_root, tmp_path / "run", amp="fp16")), show_progress=False)
-    ckpt = load_checkpoint(result.last_checkpoint)
+    ckpt = read_checkpoint(result.last_checkpoint)
     assert ckpt["scaler"]["scale"] > 0 and "_growth_tracker" in ckpt["scaler"]  # an enabled scaler's state
     assert all(np.isfinite(r["loss"]) for r in _records(tmp_path / "run", "train"))
     assert _finite(ckpt["model"])
@@ -110,7 +110,7 @@ def test_pinned_uint8_batches_are_normalised_on_the_gpu_like_on_the_cpu(data_roo
 def test_compile_true_trains_on_cuda(data_root: Path, tmp_path: Path) -> None:
     data = _recipe(data_root, tmp_path / "run", compile=True, amp="bf16", epochs=1)
     result = train(validate_recipe(data), show_progress=False)
-    assert _finite(load_checkpoint(result.last_checkpoint)["model"])
+    assert _finite(read_checkpoint(result.last_checkpoint)["model"])
     assert all(np.isfinite(r["loss"]) for r in _records(tmp_path / "run", "train"))
 
 
@@ -118,7 +118,7 @@ def test_ema_on_the_gpu_is_validated_and_saved(data_root: Path, tmp_path: Path) 
     data = _recipe(data_root, tmp_path / "run", amp="bf16")
     data["ema"] = {"decay": 0.6, "warmup": False}
     result = train(validate_recipe(data), show_progress=False)
-    ckpt = load_checkpoint(result.last_checkpoint)
+    ckpt = read_checkpoint(result.last_checkpoint)
     assert [r["epoch"] for r in _records(tmp_path / "run", "val_ema")] == [1, 2]
     assert ckpt["ema"]["updates"] == 6 and _finite(ckpt["ema"]["module"])
     assert (tmp_path / "run" / "best_ema.pt").exists()
@@ -160,7 +160,7 @@ def test_gpu_decode_matches_cpu_decode_and_trains(tmp_path: Path) -> None:
     # nvJPEG and libjpeg-turbo round their IDCTs differently: close, not equal
     assert (images.cpu().float() - expected.float()).abs().mean() < 2.0
     result = train(recipe, show_progress=False)
-    assert _finite(load_checkpoint(result.last_checkpoint)["model"])
+    assert _finite(read_checkpoint(result.last_checkpoint)["model"])
 
 
 def _env() -> dict[str, str]:
@@ -223,7 +223,7 @@ def test_two_nccl_workers_with_sync_batchnorm_train(data_root: Path, tmp_path: P
     done = subprocess.run(_clsctl_train(recipe, tmp_path / "run", 2), env=_env(), capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
-    assert _finite(load_checkpoint(tmp_path / "run" / "last.pt")["model"])
+    assert _finite(read_checkpoint(tmp_path / "run" / "last.pt")["model"])
 
 
 @two_gpus
@@ -253,14 +253,14 @@ def test_ctrl_c_under_nccl_stops_every_worker_at_one_step_and_resume_is_exact(tm
     assert time.monotonic() - pressed < 25  # every rank stopped at the same step; no launcher kill after 30 s
     assert proc.returncode == 130, stderr
     assert "training interrupted at epoch" in stderr and "Traceback" not in stderr
-    stopped = load_checkpoint(run / "last.pt")
+    stopped = read_checkpoint(run / "last.pt")
     assert 1 <= stopped["position"] < 6 and stopped["epoch"] < 8
 
     resumed = subprocess.run(_clsctl_train(recipe, run, 2, "--resume"), env=_env(), capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    final = load_checkpoint(run / "last.pt")["model"]
-    expected = load_checkpoint(tmp_path / "reference" / "last.pt")["model"]
+    final = read_checkpoint(run / "last.pt")["model"]
+    expected = read_checkpoint(tmp_path / "reference" / "last.pt")["model"]
     assert final.keys() == expected.keys()
     for key in expected:  # deterministic kernels: the same numbers as the uninterrupted run
         torch.testing.assert_close(final[key], expected[key], atol=1e-6, rtol=1e-5, msg=key)

@@ -14,7 +14,7 @@ import torch
 
 from clsctl.engine import distributed as D
 from clsctl.engine import loop
-from clsctl.engine.checkpoint import load_checkpoint
+from clsctl.readers import read_checkpoint
 from clsctl.engine.loop import train
 from clsctl.recipe import validate_recipe
 
@@ -42,15 +42,15 @@ def test_checkpoints_move_between_cpu_and_fp16_on_cuda(data_root: Path, tmp_path
     data["data"]["batch_augments"] = [{"type": "cutmix", "alpha": 1.0}]
     recipe = validate_recipe(data)
     train(recipe, device="cpu", show_progress=False)  # scaler: {}
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["scaler"] == {}
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["scaler"] == {}
     data["runtime"].update(epochs=2, amp="fp16")
     train(validate_recipe(data), resume=True, device="cuda", show_progress=False)  # the scaler starts fresh
-    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    ckpt = read_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["epoch"] == 2 and ckpt["scaler"]["scale"] > 0
     assert ckpt["rng"]["cuda_index"] == torch.cuda.current_device()
     data["runtime"]["epochs"] = 3
     train(validate_recipe(data), resume=True, device="cpu", show_progress=False)  # and back
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 3
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 3
 
 
 def test_rng_state_round_trip_on_the_gpu_in_use() -> None:

@@ -2,18 +2,20 @@
 
 import numpy as np
 import pytest
+
+from clsctl.data.preprocessing import validate_steps
 import torch
 from PIL import Image
 
 from clsctl.data.datasets import seed_sample
 from clsctl.data.device import DeviceInput
-from clsctl.data.transforms import build_pipeline, pipeline_from_dicts
+from clsctl.data.transforms import build_pipeline
 
 MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
 
 
 def _steps(*entries: dict) -> list:
-    return pipeline_from_dicts(list(entries))
+    return validate_steps(list(entries))
 
 
 def _photo(seed: int) -> Image.Image:

@@ -205,7 +205,7 @@ def test_http_urls(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # three tiny trainings
 def test_resume_from_an_epoch_checkpoint_equals_the_uninterrupted_run(tmp_path: Path) -> None:
-    from clsctl.engine.checkpoint import load_checkpoint
+    from clsctl.readers import read_checkpoint
     from clsctl.engine.loop import train
     from clsctl.recipe import validate_recipe
     from helpers import tiny_recipe_dict
@@ -219,7 +219,7 @@ def test_resume_from_an_epoch_checkpoint_equals_the_uninterrupted_run(tmp_path: 
     resumed = tmp_path / "resumed"
     train(validate_recipe(data), resumed, resume=tmp_path / "full" / "epoch_1.pt", device="cpu",
           show_progress=False)
-    full, again = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(resumed / "last.pt")
+    full, again = read_checkpoint(tmp_path / "full" / "last.pt"), read_checkpoint(resumed / "last.pt")
     assert again["epoch"] == full["epoch"] == 2
     assert all(torch.equal(full["model"][k], again["model"][k]) for k in full["model"])
 

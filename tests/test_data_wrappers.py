@@ -4,11 +4,13 @@ import math
 from pathlib import Path
 
 import pytest
+
+from clsctl.data.preprocessing import validate_steps
 import torch
 from pydantic import TypeAdapter, ValidationError
 
 from clsctl.data.datasets import build_dataset, exclude_replaced_samples
-from clsctl.data.transforms import build_pipeline, pipeline_from_dicts
+from clsctl.data.transforms import build_pipeline
 from clsctl.data.wrappers import kfold_indices, repeat_factors
 from clsctl.errors import DataError
 from clsctl.recipe import schema as S
@@ -58,7 +60,7 @@ def test_concat_pipeline_rule_and_wrapper_pipeline_property(folder: dict) -> Non
         DATASET.validate_python({"type": "concat", "datasets": [folder, other]})
     config = DATASET.validate_python({"type": "kfold", "fold": 1, "dataset": {"type": "repeat", "times": 2,
                                                                             "dataset": folder}})
-    assert config.pipeline == pipeline_from_dicts(folder["pipeline"])
+    assert config.pipeline == validate_steps(folder["pipeline"])
     with pytest.raises(ValidationError):
         DATASET.validate_python({"type": "repeat", "times": 2, "dataset": folder, "pipeline": []})
     with pytest.raises(ValidationError, match="fold must be below"):

@@ -9,15 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from clsctl.data.preprocessing import validate_steps
 import torch
 from PIL import Image
 from pydantic import TypeAdapter
 from torch.utils.data import DataLoader
 
 from clsctl.data.datasets import ImageListDataset, build_dataset, exclude_replaced_samples
-from clsctl.data.decode import decode_cv2, decode_image, decode_pil
 from clsctl.data.layouts import VOC_CLASSES
-from clsctl.data.transforms import build_pipeline, pipeline_from_dicts
+from clsctl.data.transforms import build_pipeline
 from clsctl.errors import DataError
 from clsctl.recipe import schema as S
 
@@ -38,47 +39,12 @@ def _save(path: Path, value: int, size: int = 8) -> None:
 # --------------------------------------------------------------------------- decoding
 
 
-def test_opencv_and_pillow_decode_the_same_pixels(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(tmp_path / "a.png")
-    Image.fromarray(pixels[..., 0]).save(tmp_path / "grey.png")
-    Image.fromarray(pixels).save(tmp_path / "a.jpg", quality=95)
-    for name in ("a.png", "grey.png"):
-        a, b = np.asarray(decode_cv2(tmp_path / name)), np.asarray(decode_pil(tmp_path / name))
-        assert a.shape == (12, 10, 3)
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(np.asarray(decode_image(tmp_path / "a.png")), pixels)
-    cv, pil = (np.asarray(decode(tmp_path / "a.jpg"), int) for decode in (decode_cv2, decode_pil))
-    jpeg_diff = np.abs(cv - pil)
-    assert jpeg_diff.mean() < 2  # libjpeg builds may round differently
-
-
-def test_decode_falls_back_to_pillow_and_raises_on_garbage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from clsctl.data import decode
-
-    Image.fromarray(np.full((6, 6, 3), 90, dtype=np.uint8)).save(tmp_path / "a.png")
-
-    def cannot(path: object) -> None:
-        raise OSError("OpenCV cannot decode it")
-
-    monkeypatch.setattr(decode, "decode_cv2", cannot)
-    assert np.asarray(decode_image(tmp_path / "a.png"))[0, 0].tolist() == [90, 90, 90]  # Pillow took over
-    with pytest.raises(OSError, match="OpenCV cannot"):
-        decode_image(tmp_path / "a.png", "cv2")
-    monkeypatch.undo()
-    (tmp_path / "bad.png").write_bytes(b"not an image at all")
-    for backend in ("auto", "pil", "cv2"):
-        with pytest.raises(OSError):
-            decode_image(tmp_path / "bad.png", backend)
-
-
 # --------------------------------------------------------------------------- image folder, bad images, seeds
 
 
 def test_image_folder_items_and_seeded_augmentation(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path / "train", per_class=2)
-    steps = pipeline_from_dicts([{"type": "random_resized_crop", "size": 16}, {"type": "color_jitter",
+    steps = validate_steps([{"type": "random_resized_crop", "size": 16}, {"type": "color_jitter",
                                                                              "brightness": 0.5}])
     dataset = build_dataset(_config(type="image_folder", root=str(root)), build_pipeline(steps, [0.5] * 3, [0.5] * 3))
     assert dataset.classes == ["blue", "green", "red"] and len(dataset) == 6 and dataset.targets == [0, 0, 1, 1, 2, 2]
@@ -342,11 +308,10 @@ def test_missing_torchvision_data_says_what_to_do(tmp_path: Path, monkeypatch: p
 
 
 def test_loader_settings_and_worker_independent_augmentation(tmp_path: Path) -> None:
-    from clsctl.data.decode import opencv
     from clsctl.data.loaders import build_loader
 
     root = write_image_folder(tmp_path / "train", per_class=3)
-    steps = pipeline_from_dicts([{"type": "random_resized_crop", "size": 12}, {"type": "random_erasing", "prob": 0.5}])
+    steps = validate_steps([{"type": "random_resized_crop", "size": 12}, {"type": "random_erasing", "prob": 0.5}])
     dataset = build_dataset(_config(type="image_folder", root=str(root)), build_pipeline(steps, [0.5] * 3, [0.5] * 3))
     batches = {}
     for workers in (0, 2):
@@ -359,26 +324,19 @@ def test_loader_settings_and_worker_independent_augmentation(tmp_path: Path) -> 
     for (a, y_a), (b, y_b) in zip(batches[0], batches[2]):
         torch.testing.assert_close(a, b)
         assert y_a.tolist() == y_b.tolist()
-    assert opencv().getNumThreads() == 1  # set once in the parent, inherited by forked workers
 
 
 def test_items_decode_to_what_the_pipeline_takes(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path / "data", per_class=1)
     seen = []
 
-    class Probe:
-        def __init__(self, takes_pil: bool) -> None:
-            self.takes_pil = takes_pil
+    def probe(image: object) -> torch.Tensor:
+        seen.append(type(image).__name__)
+        return torch.zeros(1)
 
-        def __call__(self, image: object) -> torch.Tensor:
-            seen.append(type(image).__name__)
-            return torch.zeros(1)
-
-    for takes_pil in (True, False):
-        build_dataset(_config(type="image_folder", root=str(root)), Probe(takes_pil))[(0, 1)]
-    assert seen == ["Image", "Tensor"]  # evaluation pipelines get PIL images, training ones uint8 tensors
-    assert build_pipeline([], [0] * 3, [1] * 3).takes_pil
-    assert not build_pipeline([], [0] * 3, [1] * 3, output="uint8").takes_pil
+    build_dataset(_config(type="image_folder", root=str(root)), probe)[(0, 1)]
+    assert seen == ["Tensor"]  # every pipeline, training's and evaluation's, gets uint8 tensors
+    assert type(build_dataset(_config(type="image_folder", root=str(root)))[0][0]).__name__ == "Image"  # tools: PIL
     image, _ = build_dataset(_config(type="image_folder", root=str(root)),
                              build_pipeline([], [0] * 3, [1] * 3, output="uint8"))[0]
     assert image.dtype == torch.uint8 and image.shape == (3, 32, 32)

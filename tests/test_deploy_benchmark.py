@@ -44,7 +44,7 @@ class _Counter(nn.Module):
 
 def test_warmup_is_run_but_not_timed(monkeypatch: pytest.MonkeyPatch) -> None:
     model = _Counter()
-    monkeypatch.setattr(B, "prepare_model", lambda settings, device: (model, "counter", (8, 8)))
+    monkeypatch.setattr(B, "prepare_model", lambda settings, device, loaded=None: (model, "counter", (8, 8)))
     result = run_benchmark(_settings(iters=5, warmup=3))
     assert len(model.calls) == 8 and len(result.samples_ms) == 5
     assert not any(grad for grad, _ in model.calls)  # inference: forward only, no autograd
@@ -59,7 +59,7 @@ def test_warmup_is_run_but_not_timed(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_train_mode_steps_the_optimizer_and_bf16_autocasts(monkeypatch: pytest.MonkeyPatch) -> None:
     model = _Counter()
     before = model.linear.weight.detach().clone()
-    monkeypatch.setattr(B, "prepare_model", lambda settings, device: (model.train(), "counter", (8, 8)))
+    monkeypatch.setattr(B, "prepare_model", lambda settings, device, loaded=None: (model.train(), "counter", (8, 8)))
     run_benchmark(_settings(mode="train", amp="bf16", iters=2, warmup=1))
     assert len(model.calls) == 3 and all(grad for grad, _ in model.calls)
     assert all(dtype == torch.bfloat16 for _, dtype in model.calls)  # CPU autocast
@@ -120,7 +120,7 @@ def test_peak_memory_counts_from_after_warmup_with_cudnn_benchmark_on(monkeypatc
     cudnn_during: list[bool] = []
     model.register_forward_hook(lambda *args: cudnn_during.append(torch.backends.cudnn.benchmark))
     resets: list[int] = []
-    monkeypatch.setattr(B, "prepare_model", lambda settings, device: (model, "counter", (8, 8)))
+    monkeypatch.setattr(B, "prepare_model", lambda settings, device, loaded=None: (model, "counter", (8, 8)))
     monkeypatch.setattr(B, "_reset_peak_memory", lambda device: resets.append(len(model.calls)))
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     run_benchmark(_settings(iters=2, warmup=3))

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from clsctl.deploy.export import (default_output, export_checkpoint, read_onnx_metadata,
-                                  read_torchscript_metadata)
-from clsctl.engine.build import model_from_checkpoint
+from clsctl.deploy.export import default_output, export_checkpoint
+from clsctl.engine.runtimes import read_onnx_metadata, read_torchscript_metadata
+from clsctl.engine.loading import load_model
 from clsctl.errors import ClsctlError
 
 from deploy_helpers import make_checkpoint
@@ -38,7 +38,7 @@ def test_onnx_round_trip_with_dynamic_batch(tmp_path: Path) -> None:
     session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     (logits,) = session.run(None, {"input": inputs.numpy()})
     with torch.no_grad():
-        reference = model_from_checkpoint(source).model(inputs).numpy()
+        reference = load_model(source).module(inputs).numpy()
     assert logits.shape == (5, 3) and np.abs(logits - reference).max() < 1e-4
 
 
@@ -66,7 +66,7 @@ def test_torchscript_round_trip(tmp_path: Path) -> None:
     module = torch.jit.load(str(result.path))
     inputs = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
-        assert torch.allclose(module(inputs), model_from_checkpoint(source).model(inputs), atol=1e-5)
+        assert torch.allclose(module(inputs), load_model(source).module(inputs), atol=1e-5)
 
 
 def test_no_check_and_errors(tmp_path: Path) -> None:

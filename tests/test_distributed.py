@@ -100,7 +100,7 @@ def test_processes_started_like_srun_join_one_run(tmp_path: Path) -> None:
 
     import yaml
 
-    from clsctl.engine.checkpoint import load_checkpoint
+    from clsctl.readers import read_checkpoint
     from helpers import tiny_recipe_dict, write_train_val
 
     write_train_val(tmp_path / "data", train_per_class=4, val_per_class=1)
@@ -119,7 +119,7 @@ def test_processes_started_like_srun_join_one_run(tmp_path: Path) -> None:
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert "distributed: 2 processes" in outputs[0] and "last checkpoint:" in outputs[0]
     assert outputs[1].strip() == ""  # rank 1 neither logs nor reports
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
     steps = [r for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if '"train"' in r]
     assert len(steps) == 1  # 12 images over 2 processes: 6 each, one batch (of at most 8) each, so one step
 

@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from clsctl.engine import loop
-from clsctl.engine.checkpoint import load_checkpoint
+from clsctl.readers import read_checkpoint
 from clsctl.engine.loop import TrainResult, train
 from clsctl.engine.optim import entry_factor
 from clsctl.engine.runs import newest_checkpoint
@@ -53,12 +53,12 @@ def test_train_writes_run_folder(tiny_recipe: Path, tmp_path: Path) -> None:
     for record in train_records:
         expected = 0.05 * math.prod(entry_factor(e, record["step"] - 1, 3, 6, 0.05) for e in entries if e.param == "lr")
         assert record["lr"] == pytest.approx(expected)
-    ckpt = load_checkpoint(run / "last.pt")
+    ckpt = read_checkpoint(run / "last.pt")
     assert ckpt["epoch"] == 2 and ckpt["class_names"] == ["blue", "green", "red"]
     assert ckpt["recipe"] == recipe.to_dict()
     assert ckpt["preprocessing"]["input_size"] == [32, 32]
     assert {"model", "optimizer", "schedule", "scaler", "rng", "best_metric"} <= ckpt.keys()
-    best = load_checkpoint(run / "best.pt")
+    best = read_checkpoint(run / "best.pt")
     assert best["best_metric"] == max(r["accuracy/top1"] for r in val_records)
 
 
@@ -84,7 +84,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, image_roo
     data = tiny_recipe_dict(image_root, tmp_path / "run", epochs=3)
     with pytest.raises(TrainingDivergedError, match="loss became nan at epoch 2, step 2"):
         train(validate_recipe(data), show_progress=False)
-    kept = load_checkpoint(tmp_path / "run" / "last.pt")
+    kept = read_checkpoint(tmp_path / "run" / "last.pt")
     assert kept["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
 
@@ -104,7 +104,7 @@ def _subprocess_env() -> dict:
 
 
 def _final_weights(run: Path) -> dict:
-    return load_checkpoint(run / "last.pt")["model"]
+    return read_checkpoint(run / "last.pt")["model"]
 
 
 @pytest.fixture(scope="module")
@@ -167,12 +167,12 @@ def test_interrupted_run_resumes_to_identical_weights(slow_run: tuple[Path, Path
     if sig == signal.SIGKILL:
         assert proc.returncode == -signal.SIGKILL
         assert newest_checkpoint(interrupted).name == "recovery.pt"
-        stopped = load_checkpoint(interrupted / "recovery.pt")
+        stopped = read_checkpoint(interrupted / "recovery.pt")
         assert stopped["position"] > 0  # inside an epoch
     else:
         assert proc.returncode == 128 + sig, stderr
         assert "Traceback" not in stderr
-        stopped = load_checkpoint(interrupted / "last.pt")
+        stopped = read_checkpoint(interrupted / "last.pt")
     assert 1 <= stopped["epoch"] < 6
 
     if sig == signal.SIGUSR1:
@@ -203,7 +203,7 @@ def test_resume_restores_epoch_and_lr(tmp_path: Path, image_root: Path) -> None:
     data["runtime"]["epochs"] = 4
     # Stop after two epochs by training a recipe identical but for a checkpoint we cut short by hand.
     train(validate_recipe(data), show_progress=False)
-    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    ckpt = read_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["epoch"] == 4
     assert ckpt["schedule"]["step"] == 12
     lrs = [json.loads(l)["lr"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
@@ -247,14 +247,14 @@ def test_ctrl_c_saves_the_position_inside_an_epoch_and_resume_is_exact(
     handler_before = signal.getsignal(signal.SIGINT)
     with pytest.raises(TrainingInterrupted, match="interrupted at epoch 2, batch 3"):
         train(validate_recipe(data), show_progress=False)
-    ckpt = load_checkpoint(tmp_path / "stopped" / "last.pt")
+    ckpt = read_checkpoint(tmp_path / "stopped" / "last.pt")
     assert ckpt["epoch"] == 1 and ckpt["position"] == 3 and ckpt["schedule"]["step"] == 9
     assert signal.getsignal(signal.SIGINT) is handler_before  # our handler is gone again
 
     monkeypatch.setattr(loop, "build_criterion", original)
     resumed = train(validate_recipe(data), resume=True, show_progress=False)
-    final = load_checkpoint(resumed.last_checkpoint)["model"]
-    expected = load_checkpoint(reference.last_checkpoint)["model"]
+    final = read_checkpoint(resumed.last_checkpoint)["model"]
+    expected = read_checkpoint(reference.last_checkpoint)["model"]
     assert all(torch.equal(final[k], expected[k]) for k in expected)
     iters = [(r["epoch"], r["iter"]) for r in map(json.loads, (tmp_path / "stopped" / "metrics.jsonl").read_text().splitlines())
              if r["mode"] == "train"]
@@ -304,7 +304,7 @@ def _records(run: Path, mode: str) -> list[dict]:
 
 
 def _weights(path: Path, key: str = "model") -> dict[str, torch.Tensor]:
-    return load_checkpoint(path)[key]
+    return read_checkpoint(path)[key]
 
 
 def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float = 1e-6) -> None:
@@ -359,7 +359,7 @@ def test_bf16_autocast_on_cpu(data_root: Path, tmp_path: Path, monkeypatch: pyte
     assert dtypes == {torch.bfloat16}
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in _records(tmp_path / "run", "train"))
     assert result.val_metrics["accuracy/top1"] >= 0
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["model"]["classifier.2.weight"].dtype == torch.float32
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["model"]["classifier.2.weight"].dtype == torch.float32
 
 
 def test_amp_true_means_fp16_and_is_off_on_cpu() -> None:
@@ -377,23 +377,23 @@ def test_ema_is_validated_saved_and_resumed(data_root: Path, tmp_path: Path) -> 
     full = tmp_path / "full"
     assert [r["epoch"] for r in _records(full, "val_ema")] == [1, 2]
     assert {"accuracy/top1", "loss"} <= _records(full, "val_ema")[0].keys()
-    last = load_checkpoint(full / "last.pt")
+    last = read_checkpoint(full / "last.pt")
     assert last["ema"]["updates"] == 6
-    best_ema = load_checkpoint(full / "best_ema.pt")
+    best_ema = read_checkpoint(full / "best_ema.pt")
     assert best_ema["ema_weights"] is True
     assert not torch.equal(best_ema["model"]["classifier.2.weight"], last["model"]["classifier.2.weight"])
     # Resuming restores the average too: 1 epoch + resume = 2 epochs straight.
     part = tmp_path / "part"
     _run({**data, "runtime": {**data["runtime"], "epochs": 1, "work_dir": str(part)}})
     _run({**data, "runtime": {**data["runtime"], "work_dir": str(part)}}, resume=True)
-    _assert_same(load_checkpoint(part / "last.pt")["ema"]["module"], last["ema"]["module"], atol=0)
+    _assert_same(read_checkpoint(part / "last.pt")["ema"]["module"], last["ema"]["module"], atol=0)
 
 
 def test_epoch_checkpoints_rotate_and_interval_applies(data_root: Path, tmp_path: Path) -> None:
     result = _run(_recipe(data_root, tmp_path / "run", epochs=4, keep_checkpoints=2, checkpoint_interval=1))
     run = result.work_dir
     assert sorted(p.name for p in run.glob("epoch_*.pt")) == ["epoch_3.pt", "epoch_4.pt"]
-    assert load_checkpoint(run / "epoch_3.pt")["epoch"] == 3
+    assert read_checkpoint(run / "epoch_3.pt")["epoch"] == 3
     _assert_same(_weights(run / "epoch_4.pt"), _weights(run / "last.pt"), atol=0)
     result = _run(_recipe(data_root, tmp_path / "every2", epochs=3, keep_checkpoints=-1, checkpoint_interval=2))
     assert sorted(p.name for p in result.work_dir.glob("epoch_*.pt")) == ["epoch_2.pt", "epoch_3.pt"]
@@ -402,7 +402,7 @@ def test_epoch_checkpoints_rotate_and_interval_applies(data_root: Path, tmp_path
 def test_save_best_on_a_chosen_metric_or_not_at_all(data_root: Path, tmp_path: Path) -> None:
     result = _run(_recipe(data_root, tmp_path / "loss", epochs=3, save_best="loss"))
     losses = [r["loss"] for r in _records(result.work_dir, "val")]
-    best = load_checkpoint(result.work_dir / "best.pt")
+    best = read_checkpoint(result.work_dir / "best.pt")
     assert result.best_metric == min(losses) == best["best_metric"]
     assert best["epoch"] == losses.index(min(losses)) + 1
     result = _run(_recipe(data_root, tmp_path / "none", epochs=1, save_best=None))
@@ -416,7 +416,7 @@ def test_load_from_takes_weights_only(data_root: Path, tmp_path: Path) -> None:
     data = _recipe(data_root, tmp_path / "second", epochs=1, load_from=str(first.last_checkpoint))
     data["optim"] = {"type": "sgd", "lr": 1e-12, "momentum": 0.0, "weight_decay": 0.0}
     _run(data)
-    second = load_checkpoint(tmp_path / "second" / "last.pt")
+    second = read_checkpoint(tmp_path / "second" / "last.pt")
     _assert_same(second["model"], _weights(first.last_checkpoint))  # lr 1e-12 keeps the loaded weights
     assert second["epoch"] == 1 and second["schedule"] == {"step": 3}  # the run itself started fresh
 
@@ -426,7 +426,7 @@ def test_huge_lr_stops_with_a_clear_error_and_keeps_the_good_checkpoint(data_roo
     data["schedule"] = {"type": "multistep", "milestones": [1], "gamma": 1e30}  # lr 0.05, then 5e28
     with pytest.raises(TrainingDivergedError, match="at epoch 2, step .*last good checkpoint is kept"):
         _run(data)
-    kept = load_checkpoint(tmp_path / "run" / "last.pt")
+    kept = read_checkpoint(tmp_path / "run" / "last.pt")
     assert kept["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in kept["model"].values())
 
@@ -509,12 +509,12 @@ def test_resuming_a_checkpoint_without_scaler_state_with_fp16_scaling(
     # must not fail with "The source state dict is empty". An enabled CPU scaler stands in for the CUDA one.
     data = _recipe(data_root, tmp_path / "run", epochs=1)
     _run(data)
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["scaler"] == {}
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["scaler"] == {}
     real = torch.amp.GradScaler
     monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled=True: real("cpu", init_scale=256.0))
     data["runtime"]["epochs"] = 2
     _run(data, resume=True)
-    saved = load_checkpoint(tmp_path / "run" / "last.pt")["scaler"]
+    saved = read_checkpoint(tmp_path / "run" / "last.pt")["scaler"]
     assert saved["scale"] == 256.0  # the fresh scaler's scale, kept (no inf/NaN gradients at this lr)
     scaler = real("cpu", init_scale=1.0)
     loop.restore_scaler(scaler, saved)  # and a saved state is restored
@@ -595,7 +595,7 @@ def test_validation_copies_the_logits_to_the_host_once(monkeypatch: pytest.Monke
     assert not [shape for shape in copies if shape[0] == 2]  # ... none per batch of 2
     assert 0 <= metrics["accuracy/top1"] <= 100
     monkeypatch.undo()
-    from clsctl.engine.eval_loop import run_evaluation
+    from clsctl.engine.evaluate import run_evaluation
 
     assert metrics == run_evaluation(model, Loader(), torch.device("cpu"), 3).metrics  # what `clsctl test` computes
 
@@ -667,8 +667,8 @@ def test_run_state_round_trips_through_a_checkpoint_inside_an_epoch(data_root: P
         assert (resumed.epoch, resumed.position, resumed.schedule.step_count) == (0, 1, 1)
         assert (resumed.best_metric, resumed.best_ema_metric, resumed.ema.updates) == (40.0, 45.0, 1)
         assert torch.equal(resumed.mixer.state_dict()["generator"], mix_state)
-        assert torch.equal(torch.get_rng_state(), load_checkpoint(path)["rng"]["torch"])
-        assert load_checkpoint(path)["metrics"] == {"accuracy/top1": 40.0}
+        assert torch.equal(torch.get_rng_state(), read_checkpoint(path)["rng"]["torch"])
+        assert read_checkpoint(path)["metrics"] == {"accuracy/top1": 40.0}
         _assert_same(finish_epoch(run, resumed), expected, atol=0)
 
 
@@ -685,7 +685,7 @@ def test_a_checkpoint_from_before_the_batch_mixer_class_resumes_exactly(data_roo
         _run(data)
     monkeypatch.setattr(loop, "_after_step", original)
     last = tmp_path / "old" / "last.pt"
-    saved = load_checkpoint(last)
+    saved = read_checkpoint(last)
     assert set(saved["mix_state"]) == {"generator"}
     # What the loop wrote before BatchMixer: the generator's state itself.
     torch.save({**saved, "mix_state": saved["mix_state"]["generator"]}, last)

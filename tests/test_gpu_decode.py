@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from clsctl.data.preprocessing import validate_steps
 import torch
 import yaml
 from PIL import Image
@@ -18,12 +20,12 @@ from torch.utils.data import DataLoader
 
 from clsctl.data.datasets import build_dataset, encode_jpegs, seed_sample
 from clsctl.data.gpu_decode import BatchDecoder, EncodedBatch, EncodedImage, collate
-from clsctl.data.transforms import build_pipeline, pipeline_from_dicts
+from clsctl.data.transforms import build_pipeline
 from clsctl.errors import DataError, RecipeError
 from clsctl.recipe import schema as S
 
 MEAN, STD = [0.5] * 3, [0.25] * 3
-STEPS = pipeline_from_dicts([{"type": "random_resized_crop", "size": 16}, {"type": "random_horizontal_flip"}])
+STEPS = validate_steps([{"type": "random_resized_crop", "size": 16}, {"type": "random_horizontal_flip"}])
 
 
 def _folder(root: Path, broken: bool = False) -> Path:
@@ -78,22 +80,53 @@ def test_batch_decoding_equals_the_cpu_pipeline_and_keeps_the_main_process_rng(t
     assert targets.tolist() == cpu.targets
 
 
-def test_an_unreadable_jpeg_is_replaced_within_the_batch_or_fails(tmp_path: Path,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
-    root = _folder(tmp_path, broken=True)
-    dataset = _dataset(root)
+def test_a_jpeg_the_decoder_refuses_is_replaced_within_the_batch_or_fails(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.io
+
+    from clsctl.data import decode as D
+
+    dataset = _dataset(_folder(tmp_path))
     encode_jpegs(dataset, "val")
-    bad = [i for i, (path, _) in enumerate(dataset.samples) if path.endswith("9.jpg")][0]
-    keys = [(i, i) for i in range(len(dataset))]
+    bad = [i for i, (path, _) in enumerate(dataset.samples) if path.endswith("3.jpg")][0]
+    items = [dataset[(i, i)] for i in range(len(dataset))]
+    refused = items[bad][0].data
+    real_jpeg, real_decode = torchvision.io.decode_jpeg, D.decode
+
+    def jpeg(data, *args, **kwargs):  # nvJPEG (here: libjpeg) refuses that one file, in a batch call or alone
+        if isinstance(data, list):
+            if any(d is refused for d in data):
+                raise RuntimeError("refused")
+            return real_jpeg(data, *args, **kwargs)
+        if data is refused:
+            raise RuntimeError("refused")
+        return real_jpeg(data, *args, **kwargs)
+
+    def cpu(data, name="<bytes>"):  # and so does the CPU fallback
+        if data is refused:
+            raise OSError(f"cannot decode {name}")
+        return real_decode(data, name)
+
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", jpeg)
+    monkeypatch.setattr(D, "decode", cpu)
     transform = build_pipeline(STEPS, MEAN, STD, output="uint8")
     decoder = BatchDecoder({"val": transform}, decode_device="cpu")
     with caplog.at_level(logging.WARNING, logger="clsctl"):
-        images, targets = decoder(*collate([dataset[key] for key in keys]), torch.device("cpu"))
-    assert images.shape == (len(keys), 3, 16, 16) and decoder.bad_images == 1
+        images, targets = decoder(*collate(items), torch.device("cpu"))
+    assert images.shape == (len(items), 3, 16, 16) and decoder.bad_images == 1
     assert targets[bad] == -1 and "skipping unreadable image" in caplog.text  # evaluation leaves it out
     failing = BatchDecoder({"val": transform}, on_bad_image="fail", decode_device="cpu")
-    with pytest.raises(DataError, match="9.jpg"):
-        failing(*collate([dataset[key] for key in keys]), torch.device("cpu"))
+    with pytest.raises(DataError, match="3.jpg"):
+        failing(*collate(items), torch.device("cpu"))
+
+
+def test_a_jpeg_whose_header_does_not_parse_goes_the_cpu_way(tmp_path: Path) -> None:
+    root = _folder(tmp_path, broken=True)  # starts and ends like a JPEG, garbage between
+    dataset = _dataset(root)
+    encode_jpegs(dataset, "val")
+    exclude = [i for i, (path, _) in enumerate(dataset.samples) if path.endswith("9.jpg")][0]
+    image, _ = dataset[(exclude, 1)]
+    assert isinstance(image, torch.Tensor) and dataset.bad_image_count == 1  # replaced by the worker, as on CPU
 
 
 def test_a_loader_over_encoded_jpegs_collates_them(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ import pytest
 import torch
 from pydantic import TypeAdapter
 
-from clsctl.engine.build import build_model, head_spec, model_from_checkpoint, neck_spec
+from clsctl.engine.build import build_model, head_spec, neck_spec
+from clsctl.engine.loading import load_model
 from clsctl.engine.loop import train
 from clsctl.errors import RecipeError
 from clsctl.models import create_model
@@ -67,16 +68,16 @@ def test_recipe_with_neck_head_and_init_trains_and_reloads(tmp_path: Path, image
     data = tiny_recipe_dict(image_root, tmp_path / "run", epochs=1)
     data["model"].update({"neck": {"type": "gem", "p": 2.0}, "head": {"type": "stacked", "hidden": [32]}})
     result = train(validate_recipe(data), show_progress=False)
-    loaded = model_from_checkpoint(result.last_checkpoint)
-    assert isinstance(loaded.model.avgpool, GeM) and loaded.model.fc[0].out_features == 32
+    loaded = load_model(result.last_checkpoint)
+    assert isinstance(loaded.module.avgpool, GeM) and loaded.module.fc[0].out_features == 32
 
     # A later recipe initialises only the backbone from that run, by key prefix: fc differs, so it is skipped.
-    torch.save({"backbone." + k: v for k, v in loaded.model.state_dict().items()}, tmp_path / "wrapped.pth")
+    torch.save({"backbone." + k: v for k, v in loaded.module.state_dict().items()}, tmp_path / "wrapped.pth")
     data2 = tiny_recipe_dict(image_root, tmp_path / "run2", epochs=1)
     data2["model"].update({"neck": {"type": "gem", "p": 2.0},
                            "init": {"checkpoint": str(tmp_path / "wrapped.pth"), "prefix": "backbone"}})
     model = build_model(validate_recipe(data2), 3)
-    assert torch.equal(model.layer1[0].conv1.weight, loaded.model.layer1[0].conv1.weight)
+    assert torch.equal(model.layer1[0].conv1.weight, loaded.module.layer1[0].conv1.weight)
     assert model.fc.weight.shape == (3, 64)
     data2["model"]["init"]["strict"] = True
     from clsctl.errors import CheckpointError

@@ -50,7 +50,7 @@ def test_offline_without_the_file_is_one_line_naming_repo_and_cache(tmp_path: Pa
 
 def test_clsctl_model_published_on_the_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from clsctl.deploy.export import export_checkpoint
-    from clsctl.engine.build import model_from_checkpoint
+    from clsctl.engine.loading import load_model
 
     checkpoint = make_checkpoint(tmp_path, "test_resnet", name="best.pt")
     folder = tmp_path / "repo"
@@ -62,7 +62,7 @@ def test_clsctl_model_published_on_the_hub(tmp_path: Path, monkeypatch: pytest.M
     cache = offline_cache(tmp_path, monkeypatch)
     put_in_cache(cache, "someone/digits-net", {"model.safetensors": folder / "model.safetensors",
                                                "config.json": folder / "config.json"})
-    reference = model_from_checkpoint(checkpoint).model
+    reference = load_model(checkpoint).module
     model = create_model("hf-hub:someone/digits-net", pretrained=True).eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -73,7 +73,7 @@ def test_clsctl_model_published_on_the_hub(tmp_path: Path, monkeypatch: pytest.M
     fresh = create_model("hf-hub:someone/digits-net")  # architecture only
     assert not torch.equal(fresh.fc.weight, model.fc.weight)
 
-    from clsctl.engine.predict import predict
+    from clsctl.engine.evaluate import predict
     from helpers import write_image_folder
 
     images = write_image_folder(tmp_path / "img", per_class=1)

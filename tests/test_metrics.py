@@ -8,9 +8,12 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from clsctl.engine.metrics import (average_precision, confusion_matrix, multi_hot, multilabel_metrics,
+from torch import nn
+
+from clsctl.engine.metrics import (metrics_from_logits, average_precision, confusion_matrix, multilabel_metrics,
                                    multilabel_predictions, precision_recall_f1, topk_accuracy)
-from clsctl.engine.offline_metrics import evaluate_predictions, load_predictions
+from clsctl.engine.metrics import evaluate_predictions
+from clsctl.engine.predictions import multi_hot, read_prediction_tensors as load_predictions
 from clsctl.errors import ClsctlError
 
 
@@ -177,3 +180,45 @@ def test_load_predictions_errors(tmp_path: Path) -> None:
 
 def test_multi_hot() -> None:
     assert multi_hot([[0, 2], [], [1]], 3).tolist() == [[1, 0, 1], [0, 0, 0], [0, 1, 0]]
+
+
+# --------------------------------------------------------------------------- metrics of one pass (evaluate_logits)
+
+LOGITS = torch.tensor([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0], [3.0, 0.0, 0.0]])
+
+
+def test_metrics_from_logits_values() -> None:
+    output = metrics_from_logits(LOGITS, torch.tensor([0, 1, 1, 0]), 3)
+    assert output.metrics["accuracy/top1"] == pytest.approx(75.0)
+    assert output.confusion == [[2, 0, 0], [0, 1, 1], [0, 0, 0]]
+    expected_loss = nn.functional.cross_entropy(LOGITS, torch.tensor([0, 1, 1, 0])).item()
+    assert output.metrics["loss"] == pytest.approx(expected_loss)
+
+
+def test_samples_with_target_minus_one_are_left_out() -> None:
+    batches = [(LOGITS[:2], torch.tensor([0, -1])), (LOGITS[2:], torch.tensor([2, 0]))]
+    output = _run(batches, torch.device("cpu"), 3, keep_scores=True)
+    assert output.excluded == 1 and output.kept.tolist() == [True, False, True, True]
+    assert output.metrics["accuracy/top1"] == pytest.approx(100.0)  # 3 of 3 kept, not 3 of 4
+    assert output.scores.shape == (3, 3) and output.targets.tolist() == [0, 2, 0]
+    assert sum(map(sum, output.confusion)) == 3
+
+
+def test_multilabel_rows_of_minus_one_are_left_out() -> None:
+    logits = torch.tensor([[3.0, 0.0, 0.0], [9.0, 9.0, 9.0], [0.0, 3.0, 3.0], [3.0, 0.0, 0.0]])
+    targets = torch.tensor([[1, 0, 0], [-1, -1, -1], [0, 1, 1], [1, 0, 0]])
+    output = _run([(logits, targets)], torch.device("cpu"), 3)
+    assert output.excluded == 1 and output.kept.tolist() == [True, False, True, True]
+    # the kept rows rank every positive first: a perfect mAP
+    assert output.metrics["multi-label/mAP"] == pytest.approx(100.0)
+    # scored as negatives everywhere, the left-out row would have come first for every class
+    scored = _run([(logits, targets.clamp(min=0))], torch.device("cpu"), 3)
+    assert scored.excluded == 0 and scored.metrics["multi-label/mAP"] < 100.0
+
+
+def _run(batches, device, num_classes, **kwargs):
+    from torch import nn
+
+    from clsctl.engine.evaluate import run_evaluation
+
+    return run_evaluation(nn.Identity(), batches, device, num_classes, **kwargs)

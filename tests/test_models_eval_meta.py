@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clsctl.data.transforms import build_pipeline, eval_pipeline
+from clsctl.data.preprocessing import Preprocessing
 from clsctl.models import list_models, model_info
 
 TORCHVISION_URL = "https://download.pytorch.org/models/"
@@ -37,6 +37,15 @@ def test_every_torchvision_weighted_variant_evaluates_like_torchvisions_transfor
     assert checked > 60
 
 
+def _close_to_pillows(ours: "torch.Tensor", theirs: "torch.Tensor") -> None:
+    """clsctl resizes uint8 tensors (torchvision v2's antialiased kernels, which follow Pillow's), the peers PIL
+    images with Pillow: the same resize, crop and normalisation, a level or two of rounding apart at most."""
+    diff = (ours - theirs).abs()
+    assert ours.shape == theirs.shape
+    # one intensity level is about 1 / (255 x std) = 0.017; bicubic rounding differs by up to 3 on sharp noise
+    assert float(diff.max()) < 0.06 and float(diff.mean()) < 5e-4
+
+
 def test_eval_pipeline_output_equals_torchvisions_preset() -> None:
     import torch
     from PIL import Image
@@ -45,9 +54,9 @@ def test_eval_pipeline_output_equals_torchvisions_preset() -> None:
     meta = model_info("efficientnet_b3")  # 300 px crop of a 320 px bicubic resize: no default value
     assert (meta.eval_resize_size, meta.interpolation) == (320, "bicubic")
     image = Image.fromarray((torch.rand(250, 410, 3) * 255).byte().numpy())
-    ours = build_pipeline(eval_pipeline(meta), meta.mean, meta.std)(image)
+    ours = Preprocessing.from_meta(meta).transform("float")(image)
     theirs = EfficientNet_B3_Weights.IMAGENET1K_V1.transforms()(image)
-    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
+    _close_to_pillows(ours, theirs)
 
 
 def test_default_is_the_zoos_87_5_percent_crop() -> None:
@@ -66,7 +75,7 @@ def test_timm_meta_evaluates_like_timms_own_transform(name: str) -> None:
     meta = model_info(f"timm/{name}")
     config = resolve_data_config({}, pretrained_cfg=timm.get_pretrained_cfg(name).to_dict())
     image = Image.fromarray((torch.rand(90, 130, 3) * 255).byte().numpy())
-    ours = build_pipeline(eval_pipeline(meta), meta.mean, meta.std)(image)
+    ours = Preprocessing.from_meta(meta).transform("float")(image)
     theirs = create_transform(**config)(image)
     assert meta.crop_pct == pytest.approx(config["crop_pct"], abs=0.01)
-    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
+    _close_to_pillows(ours, theirs)

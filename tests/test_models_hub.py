@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from clsctl.engine.build import build_model, preprocessing
+from clsctl.data.preprocessing import Preprocessing
+from clsctl.engine.build import build_model
 from clsctl.hf_hub import model_config, write_model_folder
 from clsctl.models import create_model
 from clsctl.models.heads import GeM
@@ -30,7 +31,7 @@ def test_neck_head_and_kwargs_come_from_the_stored_recipe(tmp_path: Path, monkey
     with torch.no_grad():
         net.avgpool.p.fill_(2.5)  # a trained value, so the weights are seen to load
     config = model_config(model_name=recipe.model.name, class_names=["a", "b", "c"],
-                          preprocessing=preprocessing(recipe), recipe=recipe.to_dict())
+                          preprocessing=Preprocessing.from_recipe(recipe).to_dict(), recipe=recipe.to_dict())
     folder = tmp_path / "repo"
     write_model_folder(folder, net.state_dict(), config)
     cache = offline_cache(tmp_path, monkeypatch)

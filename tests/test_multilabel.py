@@ -9,7 +9,7 @@ from PIL import Image
 
 from clsctl.data.layouts import VOC_CLASSES
 from clsctl.engine.loop import train
-from clsctl.engine.predict import predict
+from clsctl.engine.evaluate import predict
 from clsctl.engine.evaluate import evaluate
 from clsctl.recipe import validate_recipe
 

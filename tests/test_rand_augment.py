@@ -2,11 +2,14 @@
 
 import numpy as np
 import pytest
+
+from clsctl.data.preprocessing import validate_steps
+from clsctl.errors import RecipeError
 from PIL import Image
 
 from clsctl.data import rand_augment as R
 from clsctl.data.datasets import seed_sample
-from clsctl.data.transforms import build_step, pipeline_from_dicts
+from clsctl.data.transforms import build_step
 
 # clsctl name -> timm's name in _RAND_INCREASING_TRANSFORMS (the list MMPretrain's 'timm_increasing' refers to)
 TIMM_NAMES = {"AutoContrast": "AutoContrast", "Equalize": "Equalize", "Invert": "Invert", "Rotate": "Rotate",
@@ -68,7 +71,7 @@ def test_magnitude_noise_is_clipped_and_ops_apply_half_the_time() -> None:
 
 
 def test_recipe_entry_builds_it_seeded_and_validates_options() -> None:
-    (entry,) = pipeline_from_dicts([{"type": "rand_augment", "policy": "timm_increasing", "num_ops": 2,
+    (entry,) = validate_steps([{"type": "rand_augment", "policy": "timm_increasing", "num_ops": 2,
                                      "magnitude": 9, "num_magnitude_bins": 11, "magnitude_std": 0.5,
                                      "interpolation": "bicubic", "fill": list(FILL)}])
     step = build_step(entry)
@@ -80,11 +83,10 @@ def test_recipe_entry_builds_it_seeded_and_validates_options() -> None:
         seed_sample(seed)
         runs.append(np.asarray(step(image)))
     np.testing.assert_array_equal(runs[0], runs[1])
-    from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="magnitude_std needs policy timm_increasing"):
-        pipeline_from_dicts([{"type": "rand_augment", "magnitude_std": 0.5}])
-    with pytest.raises(ValidationError):
-        pipeline_from_dicts([{"type": "rand_augment", "fill": [0, 0, 300]}])
-    torchvision_step = build_step(pipeline_from_dicts([{"type": "rand_augment", "fill": list(FILL)}])[0])
+    with pytest.raises(RecipeError, match="magnitude_std needs policy timm_increasing"):
+        validate_steps([{"type": "rand_augment", "magnitude_std": 0.5}])
+    with pytest.raises(RecipeError):
+        validate_steps([{"type": "rand_augment", "fill": [0, 0, 300]}])
+    torchvision_step = build_step(validate_steps([{"type": "rand_augment", "fill": list(FILL)}])[0])
     assert torchvision_step.fill == list(FILL)

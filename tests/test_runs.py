@@ -128,7 +128,7 @@ def test_analyze_logs_plots_each_step_once(tmp_path: Path) -> None:
 
 
 def test_recovery_file_holds_the_exact_position_and_resume_is_bit_exact(data_root: Path, tmp_path: Path) -> None:
-    from clsctl.engine.checkpoint import load_checkpoint
+    from clsctl.readers import read_checkpoint
 
     data = _recipe(data_root, tmp_path / "reference", epochs=2)
     data["data"]["loader"]["batch_size"] = 2  # 6 steps an epoch
@@ -152,7 +152,7 @@ def test_recovery_file_holds_the_exact_position_and_resume_is_bit_exact(data_roo
         patch.setattr(loop, "_after_step", dies_inside_epoch_2)
         with pytest.raises(SystemExit):
             train(validate_recipe(data), device="cpu", show_progress=False)
-    recovery = load_checkpoint(tmp_path / "killed" / "recovery.pt")
+    recovery = read_checkpoint(tmp_path / "killed" / "recovery.pt")
     assert (recovery["epoch"], recovery["position"]) == (1, 3)
     resumed = train(validate_recipe(data), resume=True, device="cpu", show_progress=False)
     final, expected = torch.load(resumed.last_checkpoint)["model"], torch.load(reference.last_checkpoint)["model"]

@@ -59,7 +59,7 @@ def test_missing_package_names_the_extra(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_export_carries_class_names_preprocessing_and_recipe(tmp_path: Path) -> None:
     from clsctl.deploy.export import export_checkpoint
-    from clsctl.engine.build import model_from_checkpoint
+    from clsctl.engine.loading import load_model
 
     checkpoint = make_checkpoint(tmp_path, "test_resnet", name="best.pt")
     result = export_checkpoint(checkpoint, "safetensors")
@@ -67,9 +67,9 @@ def test_export_carries_class_names_preprocessing_and_recipe(tmp_path: Path) -> 
     assert result.comparison.max_abs_diff == 0
     tensors, metadata = read_safetensors(result.path)
     meta = decoded_metadata(metadata)
-    loaded = model_from_checkpoint(checkpoint)
+    loaded = load_model(checkpoint)
     assert meta["format"] == "clsctl-weights" and meta["model_name"] == "test_resnet"
     assert meta["class_names"] == loaded.class_names
-    assert meta["preprocessing"] == json.loads(json.dumps(loaded.preprocessing))
+    assert meta["preprocessing"] == json.loads(json.dumps(loaded.preprocessing.to_dict()))
     assert meta["recipe"]["model"]["name"] == "test_resnet" and meta["recipe"]["optim"]["type"] == "sgd"
-    assert all(torch.equal(tensors[k], v) for k, v in loaded.model.state_dict().items())
+    assert all(torch.equal(tensors[k], v) for k, v in loaded.module.state_dict().items())

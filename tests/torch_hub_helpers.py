@@ -32,12 +32,12 @@ def stand_in_default_model(monkeypatch: pytest.MonkeyPatch, root: Path, name: st
     """
     import torch
 
-    from clsctl.engine import inference
+    from clsctl.engine import loading
     from clsctl.models import create_model, model_info
     from clsctl.models.weights import hub_cache_path
 
     empty_hub_cache(monkeypatch, root)
-    monkeypatch.setattr(inference, "DEFAULT_MODEL", name)
+    monkeypatch.setattr(loading, "DEFAULT_MODEL", name)
     path = hub_cache_path(model_info(name).pretrained_url)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)

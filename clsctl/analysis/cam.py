@@ -280,8 +280,9 @@ def _display(rgb: np.ndarray, cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (big * 255).round().astype(np.uint8), overlay
 
 
-def visualize_cam(image: str | Path, *, checkpoint: str | Path | None = None, model: str | None = None,
-                  weights: str | Path | None = None, pretrained: bool = False, method: str = "GradCAM",
+def visualize_cam(image: str | Path, loaded: Any = None, *, checkpoint: str | Path | None = None,
+                  model: str | None = None, weights: str | Path | None = None, pretrained: bool = False,
+                  method: str = "GradCAM",
                   target_layers: Sequence[str] | None = None, target_category: str | int | None = None,
                   aug_smooth: bool = False, eigen_smooth: bool = False, save_path: str | Path | None = None,
                   device: str | None = None) -> CamResult:
@@ -289,7 +290,8 @@ def visualize_cam(image: str | Path, *, checkpoint: str | Path | None = None, mo
 
     Args:
         image: Image file.
-        checkpoint: A clsctl checkpoint (its class names and eval pipeline are used).
+        loaded: The model (a :class:`~clsctl.engine.loading.LoadedModel`); or give ``checkpoint`` or ``model``.
+        checkpoint: A clsctl checkpoint (its class names and preprocessing are used).
         model: A registered model name instead of a checkpoint.
         weights: Weights file for ``model``.
         pretrained: Published ImageNet weights for ``model``.
@@ -302,22 +304,23 @@ def visualize_cam(image: str | Path, *, checkpoint: str | Path | None = None, mo
         save_path: PNG path; default ``cam_<image stem>_<method>.png``.
         device: ``auto``, ``cpu``, ``cuda``.
 
-    With neither ``checkpoint`` nor ``model``: ImageNet-pretrained ResNet-50 (see
-    :func:`clsctl.engine.inference.load_from_options`).
+    With none of ``loaded``, ``checkpoint`` and ``model``: ImageNet-pretrained ResNet-50 (see
+    :func:`clsctl.engine.loading.load_from_options`).
     """
-    from clsctl.engine.inference import load_from_options
+    from clsctl.engine.loading import load_from_options
 
     cam_class = method_class(method)
     image_path = Path(image)
-    source, rgb, tensor = _load_input(image_path, lambda: load_from_options(
+    source, rgb, tensor = _load_input(image_path, lambda: loaded if loaded is not None else load_from_options(
         checkpoint=checkpoint, model=model, weights=weights, pretrained=pretrained, device=device))
-    probabilities, outputs, order = _forward(source.model, tensor)
+    net = source.require_pytorch("vis-cam")
+    probabilities, outputs, order = _forward(net, tensor)
     predicted = int(probabilities.argmax())
     target = class_index(target_category, source.class_names)
     target = predicted if target is None else target
-    layers, layer_names = resolve_layers(source.model, target_layers, source.model_name, order)
+    layers, layer_names = resolve_layers(net, target_layers, source.model_name, order)
     kind, reshape = _layout(layer_names, outputs, source.model_name, tensor.shape[2], tensor.shape[3])
-    grayscale = _compute_cam(cam_class, source.model, layers, kind, reshape, tensor, target,
+    grayscale = _compute_cam(cam_class, net, layers, kind, reshape, tensor, target,
                              aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
     names = source.class_names
     display_name = "GradCAM++" if cam_class.__name__ == "GradCAMPlusPlus" else cam_class.__name__
@@ -340,16 +343,13 @@ def _load_input(image_path: Path, load: Callable[[], Any]) -> tuple[Any, np.ndar
 
     The image is read before ``load`` runs: a bad image fails at once, without building a model.
     """
-    from clsctl.data.transforms import build_step
-    from clsctl.readers import read_image
+    from clsctl.readers import read_image_tensor
 
-    original = read_image(image_path)
+    original = read_image_tensor(image_path)
     source = load()
-    shown = original
-    for step in source.pipeline:
-        shown = build_step(step)(shown)
-    rgb = np.asarray(shown, dtype=np.float32) / 255.0
-    tensor = source.transform(original).unsqueeze(0).to(source.device)
+    shown = source.preprocessing.image_transform()(original)
+    rgb = shown.permute(1, 2, 0).numpy().astype(np.float32) / 255.0
+    tensor = source.transform("float")(original).unsqueeze(0).to(source.device)
     return source, rgb, tensor
 
 

@@ -239,12 +239,12 @@ def _probabilities(checkpoint: str | Path, recipe: Recipe, split: str, device: s
     checkpoint), a mask of the samples that could be read, and the class names."""
     from clsctl.data.datasets import build_dataset, exclude_replaced_samples
     from clsctl.data.loaders import build_loader
-    from clsctl.engine.build import dataset_config, model_from_checkpoint, resolve_device, \
-        transform_from_preprocessing
-    from clsctl.engine.eval_loop import run_evaluation
+    from clsctl.engine.build import dataset_config, resolve_device
+    from clsctl.engine.evaluate import run_evaluation
+    from clsctl.engine.loading import load_model
 
-    loaded = model_from_checkpoint(checkpoint)
-    dataset = build_dataset(dataset_config(recipe, split), transform_from_preprocessing(loaded.preprocessing))
+    loaded = load_model(checkpoint)
+    dataset = build_dataset(dataset_config(recipe, split), loaded.transform("uint8"))
     exclude_replaced_samples(dataset)
     if dataset.classes != loaded.class_names:
         raise ClsctlError(f"the {split} split's classes {dataset.classes[:10]} differ from the checkpoint's "
@@ -252,7 +252,8 @@ def _probabilities(checkpoint: str | Path, recipe: Recipe, split: str, device: s
     dev = resolve_device(device or recipe.runtime.device)
     loader = build_loader(dataset, recipe.data.loader, train=False)
     task = progress.add_task(f"predict {split}", total=len(dataset), status="")
-    output = run_evaluation(loaded.model.to(dev), loader, dev, len(loaded.class_names), keep_scores=True,
+    output = run_evaluation(loaded.module.to(dev), loader, dev, len(loaded.class_names),
+                            inputs=loaded.preprocessing.device_input(), keep_scores=True,
                             progress=lambda n: progress.advance(task, n))
     if output.extra.get("multi_label"):
         raise ClsctlError("label-error ranking covers single-label checkpoints")

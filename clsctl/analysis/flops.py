@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from clsctl.engine.flop_handles import ATTENTION_HANDLES, native_mha_flop_handle, sdpa_flop_handle  # noqa: F401
 from clsctl.errors import ClsctlError
@@ -57,12 +58,13 @@ def _parse_shape(shape: tuple[int, ...] | list[int] | None, default: tuple[int, 
     raise ClsctlError(f"--shape takes one size (square) or two (height width), got {len(shape)} values")
 
 
-def count_flops(source: str | Path, shape: tuple[int, ...] | list[int] | None = None, *, table: bool = False,
+def count_flops(source: str | Path | Any, shape: tuple[int, ...] | list[int] | None = None, *, table: bool = False,
                 depth: int = 3, overrides: Sequence[str] = (), device: str | None = "cpu") -> FlopsReport:
     """Count FLOPs, parameters and activations of one forward pass on a ``1 x 3 x H x W`` input.
 
     Args:
-        source: Registered model name (``convnext-tiny``), recipe YAML or checkpoint.
+        source: Registered model name (``convnext-tiny``), recipe YAML, checkpoint, or a loaded model
+            (:class:`~clsctl.engine.loading.LoadedModel`, counted where it is).
         shape: ``(size,)`` or ``(height, width)``; default the model's input size.
         table: Also build the per-module breakdown.
         depth: Module depth of the breakdown.
@@ -72,17 +74,20 @@ def count_flops(source: str | Path, shape: tuple[int, ...] | list[int] | None = 
     import torch
 
     from clsctl.engine.build import resolve_device
-    from clsctl.engine.inference import load_for_inference
+    from clsctl.engine.loading import LoadedModel, load_model
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fvcore's import touches deprecated torch.jit APIs
         from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis, flop_count_table, parameter_count
 
-    dev = resolve_device(device)
-    # A recipe's model gets the class count of model.num_classes, else of its train dataset when that can be
-    # scanned, else the family default; no weights are loaded (they do not change the count).
-    loaded = load_for_inference(source, overrides=tuple(overrides), load_weights=False, device=dev)
-    model, name = loaded.model, loaded.model_name
+    if isinstance(source, LoadedModel):
+        loaded, dev = source, source.device
+    else:
+        dev = resolve_device(device)
+        # A recipe's model gets the class count of model.num_classes, else of its train dataset when that can be
+        # scanned, else the family default; no weights are loaded (they do not change the count).
+        loaded = load_model(source, overrides=tuple(overrides), load_weights=False, device=dev)
+    model, name = loaded.require_pytorch("get-flops"), loaded.model_name
     height, width = _parse_shape(shape, loaded.input_size)
     if height < 1 or width < 1:
         raise ClsctlError(f"--shape must be positive, got {height}x{width}")
@@ -100,7 +105,7 @@ def count_flops(source: str | Path, shape: tuple[int, ...] | list[int] | None = 
         except (RuntimeError, AssertionError, ValueError) as exc:  # e.g. a ViT asserting its built-in image size
             raise ClsctlError(f"{name} does not run on a {height}x{width} input: {str(exc).splitlines()[0]}") from exc
         report = FlopsReport(
-            source=str(source), model_name=name, input_shape=tuple(inputs[0].shape), flops=total,
+            source=loaded.origin.source if isinstance(source, LoadedModel) else str(source), model_name=name, input_shape=tuple(inputs[0].shape), flops=total,
             params=int(parameter_count(model)[""]), activations=int(activations.total()),
             uncounted=dict(Counter(flops.unsupported_ops()).most_common()),
             by_operator=dict(Counter(flops.by_operator()).most_common()),

@@ -71,12 +71,12 @@ def confused_pairs(confusion: np.ndarray, class_names: Sequence[str], top: int =
 
 def pick_examples(records: Sequence[dict[str, Any]], count: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The ``count`` most confident mistakes and the ``count`` least confident correct predictions."""
-    wrong = sorted((r for r in records if r["label"] != r["pred"]), key=lambda r: -float(r["score"]))
-    right = sorted((r for r in records if r["label"] == r["pred"]), key=lambda r: float(r["score"]))
+    wrong = sorted((r for r in records if r["label"] != r["pred"]), key=lambda r: -float(r["probability"]))
+    right = sorted((r for r in records if r["label"] == r["pred"]), key=lambda r: float(r["probability"]))
     return wrong[:count], right[:count]
 
 
-def _example_picture(record: dict[str, Any], checkpoint: Path, out: Path, method: str, device: str | None,
+def _example_picture(record: dict[str, Any], loaded: Any, out: Path, method: str,
                      names: Sequence[str]) -> tuple[Path, str | None]:
     """The image and its CAM overlay side by side (``vis-cam``'s picture); a plain thumbnail with a note when the
     model has no CAM layer."""
@@ -84,13 +84,13 @@ def _example_picture(record: dict[str, Any], checkpoint: Path, out: Path, method
     from clsctl.analysis.cam import visualize_cam
 
     try:
-        visualize_cam(record["path"], checkpoint=checkpoint, method=method, save_path=out, device=device)
+        visualize_cam(record["path"], loaded, method=method, save_path=out)
         return out, None
     except ClsctlError as error:
         from clsctl.readers import read_image
 
         picture = to_rgb_array(read_image(record["path"]).resize((224, 224)))
-        save_png(caption(picture, [f"predicted: {names[record['pred']]} ({record['score']:.2f})"]), out)
+        save_png(caption(picture, [f"predicted: {names[record['pred']]} ({record['probability']:.2f})"]), out)
         return out, error.message
 
 
@@ -112,21 +112,20 @@ def _training_curves(checkpoint: Path, out: Path) -> Path | None:
                        window_size=(9, 2.4 * len(keys)))
 
 
-def _model_card(checkpoint: Path, out_dir: Path) -> dict[str, Any]:
+def _model_card(loaded: Any, checkpoint: Path, out_dir: Path) -> dict[str, Any]:
     import yaml
 
     from clsctl.analysis.flops import count_flops
-    from clsctl.engine.checkpoint import load_checkpoint
 
-    ckpt = load_checkpoint(checkpoint)
     card: dict[str, Any] = {
-        "model": ckpt["recipe"]["model"]["name"], "classes": len(ckpt["class_names"]),
-        "input_size": list(ckpt["preprocessing"].get("input_size") or []), "epoch": ckpt.get("epoch"),
-        "ema_weights": bool(ckpt.get("ema_weights")), "deploy_form": bool(ckpt.get("deploy")),
-        "recipe_yaml": yaml.safe_dump(ckpt["recipe"], sort_keys=False),
+        "model": loaded.model_name, "classes": len(loaded.class_names),
+        "input_size": list(loaded.input_size), "epoch": loaded.info.get("epoch"),
+        "ema_weights": bool(loaded.info.get("ema_weights")), "deploy_form": bool(loaded.info.get("deploy")),
+        "preprocessing": loaded.preprocessing.describe(),
+        "recipe_yaml": yaml.safe_dump(loaded.recipe.to_dict(), sort_keys=False) if loaded.recipe else "",
     }
     try:
-        flops = count_flops(checkpoint)
+        flops = count_flops(loaded)
         card.update(params=flops.params, flops=flops.flops, flops_input=list(flops.input_shape))
     except ClsctlError as error:
         card.update(params=None, flops=None, flops_note=error.message)
@@ -135,14 +134,15 @@ def _model_card(checkpoint: Path, out_dir: Path) -> dict[str, Any]:
     return card
 
 
-def _speed(checkpoint: Path, batch_size: int, iters: int, device: str | None) -> dict[str, Any]:
+def _speed(loaded: Any, batch_size: int, iters: int) -> dict[str, Any]:
     from clsctl.deploy.benchmark import BenchmarkSettings, run_benchmark
 
     warmup = max(2, iters // 5)
-    batch = run_benchmark(BenchmarkSettings(source=str(checkpoint), batch_size=batch_size, iters=iters,
-                                            warmup=warmup, device=device))
-    single = run_benchmark(BenchmarkSettings(source=str(checkpoint), batch_size=1, iters=iters, warmup=warmup,
-                                             device=device))
+    device = str(loaded.device)
+    batch = run_benchmark(BenchmarkSettings(source=loaded.origin.source, batch_size=batch_size, iters=iters,
+                                            warmup=warmup, device=device), loaded)
+    single = run_benchmark(BenchmarkSettings(source=loaded.origin.source, batch_size=1, iters=iters, warmup=warmup,
+                                             device=device), loaded)
     return {"device": batch.device, "device_name": batch.device_name, "threads": batch.versions["threads"],
             "torch": batch.versions["torch"], "batch_size": batch_size, "images_per_second": batch.images_per_second,
             "ms_per_batch": batch.ms_per_batch, "latency_ms": single.ms_per_batch,
@@ -173,34 +173,46 @@ def report(checkpoint: str | Path, *, split: str = "test", data_root: str | Path
     from clsctl.analysis.calibration import plot_reliability, reliability_bins
     from clsctl.analysis.cam import method_class
     from clsctl.analysis.results import plot_confusion_matrix
+    from clsctl.engine.build import resolve_device
     from clsctl.engine.evaluate import evaluate
+    from clsctl.engine.loading import load_model
 
     checkpoint = Path(checkpoint)
     if examples < 0 or bench_iters < 0:
         raise ClsctlError("--examples and --bench-iters must be 0 or more")
     method_class(cam_method)  # an unknown method fails now, not after the evaluation
+    # Loaded once: the evaluation, the FLOPs count, every CAM example and the speed measurement use this model,
+    # with the preprocessing --set changed (the same for the metrics and the pictures).
+    loaded = load_model(checkpoint)
+    loaded, rest = loaded.with_overrides(list(overrides))
+    if loaded.recipe is None:
+        raise ClsctlError(f"report needs a trained model with its recipe; {checkpoint} is a {loaded.origin.kind} "
+                          f"export (report the checkpoint it was exported from)")
+    loaded.module = loaded.module.to(resolve_device(device or loaded.recipe.runtime.device))
+    loaded.device = next(loaded.module.parameters()).device
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions_path = out_dir / "predictions.json"
-    result = evaluate(checkpoint, split=split, data_root=data_root, overrides=tuple(overrides), device=device,
+    result = evaluate(loaded, split=split, data_root=data_root, overrides=tuple(rest), device=str(loaded.device),
                       batch_size=batch_size, out=predictions_path, show_progress=show_progress)
     records = result.predictions or []
     if records and "label" not in records[0]:
         raise ClsctlError("report covers single-label classifiers; this checkpoint is multi-label "
                           "(use `clsctl test` for its mAP)")
     names = result.class_names
-    confidences = np.array([float(r["score"]) for r in records])
+    confidences = np.array([float(r["probability"]) for r in records])
     correct = np.array([r["label"] == r["pred"] for r in records], dtype=bool)
     bins = reliability_bins(confidences, correct)
     figures = {"confusion_matrix": plot_confusion_matrix(predictions_path, out_dir / "confusion_matrix.png")[0],
                "reliability": plot_reliability(bins, out_dir / "reliability.png")}
     pairs = confused_pairs(np.asarray(result.confusion), names)
-    card = _model_card(checkpoint, out_dir)
+    card = _model_card(loaded, checkpoint, out_dir)
     if card["training_curves"]:
         figures["training_curves"] = Path(card["training_curves"])
 
-    shown, example_notes, speed = _examples_and_speed(records, examples, checkpoint, out_dir, cam_method, device,
-                                                      names, batch_size, bench_iters, show_progress)
+    shown, example_notes, speed = _examples_and_speed(records, examples, loaded, out_dir, cam_method, names,
+                                                      batch_size or loaded.recipe.data.loader.batch_size, bench_iters,
+                                                      show_progress)
     ece = 100.0 * bins.ece
     summary = _summary(result, checkpoint, split, data_root, ece, bins, pairs, card, speed, shown, figures)
     json_path = out_dir / "report.json"
@@ -212,9 +224,9 @@ def report(checkpoint: str | Path, *, split: str = "test", data_root: str | Path
     return ReportResult(out_dir, html_path, json_path, result.metrics, ece, result.num_samples, pairs, figures, speed)
 
 
-def _examples_and_speed(records: Sequence[dict[str, Any]], examples: int, checkpoint: Path, out_dir: Path,
-                        cam_method: str, device: str | None, names: Sequence[str], batch_size: int | None,
-                        bench_iters: int, show_progress: bool) -> tuple[dict[str, list[tuple[dict[str, Any], Path]]],
+def _examples_and_speed(records: Sequence[dict[str, Any]], examples: int, loaded: Any, out_dir: Path,
+                        cam_method: str, names: Sequence[str], batch_size: int, bench_iters: int,
+                        show_progress: bool) -> tuple[dict[str, list[tuple[dict[str, Any], Path]]],
                                                                         list[str], dict[str, Any] | None]:
     """The example pictures (CAM overlays) and the speed measurement, under progress bars.
 
@@ -234,14 +246,14 @@ def _examples_and_speed(records: Sequence[dict[str, Any]], examples: int, checkp
         for group, chosen in (("mistakes", mistakes), ("unsure", unsure)):
             for rank, record in enumerate(chosen, start=1):
                 target = out_dir / "examples" / f"{group}_{rank:02d}_{safe_name(Path(record['path']).stem)}.png"
-                picture, note = _example_picture(record, checkpoint, target, cam_method, device, names)
+                picture, note = _example_picture(record, loaded, target, cam_method, names)
                 if note and note not in example_notes:
                     example_notes.append(note)
                 shown[group].append((record, picture))
                 progress.advance(task, 1)
         if bench_iters:
             bench_task = progress.add_task("throughput and latency", total=None, status="")
-            speed = _speed(checkpoint, batch_size or _eval_batch_size(checkpoint), bench_iters, device)
+            speed = _speed(loaded, batch_size, bench_iters)
             progress.update(bench_task, total=1, completed=1)
     return shown, example_notes, speed
 
@@ -259,7 +271,7 @@ def _summary(result: Any, checkpoint: Path, split: str, data_root: str | Path | 
         "confusion": result.confusion, "confused_pairs": [list(p) for p in pairs],
         "model": {k: v for k, v in card.items() if k != "recipe_yaml"}, "speed": speed,
         "examples": {group: [{"path": r["path"], "label": names[r["label"]], "pred": names[r["pred"]],
-                              "score": r["score"], "picture": str(p)} for r, p in items]
+                              "probability": r["probability"], "picture": str(p)} for r, p in items]
                      for group, items in shown.items()},
         "figures": {k: str(v) for k, v in figures.items()},
     }
@@ -273,12 +285,6 @@ def human_count(value: float | None) -> str:
         if abs(value) >= threshold:
             return f"{value / threshold:.2f}{suffix}"
     return f"{value:.0f}"
-
-
-def _eval_batch_size(checkpoint: Path) -> int:
-    from clsctl.engine.checkpoint import load_checkpoint
-
-    return int(load_checkpoint(checkpoint)["recipe"]["data"]["loader"]["batch_size"])
 
 
 def _sections(summary: dict[str, Any], card: dict[str, Any], figures: dict[str, Path], bins: Any,
@@ -369,7 +375,7 @@ def _examples_section(summary: dict[str, Any], shown: dict[str, list[tuple[dict[
             continue
         figs = [f"<figure>{H.img(H.jpeg_uri(p), Path(r['path']).name, 'example')}<figcaption>"
                 f"true <b>{H.esc(names[r['label']])}</b>, predicted <b>{H.esc(names[r['pred']])}</b> "
-                f"({r['score']:.2f})<br>{H.esc(r['path'])}</figcaption></figure>" for r, p in items]
+                f"({r['probability']:.2f})<br>{H.esc(r['path'])}</figcaption></figure>" for r, p in items]
         body += f'<div class="grid">{"".join(figs)}</div>'
     body += f'<p class="note">overlays: {H.esc(method)} for the predicted class</p>'
     for note in example_notes:

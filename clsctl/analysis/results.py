@@ -13,43 +13,38 @@ from clsctl.engine.predictions import PredictionsFile, check_records, read_predi
 from clsctl.errors import ClsctlError
 
 
-Predictions = PredictionsFile  # what analyze-results and confusion-matrix read: class names and records
-
-
 def load_predictions(path: str | Path) -> PredictionsFile:
     """Read a predictions file and check it has class names and each record ``path``, ``label``, ``pred`` and
-    ``score``."""
+    ``probability`` (``clsctl test --out`` writes them; ``infer --out`` files have no labels)."""
     preds = read_predictions(path, need_class_names=True)
-    check_records(preds, path, ("path", "label", "pred", "score"))
+    check_records(preds, path, ("path", "label", "pred", "probability"))
     return preds
 
 
-def display_steps(source: str | Path | None, overrides: Sequence[str] = ()) -> list[Any]:
-    """The evaluation transform steps (without tensor conversion) of a recipe or checkpoint, built.
-
-    Images are shown as the model saw them: resized and cropped by the test pipeline. ``overrides``
-    (``path.to.key=value``) apply to a recipe.
-    """
+def display_transform(source: str | Path | None, overrides: Sequence[str] = ()) -> Any:
+    """The image steps of a recipe's or checkpoint's :class:`~clsctl.data.preprocessing.Preprocessing` (None
+    without a source): images are shown as the model saw them, resized and cropped. ``overrides``
+    (``path.to.key=value``) apply to a recipe, or to the checkpoint's preprocessing."""
     if source is None:
-        return []
-    from clsctl.data.transforms import build_step, pipeline_from_dicts
+        return None
+    from clsctl.data.preprocessing import Preprocessing
     from clsctl.readers import check_file, read_checkpoint
 
     path = Path(source)
     if path.suffix.lower() in (".yaml", ".yml"):
-        from clsctl.engine.build import effective_pipeline
         from clsctl.recipe import load_recipe
 
-        recipe = load_recipe(path, overrides)
-        split = "test" if (recipe.data.test or recipe.data.val) is not None else "train"
-        return [build_step(step) for step in effective_pipeline(recipe, split)]
+        return Preprocessing.from_recipe(load_recipe(path, overrides)).image_transform()
     check_file(path, "recipe or checkpoint")
-    return [build_step(step) for step in pipeline_from_dicts(read_checkpoint(path)["preprocessing"]["pipeline"])]
+    prep, rest = Preprocessing.from_dict(read_checkpoint(path)["preprocessing"], str(path)).with_overrides(overrides)
+    if rest:
+        raise ClsctlError(f"--set {rest[0].split('=', 1)[0]}: only the preprocessing of a checkpoint can change here")
+    return prep.image_transform()
 
 
 def select(records: Sequence[dict[str, Any]], topk: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The ``topk`` most confident correct and the ``topk`` most confident wrong predictions."""
-    ranked = sorted(records, key=lambda r: float(r["score"]), reverse=True)
+    ranked = sorted(records, key=lambda r: float(r["probability"]), reverse=True)
     correct = [r for r in ranked if int(r["label"]) == int(r["pred"])]
     wrong = [r for r in ranked if int(r["label"]) != int(r["pred"])]
     return correct[:topk], wrong[:topk]
@@ -71,33 +66,34 @@ def analyze_results(predictions: str | Path, out_dir: str | Path, *, source: str
         rescale_factor: Nearest-neighbour upscaling of each image.
         overrides: ``path.to.key=value`` changes to a recipe ``source``.
     """
-    from clsctl.readers import read_image
+    from clsctl.readers import read_image_tensor
 
     if topk < 1:
         raise ClsctlError(f"--topk must be at least 1, got {topk}")
     if rescale_factor <= 0:
         raise ClsctlError(f"rescale factor must be positive, got {rescale_factor}")
     preds = load_predictions(predictions)
-    steps = display_steps(source, overrides)
+    transform = display_transform(source, overrides)
     names = preds.class_names
     out = Path(out_dir)
     written: dict[str, list[Path]] = {}
     for group, records in zip(("success", "fail"), select(preds.records, topk)):
         written[group] = []
         for rank, record in enumerate(records, start=1):
-            image = read_image(record["path"])
-            for step in steps:
-                image = step(image)
+            image = read_image_tensor(record["path"])
+            if transform is not None:
+                image = transform(image)
+            image = image.permute(1, 2, 0).numpy()
             true_name, pred_name = names[int(record["label"])], names[int(record["pred"])]
             color = (0, 110, 0) if group == "success" else (190, 0, 0)
             picture = caption(rescale(to_rgb_array(image), rescale_factor),
-                              [f"true: {true_name}", f"pred: {pred_name} ({float(record['score']):.2f})"], color)
+                              [f"true: {true_name}", f"pred: {pred_name} ({float(record['probability']):.2f})"], color)
             file_name = f"{rank:03d}_{safe_name(Path(record['path']).stem)}_{safe_name(pred_name)}.png"
             written[group].append(save_png(picture, out / group / file_name))
     return written
 
 
-def confusion_matrix(preds: Predictions, classes: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
+def confusion_matrix(preds: PredictionsFile, classes: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
     """Counts ``matrix[true, predicted]`` over the predictions, optionally restricted to ``classes``.
 
     With ``classes``, rows and columns are those classes in the given order; samples whose true class is not

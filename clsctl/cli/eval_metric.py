@@ -12,7 +12,7 @@ from clsctl.cli._render import console, handle_errors, metrics_table
 
 
 class Metric(str, Enum):
-    """Metrics of a predictions file (clsctl.engine.offline_metrics.METRICS)."""
+    """Metrics of a predictions file (clsctl.engine.metrics.METRICS)."""
 
     accuracy = "accuracy"
     precision = "precision"
@@ -71,7 +71,7 @@ def eval_metric_command(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the metrics as JSON.")] = None,
 ) -> None:
     """Evaluate saved predictions offline: top-k accuracy, precision/recall/F1, confusion matrix, mAP, CP..OF1."""
-    from clsctl.engine.offline_metrics import evaluate_predictions
+    from clsctl.engine.metrics import evaluate_predictions
 
     names = [m.value for m in metric] if metric else None
     result = evaluate_predictions(predictions, names, topk=topk or (1, 5), threshold=threshold,

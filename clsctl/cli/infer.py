@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clsctl.cli._options import ModelDeviceOpt, ModelOpt
+from clsctl.cli._options import ModelDeviceOpt, ModelOpt, SetOpt
 from clsctl.cli._render import console, handle_errors
 
 
@@ -14,7 +14,8 @@ from clsctl.cli._render import console, handle_errors
 def infer_command(
     images: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", show_default=False)],
     checkpoint: Annotated[Optional[Path], typer.Option(
-        "--checkpoint", "-c", help="A clsctl checkpoint (neither this nor --model: ImageNet-pretrained resnet50).",
+        "--checkpoint", "-c", help="A clsctl checkpoint or export (.safetensors, .onnx, .pt2, OpenVINO .xml, "
+                                   "TorchScript); neither this nor --model: ImageNet-pretrained resnet50.",
         show_default=False)] = None,
     model: ModelOpt = None,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Weights file for --model.")] = None,
@@ -22,22 +23,20 @@ def infer_command(
     num_classes: Annotated[Optional[int], typer.Option("--num-classes", min=1, help="Classifier size for --model.")] = None,
     topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="Classes shown per image.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the predictions as JSON here.",
-                                                show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Also write a predictions file (JSON + .scores.npy, as test --out writes).",
+        show_default=False)] = None,
+    overrides: SetOpt = None,
     device: ModelDeviceOpt = None,
 ) -> None:
     """Classify images with a checkpoint (or a registered model) and print the top-k classes.
 
     Without --checkpoint or --model: ResNet-50 with torchvision's ImageNet weights (from torch.hub's cache).
     """
-    from clsctl.engine.predict import predict
+    from clsctl.engine.evaluate import predict
 
     results = predict(images, checkpoint=checkpoint, model=model, weights=weights, pretrained=pretrained,
-                      num_classes=num_classes, topk=topk, device=device)
-    if out is not None:
-        from clsctl.engine.predictions import write_topk_list
-
-        write_topk_list(out, [r.to_dict() for r in results])
+                      num_classes=num_classes, overrides=list(overrides or ()), topk=topk, device=device, out=out)
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
         return

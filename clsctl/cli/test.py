@@ -2,7 +2,7 @@
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -23,7 +23,8 @@ class TTA(str, Enum):
 @handle_errors
 def test_command(
     checkpoint: Annotated[
-        Optional[Path], typer.Argument(help="A clsctl checkpoint (.pt); or give --model.", show_default=False)
+        Optional[Path], typer.Argument(help="A clsctl checkpoint (.pt) or export (.safetensors, .onnx, .pt2, "
+                                            "OpenVINO .xml, TorchScript); or give --model.", show_default=False)
     ] = None,
     model: ModelOpt = None,
     pretrained: Annotated[
@@ -31,7 +32,8 @@ def test_command(
                            "timm/ models).", rich_help_panel=MODEL)
     ] = False,
     weights: Annotated[
-        Optional[Path], typer.Option("--weights", help="Weights file for --model (state dict or clsctl checkpoint).",
+        Optional[Path], typer.Option("--weights", help="Weights file for --model (state dict; a clsctl checkpoint or "
+                                     "safetensors export brings its class names and preprocessing).",
                                      show_default=False, rich_help_panel=MODEL)
     ] = None,
     num_classes: Annotated[
@@ -46,7 +48,9 @@ def test_command(
     ] = None,
     split: Annotated[Split, typer.Option("--split", help="Split to evaluate (test falls back to val).")] = Split.test,
     overrides: SetOpt = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write per-sample predictions as JSON.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Write per-sample predictions: JSON (path, label, top-k) and a .scores.npy beside it.")
+    ] = None,
     batch_size: Annotated[
         Optional[int], typer.Option("--batch-size", "-b", min=1, help="Images per batch (per process).")
     ] = None,
@@ -78,24 +82,42 @@ def test_command(
       clsctl     clsctl test best.pt --gpus 8 [--tta flip]
     Processes started by torchrun or srun (torchrun --nproc-per-node 8 -m clsctl test ...) join one run.
     """
-    from clsctl.engine.evaluate import evaluate, is_worker_process, launch_evaluation
+    from clsctl.engine.evaluate import evaluate
+    from clsctl.engine.launch import is_worker_process, launch_evaluation
 
-    kwargs = dict(checkpoint=checkpoint, model=model, pretrained=pretrained, weights=weights,
+    kwargs = dict(source=checkpoint, model=model, pretrained=pretrained, weights=weights,
                   num_classes=num_classes, split=split.value, data_root=data_root, overrides=list(overrides or ()),
                   device=device, batch_size=batch_size, out=out, tta=None if tta is None else tta.value,
                   show_progress=not no_progress)
     result = launch_evaluation(gpus, **kwargs) if gpus is not None else evaluate(**kwargs)
     if result is None or is_worker_process():  # torchrun/srun: rank 0 reports
         return
-    rows: dict[str, object] = {**result.metrics, "samples": result.num_samples,
-                               "tta": f"{result.tta} (mean of probabilities)" if result.tta else "none",
-                               "throughput (img/s)": f"{result.throughput:.1f}",
-                               "processes": result.processes}
+    rows = _result_rows(result)
     console.print(metrics_table(rows, title=str(checkpoint if checkpoint is not None else model)))
     if per_class:
         console.print(per_class_table(result.class_names, result.per_class))
+    _print_notes(result, out)
+
+
+def _result_rows(result: Any) -> dict[str, object]:
+    """The metric table's rows: the metrics, then what ran (classes, TTA, preprocessing, overrides, speed)."""
+    rows: dict[str, object] = {**result.metrics, "samples": result.num_samples}
+    if result.label_map is not None and len(result.class_names) < len(result.model_class_names):
+        rows["classes"] = f"{len(result.class_names)} of the model's {len(result.model_class_names)} (metrics over these)"
+    rows.update({"tta": f"{result.tta} (mean of probabilities)" if result.tta else "none",
+                 "preprocessing": result.preprocessing,
+                 "throughput (img/s)": f"{result.throughput:.1f}", "processes": result.processes})
+    if result.overrides:
+        rows["overrides (--set)"] = ", ".join(result.overrides)
+    return rows
+
+
+def _print_notes(result: Any, out: Path | None) -> None:
+    """Unreadable images left out, and where the predictions went."""
     if result.excluded:
         console.print(f"[yellow]warning:[/] {result.excluded} unreadable image(s) left out of the metrics"
                       + (f" (listed under \"excluded\" in {out})" if out is not None else ""))
     if out is not None:
-        console.print(f"predictions: {out}")
+        from clsctl.engine.predictions import scores_path
+
+        console.print(f"predictions: {out} (scores: {scores_path(out)})", highlight=False)

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clsctl.cli._options import ModelDeviceOpt, ModelOpt
+from clsctl.cli._options import ModelDeviceOpt, ModelOpt, SetOpt
 from clsctl.cli._render import console, err_console, handle_errors
 from clsctl.errors import ClsctlError
 
@@ -54,13 +54,14 @@ def vis_cam_command(
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="PNG to write (default: cam_<image>_<method>.png).", show_default=False)] = None,
     device: ModelDeviceOpt = None,
+    overrides: SetOpt = None,
 ) -> None:
     """Class activation map of a checkpoint or model on an image: original and overlay side by side.
 
     Without --checkpoint or --model: ResNet-50 with torchvision's ImageNet weights (from torch.hub's cache).
     """
     from clsctl.analysis.cam import list_layers, visualize_cam
-    from clsctl.engine.inference import load_from_options
+    from clsctl.engine.loading import load_from_options, refuse_other_overrides
 
     if preview_model:
         from rich.table import Table
@@ -69,16 +70,21 @@ def vis_cam_command(
         table = Table(title=f"layers of {source.model_name}")
         table.add_column("name")
         table.add_column("type")
-        for name, kind in list_layers(source.model):
+        for name, kind in list_layers(source.require_pytorch("vis-cam")):
             table.add_row(name, kind)
         console.print(table)
         return
     if image is None:
         raise ClsctlError("give an image (or --preview-model to list the layers)")
-    result = visualize_cam(image, checkpoint=checkpoint, model=model, weights=weights, pretrained=pretrained,
-                           method=method.value, target_layers=_split_commas(target_layers),
+    from clsctl.readers import read_image_tensor
+
+    read_image_tensor(image)  # a bad image fails before a model is built
+    loaded, rest = load_from_options(checkpoint=checkpoint, model=model, weights=weights, pretrained=pretrained,
+                                     device=device).with_overrides(list(overrides or ()))
+    refuse_other_overrides(rest, "vis-cam")
+    result = visualize_cam(image, loaded, method=method.value, target_layers=_split_commas(target_layers),
                            target_category=target_category, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth,
-                           save_path=out, device=device)
+                           save_path=out)
     if result.warning:
         err_console.print(f"[yellow]warning:[/] {result.warning}", highlight=False)
     console.print(f"predicted {result.predicted_name} ({result.score:.3f}); {result.method} of {result.target_name} "

@@ -91,9 +91,9 @@ class BadSampleCounter:
 class ClassificationDataset(Dataset):
     """Base: samples with class names; items are ``(transformed image, target)``.
 
-    Images are decoded to ``(3, H, W)`` uint8 tensors for training pipelines, to RGB PIL images for full CPU
-    pipelines (``takes_pil``: evaluation keeps Pillow's resampling) and without a transform (what tools that
-    show or step through images take).
+    Images are decoded by the one decode layer (:mod:`clsctl.data.decode`) to ``(3, H, W)`` uint8 tensors for
+    every pipeline (training and evaluation alike), and to RGB PIL images of the same pixels without a transform
+    (what tools that show or step through images take).
 
     Single-label targets are class indices; multi-label targets are ``(C,)`` float tensors with 1 for each
     label, 0 elsewhere and -1 for labels to ignore (VOC "difficult" objects).
@@ -152,7 +152,7 @@ class ClassificationDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, Any]:
         index, seed = key if isinstance(key, tuple) else (key, None)
-        image, loaded = self._load(index, pil=self.transform is None or getattr(self.transform, "takes_pil", False))
+        image, loaded = self._load(index, pil=self.transform is None)
         if self.transform is not None:
             if seed is not None:
                 seed_sample(seed, torch_only=getattr(self.transform, "torch_rng_only", False))

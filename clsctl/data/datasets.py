@@ -24,7 +24,7 @@ import torch
 from clsctl.data.dataset_base import (  # noqa: F401
     ArrayImageDataset, BadSampleCounter, ClassificationDataset, OnBadImage, Target, seed_sample,
 )
-from clsctl.data.decode import DECODE_ERRORS, decode_image, decode_tensor
+from clsctl.data.decode import DECODE_ERRORS, decode_file, decode_pil
 from clsctl.data.layouts import read_annotation_file, read_class_names
 from clsctl.errors import DataError
 from clsctl.recipe import schema as S
@@ -77,15 +77,19 @@ class ImageListDataset(BadSampleCounter, ClassificationDataset):
     def _encoded(self, index: int, seed: int | None) -> Any:
         """The sample's JPEG bytes for :mod:`clsctl.data.gpu_decode`, or None when the file is not a whole JPEG
         (the ordinary CPU path then decodes it, or reports it unreadable)."""
-        from clsctl.data.decode import is_jpeg, read_bytes
+        from clsctl.data.decode import is_jpeg, probe, read_bytes
         from clsctl.data.gpu_decode import EncodedImage, jpeg_complete
 
         path = self.samples[index][0]
         try:
             data = read_bytes(path)
+            header = probe(data, path) if len(data) > 4 and is_jpeg(data.numpy()) else None
         except OSError:
-            return None
-        if len(data) > 4 and is_jpeg(data.numpy()) and jpeg_complete(data):
+            return None  # the CPU path reports it (too large, unreadable)
+        # nvJPEG decodes the pixels as stored: a JPEG to turn upright, or in CMYK, goes the CPU way, so both
+        # paths give the same pixels (clsctl.data.decode).
+        plain = header is not None and header.orientation == 1 and header.mode in ("RGB", "L")
+        if plain and jpeg_complete(data):
             return EncodedImage(data, seed, path, self.encoded_split)
         if path not in self._warned:
             self._warned.add(path)
@@ -98,7 +102,7 @@ class ImageListDataset(BadSampleCounter, ClassificationDataset):
             current = (index + attempt) % len(self.samples)
             path = self.samples[current][0]
             try:
-                return (decode_image(path) if pil else decode_tensor(path)), current
+                return (decode_pil(path) if pil else decode_file(path)), current
             except DECODE_ERRORS as exc:
                 if self.on_bad_image == "fail":
                     raise DataError(f"cannot read image {path}: {exc} (set data.on_bad_image: skip to skip "

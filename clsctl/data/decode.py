@@ -1,184 +1,404 @@
-"""Image decoding, to uint8 tensors (what the training pipeline takes) or to PIL images (for tools).
+"""The one decode layer: an encoded image (a file, its bytes, a uint8 tensor of them) -> ``(3, H, W)`` uint8 RGB.
 
-:func:`decode_tensor` (a file) and :func:`decode_tensor_bytes` (its bytes) read JPEG, PNG, WebP and GIF with
-``torchvision.io.decode_image`` (libjpeg-turbo, libpng, libwebp: no PIL image on the way) and everything else
-(BMP, PPM, TIFF, ...) with Pillow. :func:`decode_bytes` gives a PIL image from bytes (tar shards).
-:func:`decode_image` gives a PIL image: OpenCV when it is installed (faster, see ``benchmarks/decode.py``),
-else Pillow. All give the same pixels: RGB, as stored (EXIF orientation is not applied, as Pillow and
-torchvision's ImageFolder do not). A file no decoder reads raises an ``OSError`` with a meaningful message.
+Training, evaluation, inference, tar shards and the tools all decode through :func:`decode` (or
+:func:`decode_file`), so a file gives the same pixels whichever command reads it. How:
+
+1. The header is read first (:func:`probe`, Pillow's lazy ``Image.open``: no pixels are decoded): format, size,
+   frame count, EXIF orientation. An image of more pixels than :func:`max_image_pixels` (a decompression bomb,
+   say a 30000 x 30000 PNG of a few kB) is refused before any memory is spent on it.
+2. The pixels come from TorchCodec where it is installed (``pip install 'clsctl[codec]'``; JPEG, PNG, WebP,
+   AVIF, HEIC), else from ``torchvision.io`` (JPEG, PNG, WebP), else from Pillow (GIF, BMP, TIFF, PPM, ...,
+   and whatever the first two refuse). OpenCV decodes nothing. Animations give their first frame, and only
+   that frame is decoded (both tensor decoders would decode every frame of a GIF, so GIFs go to Pillow).
+3. One conversion for every backend: grey, palette and CMYK images become RGB, alpha is dropped (the colour
+   under it is kept, as Pillow's ``convert("RGB")`` does), 16-bit channels become 8-bit by ``round(v / 257)``
+   (TorchCodec's rule), and the EXIF orientation is applied (a phone photo is upright, as image viewers,
+   OpenCV's ``imread`` and Ultralytics show it).
+
+Every failure is an ``OSError`` (see :data:`DECODE_ERRORS`) whose message says what is wrong, so datasets can
+skip an unreadable file (``data.on_bad_image: skip``) and readers can turn it into a one-line error.
 """
 
 from __future__ import annotations
 
 import functools
+import io
+import logging
+import os
+import stat
+import threading
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-Backend = Literal["auto", "cv2", "pil"]
+logger = logging.getLogger("clsctl")
 
 # What decoding a broken or unreadable file raises (Pillow raises UnidentifiedImageError, an OSError).
 DECODE_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, SyntaxError)
 
-# First bytes of the formats torchvision.io decodes itself (WebP: "RIFF", 4 size bytes, "WEBP").
+DEFAULT_MAX_IMAGE_PIXELS = 178_956_970
+"""Images with more pixels are refused: Pillow's own decompression-bomb threshold (2 x its warning limit)."""
+MAX_IMAGE_PIXELS_ENV = "CLSCTL_MAX_IMAGE_PIXELS"
+MAX_IMAGE_BYTES = 1 << 30
+"""Encoded files larger than this (1 GiB) are refused before they are read."""
+
 _JPEG, _PNG, _GIF = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", (b"GIF87a", b"GIF89a")
+_EXIF_ORIENTATION = 0x0112
+_TENSOR_FORMATS = {"JPEG", "PNG", "WEBP"}  # what torchvision.io decodes (TorchCodec also AVIF and HEIF)
+_CODEC_FORMATS = _TENSOR_FORMATS | {"AVIF", "HEIF"}
+_ONE_BYTE_MODES = {"1", "L", "P", "RGB", "RGBA", "RGBX", "LA", "PA", "CMYK", "YCbCr", "La", "RGBa"}
 
 
-def is_jpeg(data: bytes | memoryview) -> bool:
+class ImageTooLargeError(OSError):
+    """An image whose header announces more pixels than :func:`max_image_pixels` allows."""
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image's header says, read without decoding its pixels.
+
+    Attributes:
+        format: Pillow's format name (``JPEG``, ``PNG``, ``GIF``, ``WEBP``, ``BMP``, ...).
+        width: Width in pixels, as stored.
+        height: Height in pixels, as stored.
+        mode: Pillow's mode (``RGB``, ``L``, ``P``, ``CMYK``, ``I;16``, ...).
+        animated: Whether the file holds more than one frame.
+        orientation: EXIF orientation (1: as stored; 2-8: mirrored and/or rotated).
+    """
+
+    format: str
+    width: int
+    height: int
+    mode: str
+    animated: bool = False
+    orientation: int = 1
+
+    @property
+    def pixels(self) -> int:
+        """Pixels of one frame."""
+        return self.width * self.height
+
+
+_limit_override: int | None = None
+
+
+def max_image_pixels() -> int:
+    """The largest image (in pixels) decoded: :func:`set_max_image_pixels`'s value, else the environment
+    variable ``CLSCTL_MAX_IMAGE_PIXELS`` (which loader worker processes inherit), else
+    :data:`DEFAULT_MAX_IMAGE_PIXELS`."""
+    if _limit_override is not None:
+        return _limit_override
+    text = os.environ.get(MAX_IMAGE_PIXELS_ENV)
+    if text:
+        try:
+            return max(1, int(text))
+        except ValueError:
+            logger.warning("%s=%r is not a whole number; using %d", MAX_IMAGE_PIXELS_ENV, text,
+                           DEFAULT_MAX_IMAGE_PIXELS)
+    return DEFAULT_MAX_IMAGE_PIXELS
+
+
+def set_max_image_pixels(limit: int | None) -> None:
+    """Set the pixel limit for this process and the loader workers it starts (None: back to the default).
+
+    Args:
+        limit: Largest number of pixels (width x height) an image may have.
+    """
+    global _limit_override
+    if limit is not None and limit < 1:
+        raise ValueError(f"the pixel limit must be positive, got {limit}")
+    _limit_override = limit
+    if limit is None:
+        os.environ.pop(MAX_IMAGE_PIXELS_ENV, None)
+    else:
+        os.environ[MAX_IMAGE_PIXELS_ENV] = str(limit)  # spawned workers start with it too
+
+
+# --------------------------------------------------------------------------- reading bytes
+
+
+def read_bytes(path: str | Path, limit: int = MAX_IMAGE_BYTES) -> torch.Tensor:
+    """A regular file's bytes as a 1-D uint8 tensor (what the tensor decoders take).
+
+    Only regular files are read: a FIFO, a device (``/dev/zero``) or a socket is refused without being opened
+    for reading, so nothing blocks or reads forever.
+
+    Raises:
+        OSError: Missing, not a regular file, larger than ``limit`` bytes, or unreadable.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        if info.st_size > limit:
+            raise OSError(f"{path} is {info.st_size:,} bytes, over the {limit:,}-byte limit for an image file")
+        with os.fdopen(fd, "rb", closefd=True) as handle:
+            fd = -1
+            data = handle.read(info.st_size + 1)  # one byte more: a file that grows meanwhile is noticed
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(data) > info.st_size:
+        raise OSError(f"{path} changed while it was read")
+    # A bytearray: writable, so the tensor owns its memory safely (and faster than np.fromfile on small files).
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+
+
+def _as_tensor(data: Any) -> torch.Tensor:
+    if isinstance(data, torch.Tensor):
+        return data
+    if isinstance(data, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(data, dtype=np.uint8))
+    raw = bytearray(data)
+    return torch.frombuffer(raw, dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
+
+
+def is_jpeg(data: bytes | memoryview | np.ndarray) -> bool:
     """Whether encoded bytes start like a JPEG file."""
     return bytes(data[:3]) == _JPEG
 
 
-def torchvision_reads(data: bytes | memoryview) -> bool:
-    """Whether ``torchvision.io.decode_image`` decodes this format (JPEG, PNG, GIF, WebP), by its first bytes."""
-    head = bytes(data[:12])
-    return (head.startswith(_JPEG) or head.startswith(_PNG) or head[:6] in _GIF
-            or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"))
+# --------------------------------------------------------------------------- the header
+
+_pillow_lock = threading.Lock()
 
 
-def read_bytes(path: str | Path) -> torch.Tensor:
-    """A file's bytes as a 1-D uint8 tensor (what ``torchvision.io.decode_*`` take).
-
-    A plain read into a ``bytearray`` (writable, so the tensor owns its memory safely): faster than
-    ``np.fromfile`` or ``torchvision.io.read_file`` on small files (24 vs 44 and 32 us for a 60 kB JPEG here).
-    """
-    with open(path, "rb") as file:
-        return torch.frombuffer(bytearray(file.read()), dtype=torch.uint8)
-
-
-def pil_to_tensor(image: Image.Image) -> torch.Tensor:
-    """An RGB PIL image as a ``(3, H, W)`` uint8 tensor."""
-    return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
-
-
-def decode_tensor_bytes(data: torch.Tensor, path: str | Path = "<bytes>") -> torch.Tensor:
-    """Decode encoded image bytes (a 1-D uint8 tensor) to a ``(3, H, W)`` uint8 RGB tensor.
-
-    torchvision.io for JPEG, PNG, GIF and WebP (the first frame of an animation); Pillow for other formats
-    and for what torchvision refuses (16-bit PNG, unusual JPEG variants), so every file Pillow reads works.
-
-    Raises:
-        OSError: No decoder reads it (corrupt, truncated, not an image).
-    """
-    from torchvision.io import ImageReadMode, decode_image as tv_decode
-
-    if torchvision_reads(data.numpy()):
+def _open_lazily(buffer: io.BytesIO) -> Image.Image:
+    """``Image.open`` (header only) with Pillow's own bomb check off: :func:`probe` applies clsctl's limit,
+    which a user may set above Pillow's."""
+    with _pillow_lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DecompressionBombWarning and plugin chatter: probe decides
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
-            image = tv_decode(data, mode=ImageReadMode.RGB)
-            if image.ndim == 4:  # an animated GIF: its first frame, as Pillow gives
-                image = image[0]
-            if image.dtype == torch.uint8 and image.shape[0] == 3:
-                return image
-        except RuntimeError:  # torchvision's decoders raise RuntimeError; Pillow has the last word
-            pass
-    import io
+            return Image.open(buffer)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation the header holds (1 without one). Only what the header holds is read: Pillow's
+    ``getexif`` of a PNG decodes the whole image to look for an ``eXIf`` chunk after the pixels."""
     try:
-        with Image.open(io.BytesIO(data.numpy().tobytes())) as img:
-            img.load()
-            return pil_to_tensor(img)
-    except DECODE_ERRORS as exc:
-        raise OSError(f"cannot decode {path}: {exc}") from exc
+        if image.format in ("JPEG", "MPO", "WEBP", "TIFF"):
+            exif = image.getexif()
+        elif image.info.get("exif"):  # a PNG's eXIf chunk before its pixels
+            exif = Image.Exif()
+            exif.load(image.info["exif"])
+        else:
+            return 1
+        value = int(exif.get(_EXIF_ORIENTATION, 1))
+    except Exception:  # noqa: BLE001  a damaged EXIF block is no reason to refuse the pixels
+        return 1
+    return value if 1 <= value <= 8 else 1
 
 
-def decode_tensor(path: str | Path) -> torch.Tensor:
-    """Decode an image file to a ``(3, H, W)`` uint8 RGB tensor (see :func:`decode_tensor_bytes`).
+def probe(data: Any, name: str | Path = "<bytes>") -> ImageHeader:
+    """Read an encoded image's header and check it against the pixel limit.
+
+    Args:
+        data: The encoded bytes (``bytes``, a 1-D uint8 tensor or array).
+        name: Where the bytes came from, for messages.
 
     Raises:
-        OSError: The file is missing or no decoder reads it.
+        ImageTooLargeError: More pixels than :func:`max_image_pixels`.
+        OSError: Empty, or not an image Pillow recognises.
     """
-    return decode_tensor_bytes(read_bytes(path), path)
+    raw = _as_tensor(data)
+    if raw.numel() == 0:
+        raise OSError(f"cannot decode {name}: empty file (0 bytes)")
+    try:
+        image = _open_lazily(io.BytesIO(raw.numpy().tobytes()))
+    except DECODE_ERRORS as exc:
+        raise OSError(f"cannot decode {name}: {_reason(exc)}") from exc
+    with image:
+        width, height = image.size
+        header = ImageHeader(str(image.format or "unknown"), int(width), int(height), str(image.mode),
+                             bool(getattr(image, "is_animated", False)), _orientation(image))
+    limit = max_image_pixels()
+    if header.pixels > limit:
+        raise ImageTooLargeError(
+            f"{name} is {header.width}x{header.height} = {header.pixels:,} pixels, over the limit of {limit:,} "
+            f"(a decompression bomb?); raise it with data.max_image_pixels or {MAX_IMAGE_PIXELS_ENV}")
+    return header
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- backends
 
 
 @functools.lru_cache(maxsize=1)
-def opencv() -> Any | None:
-    """The ``cv2`` module, or None when OpenCV is not installed.
+def torchcodec_decoder() -> Any | None:
+    """TorchCodec's ``decode_image`` when TorchCodec is installed and loads, else None (torchvision.io is used).
 
-    On first use OpenCV is limited to one thread, in the process that imports it and so (by inheritance) in
-    every loader worker forked from it: the workers already decode in parallel, an OpenCV pool per worker would
-    oversubscribe the cores, and changing the thread count inside a forked worker can deadlock on the pool's
-    locks copied from the parent (seen here).
+    A TorchCodec build for another torch fails to load its libraries; that is logged once, not raised.
     """
-    global _OPENCV_READY
-    try:
-        import cv2
-    except ImportError:  # opencv is optional: Pillow does everything, only slower
+    if os.environ.get("CLSCTL_DECODER", "auto") not in ("auto", "torchcodec"):
         return None
-    if not _OPENCV_READY:
-        cv2.setNumThreads(1)
-        _OPENCV_READY = True
-    return cv2
+    try:
+        from torchcodec.decoders import decode_image as codec_decode
+    except Exception as exc:  # noqa: BLE001  ImportError, or OSError/RuntimeError from a mismatched build
+        if not isinstance(exc, ImportError):
+            logger.debug("TorchCodec is installed but does not load (%s); images decode with torchvision.io", exc)
+        return None
+    return codec_decode
 
 
-_OPENCV_READY = False
+def backend_name() -> str:
+    """``torchcodec``, ``torchvision`` or ``pillow``: what decodes JPEG, PNG and WebP files here.
+
+    ``CLSCTL_DECODER=torchvision`` (or ``pillow``) chooses a fallback backend on purpose, e.g. to compare them.
+    """
+    choice = os.environ.get("CLSCTL_DECODER", "auto")
+    if choice == "pillow":
+        return "pillow"
+    if choice != "torchvision" and torchcodec_decoder() is not None:
+        return "torchcodec"
+    return "torchvision"
 
 
-def decode_pil(path: str | Path) -> Image.Image:
-    """Decode with Pillow, fully (so a truncated file fails here, not in a transform)."""
-    with Image.open(path) as img:
-        img.load()
-        return img.convert("RGB")
+def _to_rgb8(image: torch.Tensor) -> torch.Tensor | None:
+    """A decoder's ``(C, H, W)`` output as uint8 RGB, or None when it is not an image of 1-4 channels."""
+    if image.ndim == 4:  # an animation: the first frame
+        image = image[0]
+    if image.ndim != 3 or image.shape[0] not in (1, 2, 3, 4):
+        return None
+    if image.dtype == torch.uint16:
+        image = image.to(torch.float32).div_(257).round_().clamp_(0, 255).to(torch.uint8)
+    elif image.dtype != torch.uint8:
+        return None
+    if image.shape[0] in (1, 2):  # grey (+ alpha)
+        return image[:1].expand(3, -1, -1).contiguous()
+    return image[:3]
 
 
-def decode_cv2(path: str | Path) -> Image.Image:
-    """Decode with OpenCV; raises ``OSError`` when OpenCV cannot read the file."""
-    cv2 = opencv()
-    if cv2 is None:
-        raise OSError("OpenCV is not installed")
-    array = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if array is None:
-        raise OSError(f"OpenCV cannot decode {path}")
-    return Image.fromarray(cv2.cvtColor(array, cv2.COLOR_BGR2RGB))
+def _decode_tensor_backend(raw: torch.Tensor, header: ImageHeader) -> torch.Tensor | None:
+    """TorchCodec or torchvision.io's pixels, or None to let Pillow decode (other formats, refusals)."""
+    backend = backend_name()
+    if backend == "pillow" or header.animated or header.mode == "CMYK":
+        return None  # CMYK JPEGs: libjpeg gives inverted Adobe CMYK to some decoders; Pillow converts it right
+    # TorchCodec applies the EXIF orientation itself (torchvision.io and Pillow do not): an oriented file goes
+    # to torchvision.io, so that apply_orientation turns every backend's pixels the same way, once.
+    if backend == "torchcodec" and header.format in _CODEC_FORMATS and header.orientation == 1:
+        try:
+            return _to_rgb8(torchcodec_decoder()(raw, mode="UNCHANGED", output_dtype="auto"))
+        except (RuntimeError, ValueError):
+            return None
+    if header.format not in _TENSOR_FORMATS:
+        return None
+    from torchvision.io import ImageReadMode, decode_image as tv_decode
+
+    try:
+        with warnings.catch_warnings():
+            # torchvision 0.29 deprecates its decoders for TorchCodec and warns on every call; this is the
+            # fallback for machines without TorchCodec, so the warning says nothing the user can act on.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return _to_rgb8(tv_decode(raw, mode=ImageReadMode.RGB))  # RGB: palette PNGs give colours
+    except RuntimeError:
+        return None
 
 
-def decode_image(path: str | Path, backend: Backend = "auto") -> Image.Image:
-    """Decode an image file to RGB.
+def _pillow_rgb(image: Image.Image) -> np.ndarray:
+    """An opened (first-frame) Pillow image as ``H x W x 3`` uint8, with the shared conversion rules."""
+    mode = image.mode
+    if mode == "RGB":
+        return np.asarray(image)
+    if mode in _ONE_BYTE_MODES:
+        return np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if mode.startswith("I;16") or mode in ("I", "I;16B", "I;16L", "I;16N"):
+        array = np.clip(np.rint(array.astype(np.float32) / 257), 0, 255).astype(np.uint8)
+    elif mode == "F":
+        array = np.clip(np.rint(array.astype(np.float32)), 0, 255).astype(np.uint8)
+    else:
+        return np.asarray(image.convert("RGB"))
+    return np.repeat(array[:, :, None], 3, axis=2) if array.ndim == 2 else array[:, :, :3]
+
+
+def _decode_pillow(raw: torch.Tensor, name: str | Path) -> torch.Tensor:
+    try:
+        image = _open_lazily(io.BytesIO(raw.numpy().tobytes()))
+        with image:
+            image.seek(0)  # the first frame of an animation, and only that frame is decoded
+            image.load()
+            array = _pillow_rgb(image)
+    except DECODE_ERRORS as exc:
+        raise OSError(f"cannot decode {name}: {_reason(exc)}") from exc
+    return torch.from_numpy(np.array(array, dtype=np.uint8, copy=True)).permute(2, 0, 1)
+
+
+def apply_orientation(image: torch.Tensor, orientation: int) -> torch.Tensor:
+    """Turn a ``(C, H, W)`` image as stored into the upright one its EXIF orientation (1-8) describes, as
+    ``PIL.ImageOps.exif_transpose`` does."""
+    if orientation == 2:
+        return image.flip(-1)
+    if orientation == 3:
+        return image.flip(-1).flip(-2)
+    if orientation == 4:
+        return image.flip(-2)
+    if orientation == 5:
+        return image.transpose(-1, -2)
+    if orientation == 6:
+        return image.transpose(-1, -2).flip(-1)
+    if orientation == 7:
+        return image.transpose(-1, -2).flip(-1).flip(-2)
+    if orientation == 8:
+        return image.transpose(-1, -2).flip(-2)
+    return image
+
+
+# --------------------------------------------------------------------------- the entry points
+
+
+def decode(data: Any, name: str | Path = "<bytes>") -> torch.Tensor:
+    """Decode encoded image bytes to a ``(3, H, W)`` uint8 RGB tensor (upright).
 
     Args:
-        path: Image file.
-        backend: ``auto`` (OpenCV, Pillow for what OpenCV cannot read), ``cv2`` or ``pil``.
+        data: The encoded file content: ``bytes``, a 1-D uint8 tensor or array.
+        name: Where the bytes came from, for messages.
 
     Raises:
-        OSError: The file is missing or is not a readable image (also ``ValueError``/``SyntaxError`` from
-            some Pillow plugins; catch :data:`DECODE_ERRORS`).
+        ImageTooLargeError: More pixels than :func:`max_image_pixels`.
+        OSError: Empty, corrupt, truncated or not an image any backend reads.
     """
-    if backend == "pil" or (backend == "auto" and opencv() is None):
-        return decode_pil(path)
-    try:
-        return decode_cv2(path)
-    except OSError:
-        if backend == "cv2":
-            raise
-        return decode_pil(path)
+    raw = _as_tensor(data)
+    header = probe(raw, name)
+    image = _decode_tensor_backend(raw, header)
+    if image is None or tuple(image.shape[-2:]) != (header.height, header.width):
+        image = _decode_pillow(raw, name)
+    # As the decoders give it: often channels-last memory behind the (3, H, W) view, which the uint8 resize
+    # kernels prefer anyway; a copy to contiguous memory would cost a tenth of the decode.
+    return apply_orientation(image, header.orientation)
 
 
-def decode_bytes(data: Any, path: str | Path = "<bytes>") -> Image.Image:
-    """Decode encoded image bytes (a 1-D uint8 tensor or array, or ``bytes``), as :func:`decode_image` decodes
-    files: OpenCV when it reads them, else Pillow; RGB.
-
-    Args:
-        data: The encoded file content.
-        path: Where the bytes came from, for messages.
+def decode_file(path: str | Path) -> torch.Tensor:
+    """Decode an image file (see :func:`decode`).
 
     Raises:
-        OSError: Neither decoder reads them (also ``ValueError``/``SyntaxError``; catch :data:`DECODE_ERRORS`).
+        OSError: Missing, not a regular file, too large, or not an image any backend reads.
     """
-    import io
+    return decode(read_bytes(path), path)
 
-    import numpy as np
 
-    raw = data.numpy() if hasattr(data, "numpy") else np.frombuffer(data, dtype=np.uint8)
-    cv2 = opencv()
-    if cv2 is not None and raw.size:
-        array = cv2.imdecode(raw, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-        if array is not None:
-            return Image.fromarray(cv2.cvtColor(array, cv2.COLOR_BGR2RGB))
-    try:
-        with Image.open(io.BytesIO(raw.tobytes())) as img:
-            img.load()
-            return img.convert("RGB")
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise OSError(f"cannot decode {path}: {exc}") from exc
+def decode_pil(path_or_data: Any, name: str | Path | None = None) -> Image.Image:
+    """The same pixels as :func:`decode` (of a file path, or of bytes), as an RGB PIL image, for tools that
+    draw or resize pictures with Pillow."""
+    if isinstance(path_or_data, (str, Path)):
+        tensor = decode_file(path_or_data)
+    else:
+        tensor = decode(path_or_data, name or "<bytes>")
+    return Image.fromarray(tensor.permute(1, 2, 0).numpy())
+
+
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """An RGB PIL image (already decoded) as a ``(3, H, W)`` uint8 tensor."""
+    return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)

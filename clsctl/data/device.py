@@ -32,8 +32,9 @@ class DeviceInput:
                  decoder: Any = None) -> None:
         if channel_order not in ("rgb", "bgr"):
             raise ValueError(f"channel_order must be rgb or bgr, got {channel_order!r}")
-        self.mean = torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1)
+        # (3, 1, 1): broadcasts over (N, 3, H, W) batches and (N, V, 3, H, W) batches of test-time views
+        self.mean = torch.tensor(list(mean), dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(list(std), dtype=torch.float32).view(3, 1, 1)
         self.bgr = channel_order == "bgr"
         self.decoder = decoder
         self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -58,6 +59,7 @@ class DeviceInput:
         """
         if self.decoder is not None and self.decoder.handles(images):
             images, targets = self.decoder(images, targets, device)  # uint8 on the device
+        channels_last = channels_last and images.ndim == 4  # a memory format of 4-D tensors only
         layout = torch.channels_last if channels_last else torch.contiguous_format
         if images.dtype != torch.uint8:  # normalised on the CPU already
             images = images.to(device, non_blocking=True)
@@ -66,10 +68,10 @@ class DeviceInput:
         # stream, so no synchronisation is needed (and none happens: the host does not wait).
         images = images.to(device, non_blocking=True)
         if self.bgr:
-            images = images.flip(1)  # on uint8 (a quarter of the bytes); the statistics are RGB
+            images = images.flip(-3)  # on uint8 (a quarter of the bytes); the statistics are RGB
         mean, std = self._stats(images.device)
         if self.bgr:
-            mean, std = mean.flip(1), std.flip(1)
+            mean, std = mean.flip(0), std.flip(0)
         # One kernel converts and lays out; the in-place ones keep the layout. The same arithmetic as
         # ToTensor + Normalize (x / 255, - mean, / std), so float32 results equal the CPU pipeline's exactly;
         # the cast to the autocast dtype comes last, rounding once.

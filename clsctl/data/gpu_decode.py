@@ -117,7 +117,7 @@ class BatchDecoder:
         """Each item decoded on ``device``; None where no decoder reads it."""
         from torchvision.io import ImageReadMode, decode_jpeg
 
-        from clsctl.data.decode import decode_tensor_bytes
+        from clsctl.data.decode import decode
 
         if not items:
             return []
@@ -139,7 +139,7 @@ class BatchDecoder:
             except RuntimeError as exc:
                 reason = str(exc).splitlines()[0]
             try:  # what the GPU decoder refuses, the CPU may read (torchvision.io, then Pillow)
-                decoded.append(decode_tensor_bytes(item.data, item.path).to(device))
+                decoded.append(decode(item.data, item.path).to(device))
                 self._warn_once(item.path, f"{item.path}: the GPU decoder cannot read it ({reason}); decoded on "
                                            f"the CPU")
             except OSError as exc:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from clsctl.errors import DataError
-from clsctl.jsonfile import read_json_file
+from clsctl.readers import read_json
 from clsctl.readers import read_text
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -168,7 +168,7 @@ def read_openmmlab_json(root: Path, ann_file: Path, classes: list[str] | str | N
         Samples, class names (given, else ``metainfo.classes``, else ``0``, ``1``, ...) and whether the labels
         are lists (multi-label).
     """
-    data = read_json_file(ann_file, what="annotation file", error=DataError)
+    data = read_json(ann_file, what="annotation file", error=DataError)
     items = data.get("data_list") if isinstance(data, dict) else None
     if not isinstance(items, list) or not items:
         raise DataError(f"{ann_file}: expected a non-empty 'data_list' (OpenMMLab 2.0 annotation format)")

@@ -45,7 +45,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from clsctl.data.dataset_base import BadSampleCounter, OnBadImage, sample_seed, seed_sample
-from clsctl.data.decode import DECODE_ERRORS, decode_bytes
+from clsctl.data.decode import DECODE_ERRORS, decode, decode_pil
 from clsctl.data.layouts import read_class_names
 from clsctl.errors import DataError
 
@@ -346,7 +346,8 @@ class ShardDataset(BadSampleCounter, IterableDataset):
             if LABEL_EXTENSION not in parts:
                 raise ValueError("no .cls label")
             label = int(parts[LABEL_EXTENSION].decode("ascii").strip())
-            image = decode_bytes(torch.frombuffer(bytearray(data), dtype=torch.uint8), name)
+            # The one decode layer, as for image files: a uint8 tensor for the pipeline, PIL for tools
+            image = decode(data, name) if self.transform is not None else decode_pil(data, name)
         except (*DECODE_ERRORS, UnicodeDecodeError) as exc:
             if self.on_bad_image == "fail":
                 raise DataError(f"cannot read sample {name}: {exc} (set data.on_bad_image: skip to skip "

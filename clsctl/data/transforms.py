@@ -37,8 +37,7 @@ _INTERPOLATION = {
 # For resizing, "nearest" means Pillow's (pixel-centre) rule, which tensors call NEAREST_EXACT.
 _RESIZE_INTERPOLATION = {**_INTERPOLATION, "nearest": T.InterpolationMode.NEAREST_EXACT}
 
-PIL_STAGE, TENSOR_STAGE, NORMALIZED_STAGE = 0, 1, 2
-IMAGE_STAGE = PIL_STAGE  # the uint8 image stage (PIL_STAGE is its old name)
+IMAGE_STAGE, TENSOR_STAGE, NORMALIZED_STAGE = 0, 1, 2
 
 def _size(size: int | tuple[int, int]) -> int | list[int]:
     return size if isinstance(size, int) else list(size)
@@ -239,7 +238,7 @@ def stage(step: S.Transform) -> int:
         return TENSOR_STAGE
     if isinstance(step, S.RandomErasing):
         return NORMALIZED_STAGE
-    return PIL_STAGE
+    return IMAGE_STAGE
 
 
 def _build_raw(step: S.Transform) -> Any:
@@ -330,101 +329,16 @@ def build_pipeline(pipeline: Sequence[S.Transform], mean: Sequence[float], std: 
     by_stage: list[list[Any]] = [[], [], []]
     for step in pipeline:
         by_stage[stage(step)].append(_build_raw(step))
-    # Image steps run on what comes in: a uint8 tensor (training), or a PIL image with Pillow's kernels, as
-    # before the tensor pipeline (evaluation and inference: published accuracies were measured that way).
-    steps = [*by_stage[IMAGE_STAGE], ToImageTensor()]
+    # Image steps run on uint8 tensors (datasets and readers decode to them, see clsctl.data.decode); a PIL
+    # image from a tool is converted first, so every path resizes with the same kernels.
+    steps = [ToImageTensor(), *by_stage[IMAGE_STAGE]]
     if output == "float" or not stays_uint8(pipeline):
         steps += [ToFloat(), *by_stage[TENSOR_STAGE], v2.Normalize(list(mean), list(std)),
                   *by_stage[NORMALIZED_STAGE]]
         if channel_order == "bgr":
             steps.append(SwapRB())
     pipeline = v2.Compose(steps)
-    # A dataset decodes to what the pipeline prefers: PIL for a full CPU pipeline (output="float": evaluation,
-    # with Pillow's resampling as before), uint8 tensors for training's (output="uint8").
-    pipeline.takes_pil = output == "float"
     # Every step above draws its randomness from torch's generator alone (torchvision v1 and v2 transforms,
     # clsctl's own classes), so seeding a sample need not touch Python's or NumPy's (see seed_sample).
     pipeline.torch_rng_only = True
     return pipeline
-
-
-def pipeline_from_dicts(entries: Sequence[dict[str, Any]]) -> list[S.Transform]:
-    """Rebuild validated transform entries from plain data (as stored in checkpoints)."""
-    from pydantic import TypeAdapter
-
-    adapter = TypeAdapter(list[S.Transform])
-    return adapter.validate_python(list(entries))
-
-
-def eval_pipeline(meta: Any) -> list[S.Transform]:
-    """The evaluation steps of a model's published weights (its :class:`~clsctl.models.ModelMeta`): the shorter
-    edge to ``meta.eval_resize_size`` with ``meta.interpolation``, then the centre crop of ``meta.input_size``.
-
-    torchvision's ``Weights.transforms()`` and timm's ``transforms_imagenet_eval`` (centre mode) do the same.
-    """
-    height, width = meta.input_size
-    return [S.Resize(type="resize", size=int(meta.eval_resize_size), interpolation=meta.interpolation),
-            S.CenterCrop(type="center_crop", size=(int(height), int(width)))]
-
-
-TTA_MODES = ("flip", "five-crop", "ten-crop")
-
-
-class MultiViewTransform:
-    """Several views of one image, stacked: ``(V, C, H, W)``.
-
-    Args:
-        before: PIL steps before the views are cut.
-        views: PIL image -> list of PIL views.
-        after: PIL view -> normalised tensor.
-    """
-
-    takes_pil = True  # datasets hand it PIL images: evaluation keeps Pillow's resampling
-
-    def __init__(self, before: Any, views: Any, after: Any) -> None:
-        self.before, self.views, self.after = before, views, after
-
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        return torch.stack([self.after(view) for view in self.views(self.before(image))])
-
-    def __repr__(self) -> str:
-        return f"MultiViewTransform(before={self.before!r}, views={self.views!r}, after={self.after!r})"
-
-
-class _FlipViews:
-    """The image and its mirror image."""
-
-    def __call__(self, image: Image.Image) -> list[Image.Image]:
-        return [image, F.hflip(image)]
-
-    def __repr__(self) -> str:
-        return "FlipViews()"
-
-
-def tta_pipeline(pipeline: Sequence[S.Transform], mode: str, mean: Sequence[float], std: Sequence[float], *,
-                 channel_order: str = "rgb") -> MultiViewTransform:
-    """Test-time augmentation views of an evaluation pipeline, each prepared as the pipeline prepares an image.
-
-    * ``flip``: the pipeline's output and its horizontal mirror (MMPretrain's ``TestTimeAug`` with
-      ``RandomFlip`` at probability 0 and 1).
-    * ``five-crop``: the final centre crop becomes the four corner crops and the centre crop of the same size
-      (torchvision's ``FiveCrop``).
-    * ``ten-crop``: those five and the five of the mirrored image (torchvision's ``TenCrop``).
-
-    Raises:
-        ValueError: An unknown mode, or five/ten-crop of a pipeline whose last image step is not a centre crop.
-    """
-    if mode not in TTA_MODES:
-        raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {mode!r}")
-    image_steps = [step for step in pipeline if stage(step) == PIL_STAGE]
-    tensor_steps = [step for step in pipeline if stage(step) != PIL_STAGE]
-    after = build_pipeline(tensor_steps, mean, std, channel_order=channel_order)
-    if mode == "flip":
-        return MultiViewTransform(T.Compose([_build_raw(s) for s in image_steps]), _FlipViews(), after)
-    if not image_steps or not isinstance(image_steps[-1], S.CenterCrop):
-        last = image_steps[-1].type if image_steps else "none"
-        raise ValueError(f"--tta {mode} replaces the evaluation pipeline's final center_crop, but its last image "
-                         f"step is {last}")
-    size = _size(image_steps[-1].size)
-    views = T.FiveCrop(size) if mode == "five-crop" else T.TenCrop(size)
-    return MultiViewTransform(T.Compose([_build_raw(s) for s in image_steps[:-1]]), views, after)

@@ -215,13 +215,33 @@ def _train_step(model: nn.Module, inputs: torch.Tensor, device: torch.device, am
     return step
 
 
-def prepare_model(settings: BenchmarkSettings, device: torch.device) -> tuple[nn.Module, str, tuple[int, int]]:
-    """The model to measure, on ``device``, in the mode, memory format and form the settings ask for."""
-    from clsctl.engine.inference import load_for_inference
+def prepare_model(settings: BenchmarkSettings, device: torch.device,
+                  loaded: Any = None) -> tuple[nn.Module, str, tuple[int, int]]:
+    """The model to measure, on ``device``, in the mode, memory format and form the settings ask for.
 
-    # No weights from a recipe: they do not change the timing (a checkpoint's are in it anyway).
-    loaded = load_for_inference(settings.source, overrides=tuple(settings.overrides), load_weights=False)
-    model, name = loaded.model, loaded.model_name
+    Args:
+        settings: What to measure.
+        device: Where.
+        loaded: An already loaded model (:class:`~clsctl.engine.loading.LoadedModel`) to measure instead of
+            loading ``settings.source``; it is copied when the settings would change it.
+    """
+    from clsctl.engine.loading import load_model
+
+    if loaded is None:
+        # No weights from a recipe: they do not change the timing (a checkpoint's are in it anyway).
+        loaded = load_model(settings.source, overrides=tuple(settings.overrides), load_weights=False)
+        model = loaded.module
+    else:
+        model = loaded.module
+        if loaded.is_pytorch and (settings.fuse_conv_bn or settings.mode == "train" or settings.compile
+                                  or settings.channels_last or model_device(model) != device):
+            import copy
+
+            model = copy.deepcopy(model)  # the caller's model stays as it was
+    name = loaded.model_name
+    if not loaded.is_pytorch and (settings.mode == "train" or settings.fuse_conv_bn or settings.compile):
+        raise ClsctlError(f"{loaded.origin.kind} exports are measured in inference mode as they are; drop --mode "
+                          f"train, --fuse-conv-bn and --compile")
     size = tuple(settings.shape) if settings.shape is not None else loaded.input_size
     if settings.fuse_conv_bn:
         from clsctl.models.reparam import to_deploy
@@ -251,8 +271,18 @@ def _measure(step: Any, settings: BenchmarkSettings, device: torch.device) -> li
     return times
 
 
-def run_benchmark(settings: BenchmarkSettings) -> BenchmarkResult:
+def model_device(model: nn.Module) -> torch.device:
+    """Where a model's first parameter is (the CPU for a model without parameters, such as an export runner)."""
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def run_benchmark(settings: BenchmarkSettings, loaded: Any = None) -> BenchmarkResult:
     """Measure ``settings.iters`` iterations after ``settings.warmup`` untimed ones.
+
+    Args:
+        settings: What to measure.
+        loaded: An already loaded model to measure (see :func:`prepare_model`); default: load ``settings.source``.
 
     Raises:
         ClsctlError: Impossible settings, or the model does not run on the input.
@@ -265,7 +295,7 @@ def run_benchmark(settings: BenchmarkSettings) -> BenchmarkResult:
         from clsctl.engine.build import warn_if_bf16_is_emulated
 
         warn_if_bf16_is_emulated(AMP_DTYPES[settings.amp], device)
-    model, name, (height, width) = prepare_model(settings, device)
+    model, name, (height, width) = prepare_model(settings, device, loaded)
     params = sum(p.numel() for p in model.parameters())
     inputs = torch.randn(settings.batch_size, 3, height, width, device=device)
     if settings.channels_last:

@@ -47,7 +47,7 @@ class ConversionResult:
 
 def deploy_payload(ckpt: dict[str, Any], model: torch.nn.Module, fused: bool, check: Comparison) -> dict[str, Any]:
     """The deploy checkpoint: the source checkpoint's recipe, class names and preprocessing, the converted
-    weights, and the flags :func:`clsctl.engine.build.model_from_checkpoint` replays."""
+    weights, and the flags :func:`clsctl.engine.loading.load_checkpoint_model` replays."""
     payload = {key: value for key, value in ckpt.items() if key not in TRAINING_KEYS}
     payload.update(model=model.state_dict(), deploy=True, fused_conv_bn=fused,
                    deploy_check={"max_abs_diff": check.max_abs_diff, "tolerance": check.tolerance})
@@ -76,18 +76,20 @@ def reparameterize_checkpoint(checkpoint: str | Path, out: str | Path, *, fuse_c
     Raises:
         ClsctlError: Nothing to convert, ``out`` is the source, or the outputs differ beyond tolerance.
     """
-    from clsctl.engine.build import model_from_checkpoint
     from clsctl.engine.checkpoint import save_checkpoint
+    from clsctl.engine.loading import load_checkpoint_model
     from clsctl.models.reparam import fuse_conv_bn as fuse, reparameterize
+    from clsctl.readers import read_checkpoint
 
     checkpoint, out = Path(checkpoint), Path(out)
     if out.resolve() == checkpoint.resolve():
         raise ClsctlError(f"OUT must differ from CHECKPOINT ({out}): the training checkpoint is kept")
-    loaded = model_from_checkpoint(checkpoint)
-    ckpt, name = loaded.checkpoint, loaded.recipe.model.name
+    ckpt = read_checkpoint(checkpoint)
+    loaded = load_checkpoint_model(checkpoint, ckpt)
+    name = loaded.recipe.model.name
     already_fused = bool(ckpt.get("fused_conv_bn"))
-    model = loaded.model.eval()
-    size = loaded.preprocessing.get("input_size") or (224, 224)
+    model = loaded.module.eval()
+    size = loaded.input_size
     inputs = random_input(batch, size, seed)
     with torch.inference_mode():
         reference = model(inputs)

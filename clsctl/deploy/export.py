@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from clsctl.deploy._compare import ATOL, RTOL, Comparison, compare, random_input
+from clsctl.engine.runtimes import INPUT_NAME, METADATA_JSON_KEYS as JSON_KEYS, OUTPUT_NAME
 from clsctl.errors import ClsctlError
 
 logger = logging.getLogger("clsctl")
@@ -28,8 +29,6 @@ logger = logging.getLogger("clsctl")
 FORMATS = ("onnx", "torchscript", "safetensors")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
 DEFAULT_OPSET = 18
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
-JSON_KEYS = ("class_names", "preprocessing")  # metadata values that are JSON documents
 
 
 @dataclass
@@ -57,14 +56,15 @@ class ExportResult:
 
 def export_metadata(loaded: Any) -> dict[str, str]:
     """Class names, preprocessing and provenance of a loaded checkpoint (an
-    :class:`~clsctl.engine.inference.InferenceModel`), as JSON strings."""
+    :class:`~clsctl.engine.loading.LoadedModel`), as JSON strings."""
     from clsctl import __version__
 
     return {
         "class_names": json.dumps(list(loaded.class_names)),
-        "preprocessing": json.dumps(loaded.preprocessing),
-        "model_name": loaded.recipe.model.name,
-        "deploy": json.dumps(bool(loaded.checkpoint.get("deploy"))),
+        "preprocessing": json.dumps(loaded.preprocessing.to_dict()),
+        "model_name": loaded.model_name,
+        "multi_label": json.dumps(bool(loaded.multi_label)),
+        "deploy": json.dumps(bool(loaded.info.get("deploy"))),
         "producer": f"clsctl {__version__}",
     }
 
@@ -83,27 +83,20 @@ def _export_safetensors(loaded: Any, path: Path) -> tuple[Path, dict[str, str]]:
     metadata = checkpoint_metadata(loaded)
     if path.is_dir() or not path.suffix:
         config = model_config(model_name=loaded.recipe.model.name, class_names=loaded.class_names,
-                              preprocessing=loaded.preprocessing, recipe=loaded.recipe.to_dict(),
-                              deploy=bool(loaded.checkpoint.get("deploy")),
-                              fused_conv_bn=bool(loaded.checkpoint.get("fused_conv_bn")))
-        return write_model_folder(path, loaded.model.state_dict(), config, metadata), metadata
-    write_safetensors(loaded.model.state_dict(), path, metadata)
+                              preprocessing=loaded.preprocessing.to_dict(), recipe=loaded.recipe.to_dict(),
+                              deploy=bool(loaded.info.get("deploy")),
+                              fused_conv_bn=bool(loaded.info.get("fused_conv_bn")))
+        return write_model_folder(path, loaded.module.state_dict(), config, metadata), metadata
+    write_safetensors(loaded.module.state_dict(), path, metadata)
     return path, metadata
 
 
-def _run_safetensors(path: Path, loaded: Any, inputs: torch.Tensor) -> torch.Tensor:
-    """Outputs of a fresh model built from the checkpoint's recipe with the exported weights loaded."""
-    from clsctl.engine.build import build_model
-    from clsctl.models.weights import load_state_dict_checked, read_state_dict
+def _run_exported(path: Path, inputs: torch.Tensor) -> torch.Tensor:
+    """Outputs of the written file, read back through the one model loader (as ``infer`` and ``test`` read it)."""
+    from clsctl.engine.loading import load_model
 
-    model = build_model(loaded.recipe, len(loaded.class_names), load_weights=False)
-    if loaded.checkpoint.get("deploy"):
-        from clsctl.models.reparam import to_deploy
-
-        to_deploy(model, fuse_conv_bn=bool(loaded.checkpoint.get("fused_conv_bn")))
-    load_state_dict_checked(model, read_state_dict(path), source=str(path), allow_head_mismatch=False)
     with torch.inference_mode():
-        return model.eval()(inputs)
+        return load_model(path).module(inputs)
 
 
 def _onnx_exporter() -> str:
@@ -146,17 +139,6 @@ def _export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, opse
     return exporter
 
 
-def _run_onnx(path: Path, inputs: torch.Tensor) -> torch.Tensor:
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise ClsctlError("checking the ONNX file needs onnxruntime: pip install 'clsctl[onnx]' "
-                          "(or --no-check)") from exc
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (output,) = session.run([OUTPUT_NAME], {INPUT_NAME: inputs.numpy()})
-    return torch.from_numpy(output)
-
-
 def _export_torchscript(model: torch.nn.Module, example: torch.Tensor, path: Path,
                         metadata: dict[str, str]) -> None:
     with warnings.catch_warnings():
@@ -172,32 +154,6 @@ def _extra_files(metadata: dict[str, str]) -> dict[str, str]:
     # JSON documents under their own names; the short strings together in clsctl.json.
     rest = {key: value for key, value in metadata.items() if key not in JSON_KEYS}
     return {**{f"{key}.json": metadata[key] for key in JSON_KEYS}, "clsctl.json": json.dumps(rest)}
-
-
-def read_torchscript_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata :func:`export_checkpoint` put in a TorchScript file (as :func:`export_metadata` made it)."""
-    files = {name: "" for name in (*(f"{key}.json" for key in JSON_KEYS), "clsctl.json")}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.jit.load(str(path), map_location="cpu", _extra_files=files)
-    text = {name: value.decode() if isinstance(value, bytes) else value for name, value in files.items()}
-    rest = json.loads(text["clsctl.json"]) if text["clsctl.json"] else {}
-    return {**{key: text[f"{key}.json"] for key in JSON_KEYS}, **rest}
-
-
-def read_onnx_metadata(path: str | Path) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file (class names and preprocessing as JSON strings)."""
-    import onnx
-
-    return {entry.key: entry.value for entry in onnx.load(str(path), load_external_data=False).metadata_props}
-
-
-def _run_torchscript(path: Path, inputs: torch.Tensor) -> torch.Tensor:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        module = torch.jit.load(str(path), map_location="cpu")
-    with torch.inference_mode():
-        return module(inputs)
 
 
 def export_checkpoint(checkpoint: str | Path, fmt: str = "onnx", *, out: str | Path | None = None,
@@ -223,7 +179,7 @@ def export_checkpoint(checkpoint: str | Path, fmt: str = "onnx", *, out: str | P
     Raises:
         ClsctlError: Unknown format, missing extra, export failure, or outputs beyond tolerance.
     """
-    from clsctl.engine.inference import load_for_inference
+    from clsctl.engine.loading import load_model
 
     if fmt not in FORMATS:
         raise ClsctlError(f"unknown export format '{fmt}' (choose {' or '.join(FORMATS)})")
@@ -231,9 +187,9 @@ def export_checkpoint(checkpoint: str | Path, fmt: str = "onnx", *, out: str | P
         raise ClsctlError("--opset applies to --format onnx only")
     checkpoint = Path(checkpoint)
     path = Path(out) if out is not None else default_output(checkpoint, fmt)
-    loaded = load_for_inference(checkpoint, kind="checkpoint")
-    model = loaded.model
-    size = loaded.preprocessing.get("input_size") or (224, 224)
+    loaded = load_model(checkpoint, kind="checkpoint")
+    model = loaded.module
+    size = loaded.input_size
     # torch.export specialises dimensions of size 1, so a dynamic batch is exported from an example of 2.
     example = random_input(2 if dynamic_batch else 1, size, seed)
     metadata = export_metadata(loaded)
@@ -251,10 +207,7 @@ def export_checkpoint(checkpoint: str | Path, fmt: str = "onnx", *, out: str | P
     inputs = random_input(3 if dynamic_batch else 1, size, seed + 1)
     with torch.inference_mode():
         reference = model(inputs)
-    if fmt == "safetensors":
-        output = _run_safetensors(path, loaded, inputs)
-    else:
-        output = _run_onnx(path, inputs) if fmt == "onnx" else _run_torchscript(path, inputs)
+    output = _run_exported(path, inputs)
     comparison = compare(reference, output, rtol=rtol, atol=atol)
     if not comparison.ok:
         raise ClsctlError(f"{path} does not match PyTorch: max abs diff {comparison.max_abs_diff:.3g} > "

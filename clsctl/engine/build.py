@@ -1,10 +1,10 @@
-"""Turning a recipe (or a checkpoint) into the objects a run needs: device, datasets, model."""
+"""Turning a recipe into the objects a run needs: device, datasets, model (a trained model for use comes from
+:func:`clsctl.engine.loading.load_model`)."""
 
 from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from clsctl.data.datasets import ImageListDataset, build_dataset
-from clsctl.data.transforms import build_pipeline, default_pipeline, pipeline_from_dicts, stays_uint8
+from clsctl.data.transforms import build_pipeline, default_pipeline, stays_uint8
 from clsctl.errors import ClsctlError, RecipeError
 from clsctl.models import create_model, model_info
 from clsctl.models.heads import HeadSpec, NeckSpec, apply_neck_and_head, head_spec_from_recipe, neck_spec_from_recipe
@@ -89,9 +89,14 @@ def build_split(recipe: Recipe, split: str, base_dir: Path | None = None, *,
 
     With ``data.decode: gpu`` and ``uint8`` output, JPEG files come as bytes for :func:`device_input` to decode.
     """
-    mean, std = normalization(recipe)
-    transform = build_pipeline(effective_pipeline(recipe, split), mean, std, channel_order=recipe.data.channel_order,
-                               output=output)
+    if split == "train":
+        mean, std = normalization(recipe)
+        transform = build_pipeline(effective_pipeline(recipe, split), mean, std,
+                                   channel_order=recipe.data.channel_order, output=output)
+    else:  # validation and test prepare images as a checkpoint of this recipe will (one Preprocessing)
+        from clsctl.data.preprocessing import Preprocessing
+
+        transform = Preprocessing.from_recipe(recipe, split).transform(output)
     dataset = build_dataset(dataset_config(recipe, split), transform, base_dir, on_bad_image=recipe.data.on_bad_image)
     if recipe.data.decode == "gpu" and output == "uint8" and stays_uint8(effective_pipeline(recipe, split)):
         from clsctl.data.datasets import encode_jpegs
@@ -121,28 +126,6 @@ def device_input(recipe: Recipe, device: torch.device | None = None) -> Any:
                       for split in ("train", "val") if getattr(recipe.data, split) is not None}
         decoder = BatchDecoder(transforms, recipe.data.on_bad_image)
     return DeviceInput(mean, std, recipe.data.channel_order, decoder)
-
-
-def preprocessing(recipe: Recipe) -> dict[str, Any]:
-    """What inference needs to prepare an image, as plain data: the evaluation pipeline (the test split's,
-    else val's, else a resize to the model's input size) and the normalisation."""
-    mean, std = normalization(recipe)
-    input_size = model_info(recipe.model.name).input_size
-    has_eval_split = recipe.data.test is not None or recipe.data.val is not None
-    steps = effective_pipeline(recipe, "test") if has_eval_split else default_pipeline(input_size)
-    return {
-        "pipeline": [step.model_dump(mode="json") for step in steps],
-        "mean": mean,
-        "std": std,
-        "channel_order": recipe.data.channel_order,
-        "input_size": list(input_size),
-    }
-
-
-def transform_from_preprocessing(prep: dict[str, Any]) -> Any:
-    """The eval transform stored in a checkpoint."""
-    return build_pipeline(pipeline_from_dicts(prep["pipeline"]), prep["mean"], prep["std"],
-                          channel_order=prep.get("channel_order", "rgb"))
 
 
 def neck_spec(config: S.Neck | None) -> NeckSpec | None:
@@ -185,34 +168,3 @@ def is_multi_label_recipe(recipe: Recipe) -> bool:
     from clsctl.engine.losses import is_multi_label
 
     return is_multi_label(recipe.loss) or isinstance(recipe.model.head, S.MultiLabelLinearHead)
-
-
-@dataclass
-class LoadedModel:
-    """A model rebuilt from a checkpoint, with what is needed to use it."""
-
-    model: nn.Module
-    class_names: list[str]
-    preprocessing: dict[str, Any]
-    recipe: Recipe
-    checkpoint: dict[str, Any]
-
-
-def model_from_checkpoint(path: str | Path) -> LoadedModel:
-    """Rebuild the trained model from a checkpoint alone (recipe, class names and preprocessing are inside)."""
-    from clsctl.engine.checkpoint import load_checkpoint
-    from clsctl.recipe import validate_recipe
-
-    ckpt = load_checkpoint(path)
-    recipe = validate_recipe(ckpt["recipe"], source=f"{path} (embedded recipe)")
-    classes = list(ckpt["class_names"])
-    model = build_model(recipe, len(classes), load_weights=False)
-    if ckpt.get("deploy"):
-        from clsctl.models.reparam import to_deploy  # only deploy-form checkpoints need this
-
-        to_deploy(model, fuse_conv_bn=bool(ckpt.get("fused_conv_bn")))
-    from clsctl.models.weights import load_state_dict_checked
-
-    load_state_dict_checked(model, ckpt["model"], source=str(path), allow_head_mismatch=False)
-    model.eval()
-    return LoadedModel(model, classes, ckpt["preprocessing"], recipe, ckpt)

@@ -1,14 +1,19 @@
-"""``evaluate``: test a checkpoint, or a model by name with published or local weights, on a dataset.
+"""Evaluation: the one forward loop (:func:`forward_pass`), ``clsctl test`` (:func:`evaluate`) and ``clsctl infer``
+(:func:`predict`).
 
-Two sources, one pass:
+Every pass over images runs :func:`forward_pass`: training's validation, ``test``, ``infer``, ``report`` and
+``dataset-doctor``. Images are decoded by the one decode layer, prepared by the model's
+:class:`~clsctl.data.preprocessing.Preprocessing` as uint8 tensors in the loader workers, and normalised per
+batch by its :class:`~clsctl.data.device.DeviceInput` on the model's device: the arithmetic training's
+validation uses, so ``clsctl test`` of a checkpoint gives the val top-1 its training logged.
 
-* a clsctl checkpoint: its recipe, class names and preprocessing are inside;
-* a model name (registered or ``timm/<name>``) with ``pretrained`` or ``weights``: the preprocessing is the
-  model's evaluation transform (:func:`~clsctl.data.transforms.eval_pipeline`), and the dataset's class names
-  are mapped onto the model's classes (ImageNet-1k by WordNet id or name, see
-  :mod:`clsctl.data.imagenet_classes`). The run is described by a small recipe, so ``overrides`` (``--set``)
-  reach every part of it: ``data.test.pipeline.0.size=256``, ``data.mean=[0.5,0.5,0.5]``, another dataset
-  type, ``data.loader.batch_size=64``.
+What :func:`evaluate` tests is a :class:`~clsctl.engine.loading.LoadedModel`: a checkpoint, an export, or a model
+by name (registered or ``timm/<name>``) with ``pretrained`` or ``weights``. The dataset is the checkpoint
+recipe's split, or ``data_root``; for a named model its class names are mapped onto the model's classes
+(ImageNet-1k by WordNet id or name, see :mod:`clsctl.data.imagenet_classes`), and a dataset of a subset of a
+trained model's classes is scored over the classes present. ``overrides`` (``--set``) change the preprocessing
+(``data.mean``, ``data.<split>.pipeline.0.size``, ``preprocessing.crop_pct``, ...) or the dataset and loader
+(``data.<split>.root``, ``data.loader.batch_size``); any other key is refused, naming it.
 
 Under several processes (``clsctl test --gpus N``, torchrun or srun) each process evaluates whole batches of
 the single-process pass (:class:`~clsctl.data.loaders.ShardedBatchSampler`, no padding), the per-sample
@@ -18,33 +23,100 @@ the same numbers as one process, bit for bit on the CPU (where each process uses
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from clsctl.data.datasets import ClassificationDataset, build_dataset, exclude_replaced_samples
-from clsctl.data.loaders import build_eval_loader
-from clsctl.data.transforms import TTA_MODES, build_pipeline, eval_pipeline, tta_pipeline
 from clsctl.engine import distributed as D
-from clsctl.engine.build import dataset_config
-from clsctl.engine.eval_loop import run_evaluation
-from clsctl.engine.metrics import confusion_matrix, precision_recall_f1
+from clsctl.engine.loading import LoadedModel, load_model
+from clsctl.engine.metrics import EvalOutput, confusion_matrix, evaluate_logits, precision_recall_f1
 from clsctl.engine.progress import make_progress
+from clsctl.engine.tta import TTA_MODES
 from clsctl.errors import ClsctlError, DataError, RecipeError
-from clsctl.recipe import Recipe, apply_override, schema as S, validate_recipe
+from clsctl.recipe import schema as S
 
 logger = logging.getLogger("clsctl")
 
 IMAGENET_CLASSES = 1000
+DATA_KEYS = ("loader", "on_bad_image", "max_image_pixels", "follow_symlinks")
+"""``data.*`` keys besides the evaluated split's dataset entry that ``--set`` may change in an evaluation."""
+
+
+class EvalLoader(Protocol):
+    """What the forward loop needs from a loader: batches of ``(images, targets)`` and their count."""
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]: ...
+
+    def __len__(self) -> int: ...
+
+
+class BatchInput(Protocol):
+    """Turns a loader batch into the model's input on a device (:class:`~clsctl.data.device.DeviceInput`)."""
+
+    def __call__(self, images: Any, targets: Any, device: torch.device, *, dtype: torch.dtype | None = None,
+                 channels_last: bool = False) -> tuple[torch.Tensor, Any]: ...
+
+
+# --------------------------------------------------------------------------- the forward loop
+
+
+@torch.no_grad()
+def forward_pass(model: nn.Module, loader: EvalLoader, device: torch.device, *, inputs: BatchInput | None = None,
+                 autocast_dtype: torch.dtype | None = None, channels_last: bool = False, to_host: bool = True,
+                 advance: Callable[[int], Any] | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The float32 logits and the targets of each batch of ``loader``, in loader order (``model`` in eval mode).
+
+    Args:
+        model: The classifier.
+        loader: Yields ``(images, targets)``.
+        device: Where ``model`` runs.
+        inputs: Turns a loader batch into the model's input on ``device``; without it the images are copied
+            as they are (already normalised).
+        autocast_dtype: Autocast dtype; ``None`` runs in full precision.
+        channels_last: channels_last inputs.
+        to_host: Copy each batch's logits and targets to the host as it comes. Without it they stay where
+            they are, for the caller to copy once (each copy from a GPU waits for its queue to drain).
+        advance: Called with each batch's number of samples.
+    """
+    model.eval()
+    logits_all, targets_all = [], []
+    for images, targets in loader:
+        if inputs is not None:
+            images, targets = inputs(images, targets, device, dtype=autocast_dtype, channels_last=channels_last)
+        else:
+            images = images.to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            logits = model(images)
+        logits = logits.float()
+        logits_all.append(logits.cpu() if to_host else logits)
+        targets_all.append(targets.cpu() if to_host else targets)
+        if advance is not None:
+            advance(len(targets))
+    return logits_all, targets_all
+
+
+def run_evaluation(model: nn.Module, loader: EvalLoader, device: torch.device, num_classes: int, *,
+                   inputs: BatchInput | None = None, keep_scores: bool = False,
+                   progress: Callable[[int], Any] | None = None) -> EvalOutput:
+    """Metrics of ``model`` on every batch of ``loader`` (:func:`forward_pass`, then
+    :func:`~clsctl.engine.metrics.evaluate_logits`)."""
+    logits, targets = forward_pass(model, loader, device, inputs=inputs, advance=progress)
+    all_logits = torch.cat(logits) if logits else torch.empty(0, num_classes)
+    all_targets = torch.cat(targets) if targets else torch.empty(0, dtype=torch.long)
+    return evaluate_logits(all_logits, all_targets, num_classes, keep_scores=keep_scores)
+
+
+# --------------------------------------------------------------------------- clsctl test
 
 
 @dataclass
@@ -65,6 +137,9 @@ class EvalResult:
         processes: Processes that shared the pass.
         model_class_names: The model's classes (ImageNet-1k's 1,000 for published weights).
         label_map: The model's label of each dataset class, when the two label sets differ.
+        preprocessing: The preprocessing that ran, in one line.
+        overrides: The ``--set`` assignments applied (to the preprocessing and to the data).
+        source: What was tested, in words.
     """
 
     metrics: dict[str, float]
@@ -80,51 +155,38 @@ class EvalResult:
     processes: int = 1
     model_class_names: list[str] = field(default_factory=list)
     label_map: list[int] | None = None
+    preprocessing: str = ""
+    overrides: list[str] = field(default_factory=list)
+    source: str = ""
 
 
-@dataclass
-class _Source:
-    """What is evaluated: the recipe describing the run, the eval preprocessing and how to get the network."""
-
-    name: str  # checkpoint path or model name, for titles and the predictions file
-    kind: str  # "checkpoint" or "model"
-    recipe: Recipe
-    steps: list[S.Transform]
-    mean: list[float]
-    std: list[float]
-    channel_order: str
-    build: Callable[[], nn.Module]
-    split: str  # the recipe's data entry to test on
-    class_names: list[str] | None = None  # the checkpoint's classes (a named model's come from the dataset)
-    multi_label: bool = False
-    downloads: bool = False  # building may download weights: one process first
-
-
-def evaluate(checkpoint: str | Path | None = None, *, model: str | None = None, pretrained: bool = False,
-             weights: str | Path | None = None, num_classes: int | None = None, split: str = "test",
-             data_root: str | Path | None = None, overrides: Sequence[str] = (), device: str | None = None,
-             batch_size: int | None = None, out: str | Path | None = None, topk: int = 5, tta: str | None = None,
-             show_progress: bool = True) -> EvalResult | None:
-    """Evaluate a checkpoint, or a model by name, on a dataset.
+def evaluate(source: str | Path | LoadedModel | None = None, *, model: str | None = None,
+             pretrained: bool = False, weights: str | Path | None = None, num_classes: int | None = None,
+             split: str = "test", data_root: str | Path | None = None, overrides: Sequence[str] = (),
+             device: str | None = None, batch_size: int | None = None, out: str | Path | None = None,
+             topk: int = 5, tta: str | None = None, show_progress: bool = True) -> EvalResult | None:
+    """Evaluate a trained model (checkpoint, export, or a loaded model), or a model by name, on a dataset.
 
     Examples:
         ``evaluate("run/best.pt")``; ``evaluate(model="resnet50", pretrained=True, data_root="imagenet",
-        split="val", tta="flip")``.
+        split="val", tta="flip")``; ``evaluate(load_model("run/best.pt"), data_root="photos")``.
 
     Args:
-        checkpoint: A clsctl checkpoint; or give ``model``.
+        source: A clsctl checkpoint or export, or a :class:`~clsctl.engine.loading.LoadedModel`; or give
+            ``model``.
         model: A registered model name or ``timm/<name>``, evaluated without a checkpoint.
         pretrained: Load ``model``'s published weights (torch.hub's cache; timm's for timm models).
-        weights: Load ``model``'s weights from this file (state dict or clsctl checkpoint).
+        weights: Load ``model``'s weights from this file (state dict, clsctl checkpoint or safetensors export:
+            a clsctl file brings its class names and preprocessing).
         num_classes: ``model``'s classifier size (default: the variant's, 1000 for ImageNet models).
         split: ``test`` (falls back to ``val``), ``val`` or ``train``. For ``model`` with ``data_root``: the
             ``meta/<split>.txt`` list of an ImageNet-style folder, else its ``<split>/`` sub-folder, else the
-            folder itself; that dataset is the evaluation recipe's ``data.test`` whatever the split.
-        data_root: Image folder to test on (for a checkpoint: instead of the recipe's, same class names).
-        overrides: ``--set`` strings applied to the checkpoint's recipe or the model's evaluation recipe.
+            folder itself; that dataset is ``data.test`` whatever the split.
+        data_root: Image folder to test on instead of the recipe's (class names must be among the model's).
+        overrides: ``--set`` strings for the preprocessing and the data (see the module docstring).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         batch_size: Images per batch (per process).
-        out: Write per-sample predictions (JSON) here.
+        out: Write per-sample predictions here (JSON, with the scores in a ``.scores.npy`` beside it).
         topk: Predictions kept per sample in ``out``.
         tta: Test-time augmentation: ``flip``, ``five-crop`` or ``ten-crop`` (probabilities averaged).
         show_progress: Draw a progress bar.
@@ -133,74 +195,74 @@ def evaluate(checkpoint: str | Path | None = None, *, model: str | None = None, 
         The result; ``None`` in processes other than rank 0 of a distributed run.
 
     Raises:
-        ClsctlError: Both or neither of ``checkpoint`` and ``model``, unreadable data, classes that do not fit.
+        ClsctlError: Both or neither of ``source`` and ``model``, unreadable data, classes that do not fit, an
+            override key that cannot change.
     """
-    if (checkpoint is None) == (model is None):
-        raise ClsctlError("give a checkpoint or a model name (--model), not both" if checkpoint is not None
+    if (source is None) == (model is None):
+        raise ClsctlError("give a checkpoint or a model name (--model), not both" if source is not None
                           else "give a checkpoint or a model name (--model)")
     if tta is not None and tta not in TTA_MODES:
         raise ClsctlError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
-    if checkpoint is not None:
-        if pretrained or weights is not None or num_classes is not None:
-            raise ClsctlError("--pretrained, --weights and --num-classes go with --model, not with a checkpoint")
-        source = _checkpoint_source(checkpoint, split, data_root, overrides, batch_size)
-    else:
-        source = _model_source(str(model), pretrained, weights, num_classes, split, data_root, overrides,
-                               batch_size)
-    recipe = source.recipe
-    transform = (build_pipeline(source.steps, source.mean, source.std, channel_order=source.channel_order)
-                 if tta is None else _tta_transform(source, tta))
-    dataset = build_dataset(dataset_config(recipe, source.split), transform, on_bad_image=recipe.data.on_bad_image)
-    exclude_replaced_samples(dataset)
-    if out is not None and not hasattr(dataset, "samples"):
-        raise ClsctlError(f"--out lists predictions per image file; the {source.split} split is a stream of tar "
-                          "shards without them (test it without --out)")
-    ctx = D.setup(device or recipe.runtime.device)
+    if source is not None and (pretrained or weights is not None or num_classes is not None):
+        raise ClsctlError("--pretrained, --weights and --num-classes go with --model, not with a checkpoint")
+    if pretrained and weights is not None:
+        raise ClsctlError("give --pretrained or --weights, not both")
+    ctx = None
     try:
-        names, label_map = _label_sets(source, dataset)
-        net = _build_once(source, ctx).to(ctx.device).eval()
-        if tta is not None:
-            net = _average_views(net, source.multi_label)
-        loader = build_eval_loader(dataset, recipe.data.loader, pin_memory=ctx.device.type == "cuda",
-                                   num_replicas=ctx.world_size, rank=ctx.rank)
-        with make_progress(show_progress and ctx.is_main) as progress:
-            task = progress.add_task("test" if tta is None else f"test ({tta})", total=len(dataset), status="",
-                                     unit="img")
-            logits, targets, seconds = _forward(net, loader, ctx, lambda n: progress.advance(task, n))
-            progress.update(task, completed=len(dataset))
-        gathered = D.gather_to_main(loader.batch_sampler.indices(), logits, targets, ctx=ctx, extra=seconds)
+        loaded, ctx = _load_for_test(source, model, pretrained, weights, num_classes, device)
+        loaded, rest = loaded.with_overrides(list(overrides))
+        data, key = evaluation_data(loaded, rest, split, data_root, batch_size)
+        dataset = _dataset(loaded, data, key, tta)
+        if out is not None and not hasattr(dataset, "samples"):
+            raise ClsctlError(f"--out lists predictions per image file; the {key} split is a stream of tar "
+                              "shards without them (test it without --out)")
+        names, label_map = label_sets(loaded, dataset)
+        ctx = ctx or D.setup(device or (loaded.recipe.runtime.device if loaded.recipe is not None else "auto"))
+        gathered = _run(loaded, dataset, data.loader, ctx, tta, show_progress)
     finally:
-        D.teardown(ctx)
+        if ctx is not None:
+            D.teardown(ctx)
     if gathered is None:
         return None
     (logits, targets), times = gathered
-    return _report(source, dataset, names, label_map, logits, targets, max(times), ctx.world_size, tta, out, topk)
+    result = _report(loaded, dataset, names, label_map, logits, targets, tta, out, topk)
+    result.seconds, result.processes = max(times), ctx.world_size
+    result.throughput = result.num_samples / result.seconds if result.seconds > 0 else math.nan
+    result.overrides = list(overrides)
+    return result
 
 
-def _checkpoint_source(checkpoint: str | Path, split: str, data_root: str | Path | None, overrides: Sequence[str],
-                       batch_size: int | None) -> _Source:
-    from clsctl.engine.inference import load_for_inference
+def _load_for_test(source: str | Path | LoadedModel | None, model: str | None, pretrained: bool,
+                   weights: str | Path | None, num_classes: int | None,
+                   device: str | None) -> tuple[LoadedModel, D.DistContext | None]:
+    """The model to test, on the CPU; a named model whose published weights may download is loaded on rank 0
+    first (one download), which needs the process group: it is returned then, else None."""
+    if isinstance(source, LoadedModel):
+        return source, None
+    if source is not None:
+        return load_model(source), None
+    from clsctl.models import model_info, random_weights_warning
 
-    loaded = load_for_inference(checkpoint, kind="checkpoint")
-    recipe_data = loaded.recipe.to_dict()
-    for assignment in overrides:
-        apply_override(recipe_data, assignment)
-    if data_root is not None:
-        # The split's dataset (``test`` falls back to ``val``) becomes that image folder. Only an image
-        # folder's class list carries over; any other layout or a wrapper (repeat, kfold, ...) is replaced.
-        data = recipe_data["data"]
-        key = "val" if split == "test" and data.get("test") is None else split
-        entry: dict[str, Any] = {"type": "image_folder", "root": str(data_root)}
-        old = data.get(key) or {}
-        if old.get("type") == "image_folder" and old.get("classes") is not None:
-            entry["classes"] = old["classes"]
-        data[key] = entry
-    if batch_size is not None:
-        recipe_data["data"]["loader"]["batch_size"] = batch_size
-    recipe = validate_recipe(recipe_data, source=str(checkpoint))
-    return _Source(str(checkpoint), "checkpoint", recipe, loaded.pipeline, loaded.mean, loaded.std,
-                   loaded.channel_order, lambda: loaded.model, split, class_names=list(loaded.class_names),
-                   multi_label=loaded.multi_label)
+    meta = model_info(str(model))
+    if pretrained and not meta.has_pretrained:
+        raise ClsctlError(f"model '{model}' has no published weights; give --weights FILE")
+    warning = random_weights_warning(str(model), weights=weights, pretrained=pretrained)
+    if warning is not None:
+        logger.warning(warning)
+
+    def load() -> LoadedModel:  # random weights are seeded: every process builds the same network
+        return load_model(str(model), kind="model", weights=weights, pretrained=pretrained, num_classes=num_classes,
+                          seed=0)
+
+    if not pretrained or D.env_ranks() is None:
+        return load(), None
+    ctx = D.setup(device or "auto")
+    if ctx.is_main:
+        loaded = load()
+        D.barrier(ctx)
+        return loaded, ctx
+    D.barrier(ctx)
+    return load(), ctx
 
 
 def default_dataset_entry(data_root: str | Path, split: str) -> dict[str, Any]:
@@ -222,132 +284,158 @@ def default_dataset_entry(data_root: str | Path, split: str) -> dict[str, Any]:
     return {"type": "image_folder", "root": str(root)}
 
 
-def _model_source(name: str, pretrained: bool, weights: str | Path | None, num_classes: int | None, split: str,
-                  data_root: str | Path | None, overrides: Sequence[str], batch_size: int | None) -> _Source:
-    from clsctl.models import model_info
+def evaluation_data(loaded: LoadedModel, rest: Sequence[str], split: str, data_root: str | Path | None,
+                    batch_size: int | None) -> tuple[S.DataConfig, str]:
+    """The data section an evaluation reads, and the key of the dataset it tests.
 
-    if pretrained and weights is not None:
-        raise ClsctlError("give --pretrained or --weights, not both")
-    meta = model_info(name)
-    if pretrained and not meta.has_pretrained:
-        raise ClsctlError(f"model '{name}' has no published weights; give --weights FILE")
-    from clsctl.models import random_weights_warning
+    A trained model's recipe gives the datasets (``test`` falls back to ``val``); ``data_root`` replaces the
+    tested split's (an image folder's class list carries over). A model without a recipe (by name, an export)
+    tests ``data.test``, from ``data_root`` or ``--set``. ``rest`` (the ``--set`` assignments the preprocessing
+    did not take) may change that dataset entry and ``data.loader``/``on_bad_image``/... only.
 
-    warning = random_weights_warning(name, weights=weights, pretrained=pretrained)
-    if warning is not None:
-        logger.warning(warning)
-    data: dict[str, Any] = {"loader": {"batch_size": batch_size or 32}, "mean": list(meta.mean),
-                            "std": list(meta.std)}
-    if data_root is not None:
-        entry = default_dataset_entry(data_root, split)
-        entry["pipeline"] = [step.model_dump(mode="json") for step in eval_pipeline(meta)]
-        data["test"] = entry  # always data.test, so --set paths do not depend on --split
-    recipe_data = {
-        "model": {"name": name, "pretrained": pretrained, "weights": None if weights is None else str(weights),
-                  "num_classes": num_classes},
-        "data": data,
-        "optim": {"type": "sgd", "lr": 0.1},  # the recipe schema asks for one; evaluation never uses it
-    }
-    for assignment in overrides:
-        apply_override(recipe_data, assignment)
-    recipe = validate_recipe(recipe_data, source=f"--model {name}")
+    Raises:
+        RecipeError: Another key, or values that do not validate (``data.<key>: message (got X)``).
+        ClsctlError: No dataset to test.
+    """
+    from clsctl.recipe.load import apply_override
+
+    trained = loaded.recipe is not None and loaded.origin.kind != "model"
+    data: dict[str, Any] = loaded.recipe.data.model_dump(mode="json") if trained else {"loader": {"batch_size": 32}}
+    key = ("val" if split == "test" and data.get("test") is None else split) if trained else "test"
+    view = {"data": data}
+    for assignment in rest:
+        parts = assignment.split("=", 1)[0].strip().split(".")
+        if parts[0] != "data" or len(parts) < 2 or not (parts[1] == key or parts[1] in DATA_KEYS):
+            raise RecipeError(f"--set {'.'.join(parts)}: an evaluation changes only the preprocessing (data.mean, "
+                              f"data.std, data.<split>.pipeline..., preprocessing.*) and the data it reads "
+                              f"(data.{key}..., data.loader..., data.on_bad_image); this key cannot change")
+        apply_override(view, assignment)
+    data = view["data"]
+    if data_root is not None:  # after --set: the folder replaces whatever dataset the split had
+        entry = {"type": "image_folder", "root": str(data_root)} if trained else default_dataset_entry(data_root, split)
+        old = data.get(key) or {}
+        if trained and isinstance(old, dict) and old.get("type") == "image_folder" and old.get("classes"):
+            entry["classes"] = old["classes"]
+        data[key] = entry
+    if batch_size is not None:
+        data.setdefault("loader", {})["batch_size"] = batch_size
+    config = _validated_data(data)
+    if getattr(config, key) is None:
+        name = loaded.origin.source
+        raise ClsctlError(f"give --data-root DIR (or --set 'data.test={{type: ..., root: ...}}') to test {name} on"
+                          if not trained else f"{name}'s recipe has no data.{key} dataset; give --data-root DIR")
+    return config, key
+
+
+def _validated_data(data: dict[str, Any]) -> S.DataConfig:
+    from pydantic import ValidationError
+
+    from clsctl.recipe.load import format_validation_errors
+
     try:
-        config = dataset_config(recipe, "test")
-    except RecipeError:
-        raise ClsctlError("give --data-root DIR (or --set 'data.test={type: ..., root: ...}') to test "
-                          f"{name} on") from None
-    steps = list(config.pipeline) or eval_pipeline(meta)  # a dataset entry set whole by --set has none
-    outputs = recipe.model.num_classes or meta.num_classes
-    return _Source(name, "model", recipe, steps, list(recipe.data.mean or meta.mean), list(recipe.data.std or meta.std),
-                   recipe.data.channel_order, lambda: _build_named(recipe, outputs), "test", downloads=pretrained)
+        return S.DataConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"data.{line}" for line in format_validation_errors(exc, data, S.DataConfig)]
+        raise RecipeError(lines[0], details=lines[1:]) from None
 
 
-def _build_named(recipe: Recipe, outputs: int) -> nn.Module:
-    """The named model with its weights. Random weights (no file) are seeded, so that every process of a
-    distributed test builds the same network."""
-    from clsctl.engine.inference import load_for_inference
+def _dataset(loaded: LoadedModel, data: S.DataConfig, key: str, tta: str | None) -> ClassificationDataset:
+    """The tested dataset, its images prepared by the model's preprocessing (or its test-time views)."""
+    from clsctl.engine.tta import tta_transform
 
-    return load_for_inference(recipe, kind="recipe", num_classes=outputs, seed=0).model
-
-
-def _build_once(source: _Source, ctx: D.DistContext) -> nn.Module:
-    """Build the network; when that may download weights, rank 0 first (one download), then the others."""
-    if not (source.downloads and ctx.distributed):
-        return source.build()
-    if ctx.is_main:
-        net = source.build()
-        D.barrier(ctx)
-        return net
-    D.barrier(ctx)
-    return source.build()
+    transform = loaded.transform("uint8") if tta is None else tta_transform(loaded.preprocessing, tta)
+    dataset = build_dataset(getattr(data, key), transform, on_bad_image=data.on_bad_image)
+    return exclude_replaced_samples(dataset)
 
 
-def _label_sets(source: _Source, dataset: ClassificationDataset) -> tuple[list[str], list[int] | None]:
-    """The model's class names, and the model's label of each dataset class (None: the same labels)."""
-    if source.kind == "checkpoint":
-        if dataset.classes != source.class_names:
-            raise ClsctlError(f"dataset classes {dataset.classes} differ from the checkpoint's {source.class_names}")
-        return list(source.class_names or []), None
+def label_sets(loaded: LoadedModel, dataset: ClassificationDataset) -> tuple[list[str], list[int] | None]:
+    """The model's class names, and the model's label of each dataset class (None: the same labels).
+
+    A trained model's classes are matched by name: the dataset's must be among them (a subset, in any order).
+    A named model without trained classes maps a dataset onto ImageNet-1k's 1000 classes, or takes a dataset
+    of as many classes as it has outputs in order.
+
+    Raises:
+        ClsctlError: Classes that do not fit.
+    """
+    names = list(loaded.class_names)
+    if list(dataset.classes) == names:
+        return names, None
+    if loaded.origin.kind == "model" and loaded.recipe is None:
+        return _named_label_sets(loaded, dataset)
+    missing = [name for name in dataset.classes if name not in names]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ClsctlError(f"the dataset's classes {shown} are not among the model's {len(names)} classes "
+                          f"({', '.join(names[:10])}{', ...' if len(names) > 10 else ''})")
+    if dataset.multi_label:
+        raise ClsctlError(f"a multi-label dataset must have the model's {len(names)} classes in its order")
+    logger.info("the dataset has %d of the model's %d classes: metrics are over the classes present",
+                len(dataset.classes), len(names))
+    return names, [names.index(name) for name in dataset.classes]
+
+
+def _named_label_sets(loaded: LoadedModel, dataset: ClassificationDataset) -> tuple[list[str], list[int] | None]:
     from clsctl.data.imagenet_classes import imagenet_class_names, map_to_imagenet
     from clsctl.models import model_info
 
-    meta = model_info(source.recipe.model.name)
-    outputs = source.recipe.model.num_classes or meta.num_classes
+    meta = model_info(loaded.model_name)
+    outputs = len(loaded.class_names)
     if outputs == IMAGENET_CLASSES and meta.class_names in (None, "imagenet-1k"):
         if dataset.multi_label:
             raise ClsctlError("a multi-label dataset cannot be scored by an ImageNet-1k classifier")
         return imagenet_class_names(), map_to_imagenet(dataset.classes)
     if outputs == len(dataset.classes):
-        logger.info("%s has %d outputs, one per dataset class: output i is dataset class i", source.name, outputs)
+        logger.info("%s has %d outputs, one per dataset class: output i is dataset class i", loaded.model_name,
+                    outputs)
         return list(dataset.classes), None
-    raise ClsctlError(f"{source.name} has {outputs} outputs but the dataset has {len(dataset.classes)} classes: "
-                      f"give weights trained on these classes with --num-classes {len(dataset.classes)}, or a "
-                      f"model with ImageNet-1k's 1000 outputs")
+    raise ClsctlError(f"{loaded.model_name} has {outputs} outputs but the dataset has {len(dataset.classes)} "
+                      f"classes: give weights trained on these classes with --num-classes "
+                      f"{len(dataset.classes)}, or a model with ImageNet-1k's 1000 outputs")
 
 
-def _tta_transform(source: _Source, mode: str) -> Any:
-    try:
-        return tta_pipeline(source.steps, mode, source.mean, source.std, channel_order=source.channel_order)
-    except ValueError as exc:
-        raise ClsctlError(str(exc)) from None
-
-
-def _average_views(net: nn.Module, multi_label: bool) -> nn.Module:
+def _run(loaded: LoadedModel, dataset: ClassificationDataset, loader_config: S.LoaderConfig, ctx: D.DistContext,
+         tta: str | None, show_progress: bool) -> Any:
+    """This process's share of the pass; every sample's logits and targets gathered on rank 0 (None elsewhere)."""
+    from clsctl.data.loaders import build_eval_loader
     from clsctl.engine.tta import AverageViews
 
-    return AverageViews(net, multi_label).eval()
-
-
-@torch.no_grad()
-def _forward(net: nn.Module, loader: Any, ctx: D.DistContext,
-             advance: Callable[[int], None]) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Logits (on the CPU, one copy at the end) and targets of this process's batches, and the seconds taken."""
-    start = time.perf_counter()
-    logits, targets = [], []
-    for images, batch_targets in loader:
-        logits.append(net(images.to(ctx.device, non_blocking=True)).float())
-        targets.append(batch_targets)
-        advance(len(batch_targets) * ctx.world_size)
-    num_classes = logits[0].shape[1] if logits else 0
-    all_logits = torch.cat(logits).cpu() if logits else torch.empty(0, num_classes)
+    net = loaded.module.to(ctx.device).eval()
+    if tta is not None:
+        net = AverageViews(net, loaded.multi_label).eval()
+    loader = build_eval_loader(dataset, loader_config, pin_memory=ctx.device.type == "cuda",
+                               num_replicas=ctx.world_size, rank=ctx.rank)
+    with make_progress(show_progress and ctx.is_main) as progress:
+        task = progress.add_task("test" if tta is None else f"test ({tta})", total=len(dataset), status="",
+                                 unit="img")
+        start = time.perf_counter()
+        logits, targets = forward_pass(net, loader, ctx.device, inputs=loaded.preprocessing.device_input(),
+                                       advance=lambda n: progress.advance(task, n * ctx.world_size))
+        seconds = time.perf_counter() - start
+        progress.update(task, completed=len(dataset))
+    width = logits[0].shape[1] if logits else len(loaded.class_names)
+    all_logits = torch.cat(logits) if logits else torch.empty(0, width)
     all_targets = torch.cat(targets) if targets else torch.empty(0, dtype=torch.long)
-    return all_logits, all_targets, time.perf_counter() - start
+    return D.gather_to_main(loader.batch_sampler.indices(), all_logits, all_targets, ctx=ctx, extra=seconds)
 
 
-def _report(source: _Source, dataset: ClassificationDataset, names: list[str], label_map: list[int] | None,
-            logits: torch.Tensor, targets: torch.Tensor, seconds: float, processes: int, tta: str | None,
-            out: str | Path | None, topk: int) -> EvalResult:
+def _report(loaded: LoadedModel, dataset: ClassificationDataset, names: list[str], label_map: list[int] | None,
+            logits: torch.Tensor, targets: torch.Tensor, tta: str | None, out: str | Path | None,
+            topk: int) -> EvalResult:
     """Metrics (and the predictions file) from every sample's logits, in dataset order."""
+    if len(targets) == 0:
+        raise DataError("no sample of the test split could be read: nothing to evaluate")
     if label_map is not None:
         lookup = torch.tensor(label_map, dtype=torch.long)
         targets = torch.where(targets >= 0, lookup[targets.clamp(min=0)], targets)
-    chunks = list(zip(logits.split(1024), targets.split(1024)))
-    result = run_evaluation(nn.Identity(), chunks, torch.device("cpu"), len(names), keep_scores=out is not None)
+    result = evaluate_logits(logits, targets, len(names), keep_scores=out is not None)
+    if result.excluded == len(targets):
+        raise DataError(f"none of the {len(targets)} test images could be read: nothing to evaluate")
     metrics, per_class = result.metrics, result.per_class
     row_names = list(dataset.classes)
     if label_map is not None:
         # Per-class numbers and their macro means over the dataset's classes (a model may predict any of its
-        # 1,000 classes; the ones the dataset lacks have no support and would only dilute the means).
+        # classes; the ones the dataset lacks have no support and would only dilute the means).
         kept = targets >= 0
         full = precision_recall_f1(confusion_matrix(logits[kept].argmax(1), targets[kept], len(names)))
         per_class = {key: [full[key][label] for label in label_map] for key in ("precision", "recall", "f1", "support")}
@@ -357,93 +445,150 @@ def _report(source: _Source, dataset: ClassificationDataset, names: list[str], l
             metrics[f"macro/{key}"] = value
         row_names = [name if name == names[label] else f"{name} ({names[label]})"
                      for name, label in zip(dataset.classes, label_map)]
-    count = len(dataset) - result.excluded
     predictions = None
     if out is not None:
-        predictions = _write_predictions(out, source, dataset, names, result, tta, topk)
-    throughput = count / seconds if seconds > 0 else math.nan
-    return EvalResult(metrics, row_names, per_class, result.confusion, count, predictions, result.excluded, tta,
-                      seconds, throughput, processes, names, label_map)
+        predictions = _write_predictions(out, loaded, dataset, names, result, tta, topk)
+    return EvalResult(metrics, row_names, per_class, result.confusion, len(dataset) - result.excluded, predictions,
+                      result.excluded, tta, model_class_names=names, label_map=label_map,
+                      preprocessing=loaded.preprocessing.describe(), source=loaded.origin.describe())
 
 
-def _write_predictions(out: str | Path, source: _Source, dataset: ClassificationDataset, names: list[str],
-                       result: Any, tta: str | None, topk: int) -> list[dict[str, Any]]:
+def _write_predictions(out: str | Path, loaded: LoadedModel, dataset: ClassificationDataset, names: list[str],
+                       result: EvalOutput, tta: str | None, topk: int) -> list[dict[str, Any]]:
     """Write the predictions file (see :mod:`clsctl.engine.predictions`) and return its records."""
     from clsctl.engine.predictions import PredictionsFile, prediction_records, write_predictions
 
     kept = result.kept.tolist()
     samples = [path for (path, _), keep in zip(dataset.samples, kept) if keep]
     excluded = [path for (path, _), keep in zip(dataset.samples, kept) if not keep]
-    records = prediction_records(samples, result.targets.tolist(), result.scores, names,
+    records = prediction_records(samples, result.scores, names, targets=result.targets.tolist(),
                                  multi_label=result.extra.get("multi_label", False), topk=topk)
-    write_predictions(out, PredictionsFile(records, names, result.scores.tolist(), {source.kind: source.name}, tta,
-                                           result.metrics, excluded))
+    write_predictions(out, PredictionsFile(records, names, result.scores, _source_entry(loaded), tta,
+                                           result.metrics, excluded, loaded.preprocessing.to_dict()))
     return records
 
 
-# --------------------------------------------------------------------------- several processes
+def _source_entry(loaded: LoadedModel) -> dict[str, str]:
+    kind = "model" if loaded.origin.kind == "model" else "checkpoint"
+    return {kind: loaded.origin.source}
 
 
-def _evaluate_worker(kwargs: dict[str, Any], log_level: int) -> Any:
-    """Entry point of each launched process: evaluate its share; rank 0 hands back the result."""
-    D._setup_worker_logging(log_level)
-    try:
-        return evaluate(**kwargs)
-    except ClsctlError as exc:  # every rank hits user errors alike; the launching process renders one
-        return {"error": type(exc).__name__, "message": str(exc), "exit_code": exc.exit_code}
+# --------------------------------------------------------------------------- clsctl infer
 
 
-def launch_evaluation(nproc: int, **kwargs: Any) -> EvalResult:
-    """:func:`evaluate` with ``nproc`` processes on this machine (one per GPU; CPU processes on gloo with
-    ``device="cpu"``), started by torch's elastic launcher as ``clsctl train --gpus`` does.
+@dataclass
+class Prediction:
+    """Top-k classes of one image: ``(class index, class name, probability)`` best first."""
+
+    path: str
+    topk: list[tuple[int, str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: what ``infer --json`` prints (the predictions file's record without a label)."""
+        index, name, probability = self.topk[0]
+        return {"path": self.path, "pred": index, "pred_name": name, "probability": probability,
+                "topk": [{"class": i, "name": n, "probability": p} for i, n, p in self.topk]}
+
+
+def expand_images(sources: Iterable[str | Path]) -> list[Path]:
+    """Image files named by paths, folders (searched recursively) and glob patterns, in order, without repeats.
 
     Raises:
-        ClsctlError: Inside a run that torchrun/srun started already, more CUDA processes than GPUs, CPU
-            processes without ``device="cpu"``, or a user error in the workers (same message and exit code).
+        DataError: A path that does not exist, a folder or pattern without images, or nothing at all.
     """
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import elastic_launch
+    import glob
 
-    if D.env_ranks() is not None:
-        raise ClsctlError("this process was started by torchrun or srun already; drop --gpus (each started "
-                          "process is one worker)")
-    device = kwargs.get("device")
-    D.check_gpu_count(nproc, device)  # the same rule as training: CPU processes only with --device cpu
-    config = D.launch_config(D.LaunchOptions(nproc))
-    level = logging.getLogger("clsctl").getEffectiveLevel()
-    try:
-        threads = _same_threads_as_one_process() if device == "cpu" else D._worker_threads(nproc)
-        with threads, D._restored_signal_handlers():
-            results = elastic_launch(config, _evaluate_worker)(kwargs, level)
-    except ChildFailedError as exc:
-        raise RuntimeError(f"a test worker failed:\n{exc.format_msg()}") from None
-    for value in (results or {}).values():
-        if isinstance(value, dict) and "error" in value:
-            error = D.WorkerError(value["message"])
-            error.exit_code = int(value["exit_code"])
-            raise error
-    return (results or {})[0]
+    from clsctl.data.datasets import IMG_EXTENSIONS
+
+    found: list[Path] = []
+    for source in sources:
+        text = str(source)
+        path = Path(text)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS and p.is_file())
+            if not files:
+                raise DataError(f"{path} is a folder without images ({', '.join(IMG_EXTENSIONS)})")
+            found += files
+        elif path.exists():
+            found.append(path)
+        elif any(ch in text for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
+            files = [p for p in matches if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS]
+            if not files:
+                raise DataError(f"no images match {text}")
+            found += files
+        else:
+            raise DataError(f"image not found: {text}")
+    if not found:
+        raise DataError("no images to predict")
+    return list(dict.fromkeys(found))
 
 
-@contextlib.contextmanager
-def _same_threads_as_one_process() -> Iterator[None]:
-    """CPU workers compute with as many threads each as this process would, unless OMP_NUM_THREADS is set.
+class _ImageFiles(torch.utils.data.Dataset):
+    """Image files decoded and prepared for a model (the inference dataset: no labels)."""
 
-    A CPU convolution's last bits can depend on its thread count, so this is what makes ``--gpus N --device
-    cpu`` give one process's numbers exactly (at the price of N x threads on the cores: CPU workers are for
-    checking a distributed run, not for speed).
+    def __init__(self, paths: Sequence[Path], transform: Any) -> None:
+        self.paths, self.transform = list(paths), transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        from clsctl.readers import read_image_tensor
+
+        return self.transform(read_image_tensor(self.paths[index])), index
+
+
+def predict(images: Sequence[str | Path], source: str | Path | LoadedModel | None = None, *,
+            checkpoint: str | Path | None = None, model: str | None = None, weights: str | Path | None = None,
+            pretrained: bool = False, num_classes: int | None = None, overrides: Sequence[str] = (),
+            topk: int = 5, device: str | None = None, batch_size: int = 32,
+            out: str | Path | None = None) -> list[Prediction]:
+    """Classify images.
+
+    Args:
+        images: Files, folders or glob patterns.
+        source: A checkpoint or export path, or a :class:`~clsctl.engine.loading.LoadedModel`.
+        checkpoint: Same as ``source`` (the ``--checkpoint`` flag).
+        model: A registered model name, used when no checkpoint is given; neither: ResNet-50 with its
+            ImageNet weights.
+        weights: Weights file for ``model``.
+        pretrained: Published ImageNet weights for ``model`` (ImageNet class names are printed).
+        num_classes: Classifier size for ``model``.
+        overrides: ``--set`` changes to the preprocessing (other keys are refused).
+        topk: Classes reported per image.
+        device: ``auto``, ``cpu``, ``cuda``.
+        batch_size: Images per forward pass.
+        out: Also write a predictions file (JSON + ``.scores.npy``, the format ``test --out`` writes).
+
+    Raises:
+        ClsctlError: An image that cannot be read (the first, named), a bad model source or override.
     """
-    if "OMP_NUM_THREADS" in os.environ:
-        yield
-        return
-    os.environ["OMP_NUM_THREADS"] = str(torch.get_num_threads())
-    try:
-        yield
-    finally:
-        os.environ.pop("OMP_NUM_THREADS", None)
+    from clsctl.engine.loading import load_from_options, refuse_other_overrides
 
+    paths = expand_images(images)
+    source = source if source is not None else checkpoint
+    if isinstance(source, LoadedModel):
+        loaded = source
+    else:
+        loaded = load_from_options(checkpoint=source, model=model, weights=weights, pretrained=pretrained,
+                                   num_classes=num_classes, device=device)
+    loaded, rest = loaded.with_overrides(list(overrides))
+    refuse_other_overrides(rest, "infer")
+    loader = torch.utils.data.DataLoader(_ImageFiles(paths, loaded.transform("uint8")), batch_size=batch_size)
+    logits, _ = forward_pass(loaded.module, loader, loaded.device, inputs=loaded.preprocessing.device_input())
+    scores = torch.cat(logits)
+    # Multi-label models score each class on its own (sigmoid); the others share one softmax.
+    probs = scores.sigmoid() if loaded.multi_label else scores.softmax(1)
+    names = loaded.class_names
+    top = probs.topk(min(topk, len(names)), dim=1)
+    results = [Prediction(str(path), [(i, names[i], v) for i, v in zip(indices, values)])
+               for path, values, indices in zip(paths, top.values.tolist(), top.indices.tolist())]
+    if out is not None:
+        from clsctl.engine.predictions import PredictionsFile, prediction_records, write_predictions
 
-def is_worker_process() -> bool:
-    """Whether torchrun or srun started this process as one of several, and it is not rank 0 (which reports)."""
-    ranks = D.env_ranks()
-    return ranks is not None and ranks[0] != 0
+        records = prediction_records([str(p) for p in paths], probs, names, multi_label=loaded.multi_label,
+                                     topk=topk)
+        write_predictions(out, PredictionsFile(records, names, probs, _source_entry(loaded), None, {}, [],
+                                               loaded.preprocessing.to_dict()))
+    return results

@@ -1,7 +1,8 @@
-"""``clsctl train --gpus N``: training in N worker processes started by torch's elastic launcher.
+"""``clsctl train --gpus N`` and ``clsctl test --gpus N``: training or evaluation in N worker processes started
+by torch's elastic launcher.
 
 The launcher options and the collectives the workers use are in :mod:`clsctl.engine.distributed`; each
-worker runs :func:`clsctl.engine.loop.train`.
+worker runs :func:`clsctl.engine.loop.train` or :func:`clsctl.engine.evaluate.evaluate`.
 """
 
 from __future__ import annotations
@@ -118,3 +119,75 @@ def _forward_usr1_to_workers() -> Iterator[None]:
         yield
     finally:
         signal.signal(usr1, previous if previous is not None else signal.SIG_DFL)
+
+
+# --------------------------------------------------------------------------- clsctl test --gpus N
+
+
+def _evaluate_worker(kwargs: dict[str, Any], log_level: int) -> Any:
+    """Entry point of each launched process: evaluate its share; rank 0 hands back the result."""
+    D._setup_worker_logging(log_level)
+    try:
+        from clsctl.engine.evaluate import evaluate
+
+        return evaluate(**kwargs)
+    except ClsctlError as exc:  # every rank hits user errors alike; the launching process renders one
+        return {"error": type(exc).__name__, "message": str(exc), "exit_code": exc.exit_code}
+
+
+def launch_evaluation(nproc: int, **kwargs: Any) -> Any:
+    """:func:`~clsctl.engine.evaluate.evaluate` with ``nproc`` processes on this machine (one per GPU; CPU processes on gloo with
+    ``device="cpu"``), started by torch's elastic launcher as ``clsctl train --gpus`` does.
+
+    Raises:
+        ClsctlError: Inside a run that torchrun/srun started already, more CUDA processes than GPUs, CPU
+            processes without ``device="cpu"``, or a user error in the workers (same message and exit code).
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import elastic_launch
+
+    if D.env_ranks() is not None:
+        raise ClsctlError("this process was started by torchrun or srun already; drop --gpus (each started "
+                          "process is one worker)")
+    device = kwargs.get("device")
+    D.check_gpu_count(nproc, device)  # the same rule as training: CPU processes only with --device cpu
+    config = D.launch_config(D.LaunchOptions(nproc))
+    level = logging.getLogger("clsctl").getEffectiveLevel()
+    try:
+        threads = _same_threads_as_one_process() if device == "cpu" else D._worker_threads(nproc)
+        with threads, D._restored_signal_handlers():
+            results = elastic_launch(config, _evaluate_worker)(kwargs, level)
+    except ChildFailedError as exc:
+        raise RuntimeError(f"a test worker failed:\n{exc.format_msg()}") from None
+    for value in (results or {}).values():
+        if isinstance(value, dict) and "error" in value:
+            error = D.WorkerError(value["message"])
+            error.exit_code = int(value["exit_code"])
+            raise error
+    return (results or {})[0]
+
+
+@contextlib.contextmanager
+def _same_threads_as_one_process() -> Iterator[None]:
+    """CPU workers compute with as many threads each as this process would, unless OMP_NUM_THREADS is set.
+
+    A CPU convolution's last bits can depend on its thread count, so this is what makes ``--gpus N --device
+    cpu`` give one process's numbers exactly (at the price of N x threads on the cores: CPU workers are for
+    checking a distributed run, not for speed).
+    """
+    import torch
+
+    if "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    os.environ["OMP_NUM_THREADS"] = str(torch.get_num_threads())
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_NUM_THREADS", None)
+
+
+def is_worker_process() -> bool:
+    """Whether torchrun or srun started this process as one of several, and it is not rank 0 (which reports)."""
+    ranks = D.env_ranks()
+    return ranks is not None and ranks[0] != 0

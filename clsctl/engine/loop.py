@@ -33,20 +33,23 @@ from torch import nn
 
 from clsctl.data.datasets import exclude_replaced_samples
 from clsctl.data.device import DeviceInput
+from clsctl.data.preprocessing import Preprocessing
 from clsctl.data.loaders import build_loader
 from clsctl.data.mixing import BatchMixer
 from clsctl.engine import distributed as D
-from clsctl.engine.build import (build_model, build_split, device_input, preprocessing, seed_everything,
+from clsctl.engine.build import (build_model, build_split, device_input, seed_everything,
                                  warn_if_bf16_is_emulated)
-from clsctl.engine.checkpoint import link_checkpoint, load_checkpoint, save_checkpoint
+from clsctl.engine.checkpoint import link_checkpoint, save_checkpoint
 from clsctl.engine.ema import ModelEma
-from clsctl.engine.eval_loop import evaluate_logits, forward_pass
+from clsctl.engine.evaluate import forward_pass
+from clsctl.engine.metrics import evaluate_logits
 from clsctl.engine.optim import LrSchedule, auto_lr_scale, build_optimizer
 from clsctl.engine.progress import make_progress
 from clsctl.engine.runlog import MetricsLog
 from clsctl.engine.runs import LAST, RECOVERY, RunFolderExistsError, choose_run_dir, newest_checkpoint
 from clsctl.errors import CheckpointError, ClsctlError, RecipeError, TrainingDivergedError, TrainingInterrupted
 from clsctl.recipe import Recipe
+from clsctl.readers import read_checkpoint
 from clsctl.recipe.schema import duration_seconds
 
 logger = logging.getLogger("clsctl")
@@ -324,7 +327,7 @@ def resume_state(run: Run, state: RunState, resume: bool | str | Path) -> Path:
     """Load a checkpoint into ``state``: ``True`` takes the run folder's newest; returns its path."""
     recipe = run.recipe
     path = newest_checkpoint(run.run_dir) if resume is True else Path(resume)
-    ckpt = load_checkpoint(path)
+    ckpt = read_checkpoint(path)
     if ckpt["recipe"]["model"]["name"] != recipe.model.name:
         raise CheckpointError(f"{path} holds a {ckpt['recipe']['model']['name']} model, "
                               f"the recipe a {recipe.model.name}")
@@ -353,7 +356,11 @@ def resume_state(run: Run, state: RunState, resume: bool | str | Path) -> Path:
             state.mixer.load_state_dict(mix_state)
     where = f", batch {state.position} of epoch {state.epoch + 1}" if state.position else ""
     logger.info("resumed from %s at epoch %d%s (lr %.6g)", path, state.epoch, where, state.schedule.current_lr())
-    if state.epoch >= recipe.runtime.epochs:
+    if state.epoch > recipe.runtime.epochs:
+        raise ClsctlError(f"{path} has trained {state.epoch} epochs already, more than runtime.epochs = "
+                          f"{recipe.runtime.epochs}: --resume would train nothing; set runtime.epochs above "
+                          f"{state.epoch} to train on (or test the checkpoint as it is)")
+    if state.epoch == recipe.runtime.epochs:
         logger.warning("%s already finished all %d epochs; nothing to train", path, recipe.runtime.epochs)
     return path
 
@@ -606,10 +613,10 @@ def validate(model: nn.Module, loader: Any, device: torch.device, num_classes: i
              channels_last: bool = False, inputs: DeviceInput | None = None) -> dict[str, float]:
     """Metrics of ``model`` on the whole validation set, the same on every process.
 
-    Each process runs its share through :func:`~clsctl.engine.eval_loop.forward_pass`; the logits are
+    Each process runs its share through :func:`~clsctl.engine.evaluate.forward_pass`; the logits are
     gathered in dataset order with the sampler's padding repeats dropped
     (:func:`~clsctl.engine.distributed.gather_by_index`), and the metrics are computed once from them by
-    :func:`~clsctl.engine.eval_loop.evaluate_logits` (what ``clsctl test`` uses), so a distributed
+    :func:`~clsctl.engine.metrics.evaluate_logits` (what ``clsctl test`` uses), so a distributed
     validation equals a single-process one.
     """
     inputs = inputs or DeviceInput((0.0,) * 3, (1.0,) * 3)
@@ -642,7 +649,7 @@ def _checkpoint(run: Run, state: RunState, *, metrics: dict[str, float] | None =
     """
     own = rank_states[0] if rank_states else {"rng": rng_state(run.device)}
     checkpoint = {"recipe": run.recipe.to_dict(), "class_names": run.class_names,
-                  "preprocessing": preprocessing(run.recipe), "model": state.raw_model.state_dict(),
+                  "preprocessing": Preprocessing.from_recipe(run.recipe).to_dict(), "model": state.raw_model.state_dict(),
                   "optimizer": state.optimizer.state_dict(), "schedule": state.schedule.state_dict(),
                   "scaler": state.scaler.state_dict(), "epoch": state.epoch, "rng": own["rng"],
                   "best_metric": state.best_metric, "metrics": state.val_metrics if metrics is None else metrics}

@@ -1,4 +1,5 @@
-"""Classification metrics on tensors.
+"""Classification metrics: on tensors, of a pass's logits (:func:`evaluate_logits`, what training's validation
+and ``clsctl test`` report), and of a saved predictions file (:func:`evaluate_predictions`, ``eval-metric``).
 
 Single-label: top-k accuracy, confusion matrix, precision/recall/F1 (per class, macro, micro).
 Multi-label: average precision per class and its mean (mAP), and CP/CR/CF1/OP/OR/OF1 at a score threshold or
@@ -14,9 +15,14 @@ negative.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
+from clsctl.errors import ClsctlError
 
 
 def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[int, int]:
@@ -143,9 +149,147 @@ def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, *, threshold
     }
 
 
-def multi_hot(labels: Sequence[Sequence[int]], num_classes: int) -> torch.Tensor:
-    """``(N, C)`` 0/1 targets from each sample's list of label indices."""
-    out = torch.zeros(len(labels), num_classes, dtype=torch.long)
-    for row, indices in enumerate(labels):
-        out[row, list(indices)] = 1
-    return out
+# --------------------------------------------------------------------------- metrics of one evaluation pass
+
+
+@dataclass
+class EvalOutput:
+    """Metrics of one pass over a dataset, and optionally every prediction."""
+
+    metrics: dict[str, float]
+    per_class: dict[str, Any]
+    confusion: list[list[int]]
+    scores: torch.Tensor | None = None  # (N, C) softmax probabilities, when kept
+    targets: torch.Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    kept: torch.Tensor | None = None  # (N,) bool over the loader's samples: False for the ones left out
+    excluded: int = 0  # samples left out of the metrics (unreadable images; see exclude_replaced_samples)
+
+
+def evaluate_logits(logits: torch.Tensor, targets: torch.Tensor, num_classes: int, *,
+                    keep_scores: bool = False) -> EvalOutput:
+    """Metrics of ``(N, C)`` logits against ``(N,)`` class indices or ``(N, C)`` multi-hot targets.
+
+    A target of -1 (every label -1 when multi-label) marks a sample to leave out: an unreadable image.
+    """
+    kept = targets >= 0 if targets.dim() == 1 else (targets != -1).any(dim=1)
+    excluded = int((~kept).sum())
+    if excluded:
+        logits, targets = logits[kept], targets[kept]
+    if targets.dim() == 2:  # multi-hot targets (1, 0, -1 = ignore): a multi-label dataset
+        output = multilabel_evaluation(logits, targets, keep_scores=keep_scores)
+    else:
+        output = metrics_from_logits(logits, targets, num_classes, keep_scores=keep_scores)
+    output.kept, output.excluded = kept, excluded
+    return output
+
+
+def metrics_from_logits(logits: torch.Tensor, targets: torch.Tensor, num_classes: int, *,
+                        keep_scores: bool = False) -> EvalOutput:
+    """Single-label metrics of ``(N, C)`` logits against ``(N,)`` class indices."""
+    seen = max(len(targets), 1)
+    correct = topk_correct(logits, targets, (1, 5))
+    metrics = {
+        "accuracy/top1": 100.0 * correct[1] / seen,
+        "accuracy/top5": 100.0 * correct[5] / seen,
+        "loss": float(nn.functional.cross_entropy(logits, targets, reduction="sum")) / seen if len(targets) else 0.0,
+    }
+    matrix = confusion_matrix(logits.argmax(1), targets, num_classes)
+    per_class = precision_recall_f1(matrix)
+    for key in ("macro_precision", "macro_recall", "macro_f1"):
+        metrics[f"macro/{key.removeprefix('macro_')}"] = per_class[key]
+    return EvalOutput(metrics, per_class, matrix.tolist(), logits.softmax(1) if keep_scores else None,
+                      targets if keep_scores else None)
+
+
+def multilabel_evaluation(logits: torch.Tensor, targets: torch.Tensor, *, keep_scores: bool = False) -> EvalOutput:
+    """Multi-label metrics (mAP first, so ``save_best: auto`` picks it) of ``(N, C)`` logits against multi-hot
+    targets; ``-1`` entries are ignored, as in VOC's "difficult" labels."""
+    scores = torch.sigmoid(logits)
+    valid = targets != -1
+    loss = nn.functional.binary_cross_entropy_with_logits(logits[valid], targets[valid].float()) if valid.any() else 0.0
+    found = multilabel_metrics(scores, targets)
+    metrics = {f"multi-label/{k}": found[k] for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")}
+    metrics["loss"] = float(loss)
+    per_class = {k: found[k] for k in ("ap", "precision", "recall", "f1", "support")}
+    return EvalOutput(metrics, per_class, [], scores if keep_scores else None, targets if keep_scores else None,
+                      extra={"multi_label": True})
+
+
+# --------------------------------------------------------------------------- metrics of a predictions file
+
+SINGLE_LABEL_METRICS = ("accuracy", "precision", "recall", "f1", "confusion_matrix")
+MULTI_LABEL_METRICS = ("map", "cp", "cr", "cf1", "op", "or", "of1")
+METRICS = SINGLE_LABEL_METRICS + MULTI_LABEL_METRICS
+
+
+@dataclass
+class OfflineMetrics:
+    """What :func:`evaluate_predictions` computed."""
+
+    metrics: dict[str, float]
+    class_names: list[str]
+    num_samples: int
+    multi_label: bool
+    per_class: dict[str, list[float]] = field(default_factory=dict)
+    confusion: list[list[int]] | None = None
+
+
+def evaluate_predictions(path: str | Path, metrics: Sequence[str] | None = None, *, topk: Sequence[int] = (1, 5),
+                         threshold: float = 0.5, multi_label_topk: int | None = None) -> OfflineMetrics:
+    """Compute the named metrics of a saved predictions file.
+
+    Args:
+        path: JSON written by ``clsctl test --out`` (or the same layout).
+        metrics: Names from :data:`METRICS`; ``accuracy``, ``precision``, ``recall``, ``f1`` and
+            ``confusion_matrix`` are single-label, ``map`` and ``cp``..``of1`` multi-label (``precision``,
+            ``recall``, ``f1`` on multi-label files mean CP/OP, CR/OR, CF1/OF1). Default: ``accuracy``, or
+            ``map`` for multi-label files.
+        topk: The k values of ``accuracy``.
+        threshold: Multi-label: a class is predicted when its score is at least this.
+        multi_label_topk: Multi-label: predict each sample's k best classes instead of thresholding.
+    """
+    unknown = [m for m in metrics or () if m.lower() not in METRICS]
+    if unknown:
+        raise ClsctlError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+    from clsctl.engine.predictions import read_prediction_tensors
+
+    saved = read_prediction_tensors(path)
+    wanted = [m.lower() for m in metrics] if metrics else ["map" if saved.multi_label else "accuracy"]
+    result = OfflineMetrics({}, saved.class_names, len(saved.targets), saved.multi_label)
+    if saved.multi_label:
+        single = [m for m in wanted if m in ("accuracy", "confusion_matrix")]
+        if single:
+            raise ClsctlError(f"{', '.join(single)} need single-label predictions; this file is multi-label")
+        if saved.scores is None:
+            raise ClsctlError(f"{path}: multi-label metrics need 'scores'")
+        values = multilabel_metrics(saved.scores, saved.targets, threshold=threshold, topk=multi_label_topk)
+        aliases = {"precision": ("CP", "OP"), "recall": ("CR", "OR"), "f1": ("CF1", "OF1"), "map": ("mAP",)}
+        for name in wanted:
+            for key in aliases.get(name, (name.upper(),)):
+                result.metrics[key] = values[key]
+        result.per_class = {k: values[k] for k in ("ap", "precision", "recall", "f1", "support")}
+        return result
+    multi = [m for m in wanted if m in MULTI_LABEL_METRICS]
+    if multi:
+        raise ClsctlError(f"{', '.join(multi)} need multi-label predictions (entries with 'labels' lists)")
+    num_classes = len(saved.class_names)
+    if "accuracy" in wanted:
+        if saved.scores is None:
+            if any(k != 1 for k in topk):
+                raise ClsctlError(f"{path}: top-k accuracy with k > 1 needs 'scores'")
+            result.metrics["accuracy/top1"] = float((saved.preds == saved.targets).double().mean() * 100)
+        else:
+            for k, value in topk_accuracy(saved.scores, saved.targets, sorted(set(topk))).items():
+                result.metrics[f"accuracy/top{k}"] = value
+    matrix = confusion_matrix(saved.preds, saved.targets, num_classes)
+    prf = precision_recall_f1(matrix)
+    for name in ("precision", "recall", "f1"):
+        if name in wanted:
+            result.metrics[f"{name}/macro"] = prf[f"macro_{name}"]
+            result.metrics[f"{name}/micro"] = prf[f"micro_{name}"]
+    if any(m in wanted for m in ("precision", "recall", "f1")):
+        result.per_class = {k: prf[k] for k in ("precision", "recall", "f1", "support")}
+    if "confusion_matrix" in wanted:
+        result.confusion = matrix.tolist()
+    return result

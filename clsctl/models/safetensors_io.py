@@ -9,19 +9,18 @@ run code, whatever it contains.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
 
+from clsctl.atomic import write_bytes_atomic
 from clsctl.errors import CheckpointError, ClsctlError
 
 SUFFIX = ".safetensors"
 FORMAT = "clsctl-weights"  # the "format" metadata entry of files clsctl writes
-JSON_KEYS = ("class_names", "preprocessing", "recipe")  # metadata entries holding JSON documents
+JSON_KEYS = ("class_names", "preprocessing", "recipe", "deploy", "fused_conv_bn", "multi_label")  # JSON entries
 
 
 def is_safetensors(path: str | Path) -> bool:
@@ -44,19 +43,33 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
     Raises:
         CheckpointError: Missing file or not a safetensors file.
     """
+    metadata = read_safetensors_metadata(path)
+    from safetensors import SafetensorError
+
+    try:
+        tensors = _safetensors_torch().load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a safetensors file ({exc})") from exc
+    return tensors, metadata
+
+
+def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors file's header, without reading its tensors.
+
+    Raises:
+        CheckpointError: Missing file or not a safetensors file.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
-    st = _safetensors_torch()
+    _safetensors_torch()
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
-            metadata = dict(handle.metadata() or {})
-        tensors = st.load_file(str(path), device="cpu")
+            return dict(handle.metadata() or {})
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a safetensors file ({exc})") from exc
-    return tensors, metadata
 
 
 def decoded_metadata(metadata: dict[str, str]) -> dict[str, Any]:
@@ -84,24 +97,16 @@ def write_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata
     """
     st = _safetensors_torch()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {key: value.detach().to("cpu").contiguous().clone() for key, value in state.items()}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        st.save_file(tensors, tmp_name, metadata=dict(metadata or {}))
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    data = st.save(tensors, metadata=dict(metadata or {}))
+    return write_bytes_atomic(path, data)
 
 
 def checkpoint_metadata(loaded: Any) -> dict[str, str]:
     """What a ``.safetensors`` export of a loaded checkpoint carries besides the weights.
 
     Args:
-        loaded: A :class:`clsctl.engine.build.LoadedModel`.
+        loaded: A :class:`clsctl.engine.loading.LoadedModel` of a trained model (it has a recipe).
     """
     from clsctl import __version__
 
@@ -109,9 +114,10 @@ def checkpoint_metadata(loaded: Any) -> dict[str, str]:
         "format": FORMAT,
         "model_name": loaded.recipe.model.name,
         "class_names": json.dumps(list(loaded.class_names)),
-        "preprocessing": json.dumps(loaded.preprocessing),
+        "preprocessing": json.dumps(loaded.preprocessing.to_dict()),
         "recipe": json.dumps(loaded.recipe.to_dict()),
-        "deploy": json.dumps(bool(loaded.checkpoint.get("deploy"))),
-        "fused_conv_bn": json.dumps(bool(loaded.checkpoint.get("fused_conv_bn"))),
+        "multi_label": json.dumps(bool(loaded.multi_label)),
+        "deploy": json.dumps(bool(loaded.info.get("deploy"))),
+        "fused_conv_bn": json.dumps(bool(loaded.info.get("fused_conv_bn"))),
         "producer": f"clsctl {__version__}",
     }

@@ -60,7 +60,7 @@ def test_eval_metric_reads_what_clsctl_test_writes(runner: CliRunner, trained_ch
     out = tmp_path / "preds.json"
     tested = runner.invoke(app, ["test", str(trained_checkpoint), "--out", str(out), "--no-progress"])
     assert tested.exit_code == 0, tested.output
-    from clsctl.engine.offline_metrics import evaluate_predictions
+    from clsctl.engine.metrics import evaluate_predictions
 
     saved_metrics = json.loads(out.read_text())["metrics"]
     offline = evaluate_predictions(out, ["accuracy", "f1"])

@@ -45,7 +45,7 @@ def test_infer_argument_errors(runner: CliRunner, trained_checkpoint: Path, tmp_
 
 def test_without_checkpoint_or_model_imagenet_weights_from_the_hub_cache(
         runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from clsctl.engine.predict import imagenet_class_names
+    from clsctl.data.imagenet_classes import imagenet_class_names
     from torch_hub_helpers import stand_in_default_model
 
     cached = stand_in_default_model(monkeypatch, tmp_path)
@@ -61,7 +61,7 @@ def test_the_real_default_is_torchvisions_resnet50_in_the_hub_cache(tmp_path: Pa
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from torchvision.models import ResNet50_Weights
 
-    from clsctl.engine.predict import DEFAULT_MODEL
+    from clsctl.engine.loading import DEFAULT_MODEL
     from clsctl.models import model_info
     from clsctl.models.weights import hub_cache_path
     from torch_hub_helpers import empty_hub_cache

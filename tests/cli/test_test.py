@@ -113,12 +113,14 @@ def test_model_by_name_user_errors(runner: CliRunner, tmp_path: Path) -> None:
 @pytest.mark.slow  # two spawned workers importing torch: about 15 s
 def test_two_gloo_workers_equal_one_process_bit_for_bit(runner: CliRunner, tmp_path: Path) -> None:
     root, weights = _imagenet_folder(tmp_path / "imagenet"), _weights_1000(tmp_path / "w.pt")
-    two, one = tmp_path / "two.json", tmp_path / "one.json"
+    two, one = tmp_path / "two" / "preds.json", tmp_path / "one" / "preds.json"
     split = runner.invoke(app, _by_name(root, weights, "--gpus", "2", "--device", "cpu", "-o", str(two)))
     assert split.exit_code == 0, split.output
     single = runner.invoke(app, _by_name(root, weights, "--device", "cpu", "-o", str(one)))
     assert single.exit_code == 0, single.output
-    assert two.read_bytes() == one.read_bytes()  # metrics, predictions and every score, bit for bit
+    assert two.read_bytes() == one.read_bytes()  # metrics and predictions, bit for bit
+    scores = two.with_name("preds.scores.npy")
+    assert scores.read_bytes() == one.with_name("preds.scores.npy").read_bytes()  # and every score
     data = json.loads(two.read_text())
     assert len(data["predictions"]) == 9 and len({p["path"] for p in data["predictions"]}) == 9  # each image once
     rows_two, rows_one = _rows(split.output), _rows(single.output)

@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from clsctl.cli.main import app
-from clsctl.engine.checkpoint import load_checkpoint
+from clsctl.readers import read_checkpoint
 from clsctl.engine.loop import train
 from clsctl.recipe import validate_recipe
 
@@ -57,8 +57,8 @@ def test_two_gloo_workers_match_one_process_with_the_same_global_batch(
     single = dict(ddp_recipe, data={**ddp_recipe["data"], "loader": {"batch_size": 8, "num_workers": 0}})
     train(validate_recipe(single), tmp_path / "single", device="cpu", show_progress=False)
 
-    got = load_checkpoint(ddp_run / "last.pt")["model"]
-    expected = load_checkpoint(tmp_path / "single" / "last.pt")["model"]
+    got = read_checkpoint(ddp_run / "last.pt")["model"]
+    expected = read_checkpoint(tmp_path / "single" / "last.pt")["model"]
     assert got.keys() == expected.keys()
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], atol=1e-5, rtol=0, msg=key)
@@ -85,7 +85,7 @@ def test_divergence_in_workers_stops_all_and_exits_like_one_process(
     assert result.exit_code == 3, result.output
     assert "at epoch 2" in result.output and "last good checkpoint is kept" in result.output
     assert "Traceback" not in result.output
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
 
 
 def test_several_nodes_need_a_master_address(runner: CliRunner, ddp_recipe: dict, tmp_path: Path) -> None:
@@ -161,7 +161,7 @@ def test_signals_stop_every_worker_at_one_step_and_resume_is_exact(tmp_path: Pat
         assert proc.returncode == 128 + sig, stderr
         assert "training interrupted" in stderr and "continue with --resume" in stderr
         assert "Traceback" not in stderr
-        stopped = load_checkpoint(run / "last.pt")
+        stopped = read_checkpoint(run / "last.pt")
         assert 1 <= stopped["position"] < 6 and stopped["epoch"] < 8  # inside an epoch
         return stderr, stopped
 
@@ -175,8 +175,8 @@ def test_signals_stop_every_worker_at_one_step_and_resume_is_exact(tmp_path: Pat
 
     resumed = subprocess.run(command(run, "--resume"), env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    final = load_checkpoint(run / "last.pt")["model"]
-    expected = load_checkpoint(tmp_path / "reference" / "last.pt")["model"]
+    final = read_checkpoint(run / "last.pt")["model"]
+    expected = read_checkpoint(tmp_path / "reference" / "last.pt")["model"]
     assert final.keys() == expected.keys()
     for key in expected:
         assert torch.equal(final[key], expected[key]), key

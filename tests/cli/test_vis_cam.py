@@ -71,7 +71,7 @@ def test_errors(runner: CliRunner, image: Path, trained_checkpoint: Path) -> Non
 
 def test_without_checkpoint_or_model_imagenet_weights_from_the_hub_cache(
         runner: CliRunner, image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from clsctl.engine.predict import imagenet_class_names
+    from clsctl.data.imagenet_classes import imagenet_class_names
     from torch_hub_helpers import stand_in_default_model
 
     cached = stand_in_default_model(monkeypatch, tmp_path)
