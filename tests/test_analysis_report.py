@@ -31,11 +31,24 @@ def test_examples_are_confident_mistakes_and_unsure_hits() -> None:
 
 
 @pytest.mark.slow
-def test_report_writes_page_figures_and_numbers(trained_checkpoint: Path, tmp_path: Path) -> None:
+def test_report_writes_page_figures_and_numbers(trained_checkpoint: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import clsctl.readers
     from clsctl.engine.evaluate import evaluate
 
+    loads: list[str] = []
+    read = clsctl.readers.load_torch_file
+
+    def counted(path, *args, **kwargs):  # every PyTorch file clsctl reads goes through this reader
+        loads.append(str(path))
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(clsctl.readers, "load_torch_file", counted)
     out = tmp_path / "report"
     result = report(trained_checkpoint, split="val", out=out, examples=2, bench_iters=2, show_progress=False)
+    # evaluation, FLOPs, every CAM example and both speed measurements used the one loaded model
+    assert loads == [str(trained_checkpoint)]
+    monkeypatch.undo()
     expected = evaluate(trained_checkpoint, split="val", show_progress=False)
     assert result.metrics == expected.metrics and result.num_samples == expected.num_samples == 12
     summary = json.loads((out / "report.json").read_text())
