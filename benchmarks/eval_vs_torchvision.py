@@ -89,7 +89,7 @@ def input_path_clsctl(root: Path, loaded: object, batch: int) -> float:
     from clsctl.recipe import schema as S
 
     config = S.DataConfig.model_validate({"test": {"type": "image_folder", "root": str(root)}})
-    dataset = build_dataset(config.test, loaded.transform("uint8"))
+    dataset = build_dataset(config.test, loaded.preprocessing.transform("uint8"))
     loader = build_eval_loader(dataset, S.LoaderConfig(batch_size=batch, num_workers=0))
     normalise, cpu = loaded.preprocessing.device_input(), torch.device("cpu")
     start = time.perf_counter()

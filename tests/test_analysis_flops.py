@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from clsctl.analysis.flops import count_flops, native_mha_flop_handle, sdpa_flop_handle
+from clsctl.analysis.flops import count_flops
+from clsctl.engine.flop_handles import native_mha_flop_handle, sdpa_flop_handle
 from clsctl.errors import ClsctlError
 
 

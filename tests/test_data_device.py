@@ -7,7 +7,7 @@ from clsctl.data.preprocessing import validate_steps
 import torch
 from PIL import Image
 
-from clsctl.data.datasets import seed_sample
+from clsctl.data.dataset_base import seed_sample
 from clsctl.data.device import DeviceInput
 from clsctl.data.transforms import build_pipeline
 

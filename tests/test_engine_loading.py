@@ -33,9 +33,9 @@ def test_checkpoint_gives_its_model_classes_and_preprocessing(tmp_path: Path) ->
     assert loaded.recipe.model.name == "test_resnet" and loaded.info["epoch"] == 1
     assert loaded.preprocessing == Preprocessing.from_dict(ckpt["preprocessing"])
     assert loaded.device == torch.device("cpu")
-    uint8 = loaded.transform("uint8")(_image())
+    uint8 = loaded.preprocessing.transform("uint8")(_image())
     assert uint8.dtype == torch.uint8 and uint8.shape == (3, 32, 32)
-    floats = loaded.transform("float")(_image())
+    floats = loaded.preprocessing.transform("float")(_image())
     batch, _ = loaded.preprocessing.device_input()(uint8[None], None, torch.device("cpu"))
     assert torch.equal(batch[0], floats)  # the loop's batch normalisation = the single-image transform
     model = create_model("test_resnet", num_classes=3).eval()
@@ -53,7 +53,7 @@ def test_registered_name_gives_the_published_eval_transform() -> None:
     prep = loaded.preprocessing
     assert prep.resize == round(32 / 0.875) and prep.interpolation == "bilinear" and prep.crop == (32, 32)
     assert prep == Preprocessing.from_meta(model_info("test_resnet"))
-    assert loaded.transform("float")(_image()).shape == (3, 32, 32)
+    assert loaded.preprocessing.transform("float")(_image()).shape == (3, 32, 32)
     torch.manual_seed(0)
     reference = create_model("test_resnet").eval()
     x = torch.randn(2, 3, 32, 32)
@@ -209,7 +209,7 @@ def test_predict_and_cam_agree_with_the_loader(tmp_path: Path) -> None:
     image = write_image_folder(tmp_path / "imgs", per_class=1) / "red" / "0.png"
     loaded = load_model(checkpoint)
     with torch.no_grad():
-        probs = loaded.module(loaded.transform("float")(read_image_tensor(image)).unsqueeze(0)).softmax(1)[0]
+        probs = loaded.module(loaded.preprocessing.transform("float")(read_image_tensor(image)).unsqueeze(0)).softmax(1)[0]
     top = predict([image], loaded, topk=3)[0].topk
     assert [i for i, _, _ in top] == probs.argsort(descending=True).tolist()
     assert top[0][2] == pytest.approx(float(probs.max()), abs=1e-6)

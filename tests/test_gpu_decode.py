@@ -18,7 +18,8 @@ from PIL import Image
 from pydantic import TypeAdapter
 from torch.utils.data import DataLoader
 
-from clsctl.data.datasets import build_dataset, encode_jpegs, seed_sample
+from clsctl.data.dataset_base import seed_sample
+from clsctl.data.datasets import build_dataset, encode_jpegs
 from clsctl.data.gpu_decode import BatchDecoder, EncodedBatch, EncodedImage, collate
 from clsctl.data.transforms import build_pipeline
 from clsctl.errors import DataError, RecipeError

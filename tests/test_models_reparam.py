@@ -11,7 +11,7 @@ from torch import nn
 
 from clsctl.models import create_model, list_models, model_info
 from clsctl.models.mobileone import MobileOneBlock
-from clsctl.models.reparam import find_conv_bn_pairs, fuse_conv_bn, reparameterize, to_deploy
+from clsctl.models.reparam import find_conv_bn_pairs, fold_conv_bn, reparameterize, to_deploy
 from clsctl.models.repvgg import RepVGGBlock
 
 from deploy_helpers import randomize_batchnorm
@@ -76,7 +76,7 @@ def test_fuse_conv_bn_on_resnet(name: str) -> None:
     with torch.no_grad():
         reference = model(inputs)
     batchnorms = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-    pairs = fuse_conv_bn(model)
+    pairs = fold_conv_bn(model)
     assert len(pairs) == batchnorms  # in a ResNet every BatchNorm follows a conv (downsample ones included)
     assert ("conv1", "bn1") in pairs and any(bn.endswith("downsample.1") for _, bn in pairs)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
@@ -123,7 +123,7 @@ def test_only_foldable_pairs_are_folded() -> None:
     with torch.no_grad():
         reference = model(inputs)
     # conv_b's output also feeds the addition, so bn_b cannot go into it; pre_bn follows an addition.
-    assert fuse_conv_bn(model) == [("conv_a", "bn_a")]
+    assert fold_conv_bn(model) == [("conv_a", "bn_a")]
     assert isinstance(model.bn_a, nn.Identity) and isinstance(model.bn_b, nn.BatchNorm2d)
     with torch.no_grad():
         assert _relative_diff(reference, model(inputs)) < 1e-5
@@ -152,7 +152,7 @@ def test_untraceable_model_falls_back_to_sequential_neighbours() -> None:
     with torch.no_grad():
         reference = model(inputs)
     assert find_conv_bn_pairs(model) == [("body.0", "body.1")]
-    fuse_conv_bn(model)
+    fold_conv_bn(model)
     assert isinstance(model.body[1], nn.Identity) and isinstance(model.bn, nn.BatchNorm2d)
     with torch.no_grad():
         assert _relative_diff(reference, model(inputs)) < 1e-5
@@ -165,8 +165,8 @@ def test_batchnorm_without_running_stats_and_affine_free_batchnorm() -> None:
     inputs = torch.randn(2, 3, 4, 4)
     with torch.no_grad():
         reference = model(inputs)
-    assert fuse_conv_bn(copy.deepcopy(model)) == [("2", "3")]  # batch statistics cannot be folded
-    fuse_conv_bn(model)
+    assert fold_conv_bn(copy.deepcopy(model)) == [("2", "3")]  # batch statistics cannot be folded
+    fold_conv_bn(model)
     with torch.no_grad():
         assert _relative_diff(reference, model(inputs)) < 1e-5
 

@@ -8,7 +8,7 @@ from clsctl.errors import RecipeError
 from PIL import Image
 
 from clsctl.data import rand_augment as R
-from clsctl.data.datasets import seed_sample
+from clsctl.data.dataset_base import seed_sample
 from clsctl.data.transforms import build_step
 
 # clsctl name -> timm's name in _RAND_INCREASING_TRANSFORMS (the list MMPretrain's 'timm_increasing' refers to)

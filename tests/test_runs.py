@@ -117,13 +117,14 @@ def test_records_of_redone_steps_are_superseded(tmp_path: Path) -> None:
 
 
 def test_analyze_logs_plots_each_step_once(tmp_path: Path) -> None:
-    from clsctl.analysis.logs import key_series, read_log
+    from clsctl.analysis.logs import key_series
+    from clsctl.engine.runlog import read_metrics
 
     lines = [{"mode": "train", "epoch": 1, "step": s, "loss": 1.0} for s in (1, 2, 3)]
     lines += [{"mode": "resume", "epoch": 0, "iter": 2, "step": 2}]
     lines += [{"mode": "train", "epoch": 1, "step": 3, "loss": 0.5}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
-    steps, values, _ = key_series(read_log(tmp_path), "loss")
+    steps, values, _ = key_series(read_metrics(tmp_path), "loss")
     assert steps == [1, 2, 3] and values == [1.0, 1.0, 0.5]
 
 

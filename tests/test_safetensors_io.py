@@ -11,7 +11,7 @@ import torch
 from clsctl.errors import CheckpointError, ClsctlError
 from clsctl.models import create_model
 from clsctl.models.safetensors_io import decoded_metadata, read_safetensors, write_safetensors
-from clsctl.models.weights import read_state_dict
+from clsctl.readers import read_state_dict
 
 from deploy_helpers import make_checkpoint
 

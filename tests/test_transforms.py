@@ -13,7 +13,7 @@ from torchvision import transforms as T
 
 from clsctl.data.transforms import (ClippedBoxErasing, EfficientNetCenterCrop, EfficientNetRandomCrop, Lighting, SwapRB, build_pipeline,
                                     build_step, default_pipeline, efficientnet_center_box)
-from clsctl.data.datasets import seed_sample
+from clsctl.data.dataset_base import seed_sample
 
 
 def _image(width: int = 48, height: int = 40, seed: int = 0) -> Image.Image:

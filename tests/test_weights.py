@@ -9,7 +9,8 @@ import torch
 
 from clsctl.errors import CheckpointError, ClsctlError
 from clsctl.models import create_model
-from clsctl.models.weights import hub_cache_path, read_state_dict
+from clsctl.models.weights import hub_cache_path
+from clsctl.readers import read_state_dict
 
 
 def test_weights_file_loads_and_other_head_is_reinitialised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

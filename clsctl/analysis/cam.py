@@ -349,7 +349,7 @@ def _load_input(image_path: Path, load: Callable[[], Any]) -> tuple[Any, np.ndar
     source = load()
     shown = source.preprocessing.image_transform()(original)
     rgb = shown.permute(1, 2, 0).numpy().astype(np.float32) / 255.0
-    tensor = source.transform("float")(original).unsqueeze(0).to(source.device)
+    tensor = source.preprocessing.transform("float")(original).unsqueeze(0).to(source.device)
     return source, rgb, tensor
 
 

@@ -244,7 +244,7 @@ def _probabilities(checkpoint: str | Path, recipe: Recipe, split: str, device: s
     from clsctl.engine.loading import load_model
 
     loaded = load_model(checkpoint)
-    dataset = build_dataset(dataset_config(recipe, split), loaded.transform("uint8"))
+    dataset = build_dataset(dataset_config(recipe, split), loaded.preprocessing.transform("uint8"))
     exclude_replaced_samples(dataset)
     if dataset.classes != loaded.class_names:
         raise ClsctlError(f"the {split} split's classes {dataset.classes[:10]} differ from the checkpoint's "

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clsctl.engine.flop_handles import ATTENTION_HANDLES, native_mha_flop_handle, sdpa_flop_handle  # noqa: F401
+from clsctl.engine.flop_handles import ATTENTION_HANDLES
 from clsctl.errors import ClsctlError
 
 CONVENTION = "one fused multiply-add = one FLOP (fvcore / model-zoo convention)"

@@ -10,15 +10,8 @@ from typing import Any
 import numpy as np
 
 from clsctl.analysis._draw import pyplot, save_figure
+from clsctl.engine.runlog import read_metrics
 from clsctl.errors import ClsctlError
-
-
-def read_log(path: str | Path) -> list[dict[str, Any]]:
-    """Records of one ``metrics.jsonl`` (a run folder holding one is accepted too), each step once: records of
-    steps redone after a resume are superseded (see :func:`clsctl.engine.runlog.read_metrics`)."""
-    from clsctl.engine.runlog import read_metrics
-
-    return read_metrics(path)
 
 
 def run_label(path: str | Path) -> str:
@@ -77,7 +70,7 @@ def plot_curves(logs: Sequence[str | Path], out: str | Path, *, keys: Sequence[s
         window_size: Figure width and height in inches.
     """
     plt = pyplot()
-    all_records = [read_log(log) for log in logs]
+    all_records = [read_metrics(log) for log in logs]
     lines = [(log, records, key) for log, records in zip(logs, all_records) for key in keys]
     if legend is not None and len(legend) != len(lines):
         raise ClsctlError(f"--legend needs {len(lines)} labels (one per log and key), got {len(legend)}")
@@ -141,7 +134,7 @@ def train_time(log: str | Path, *, include_outliers: bool = False) -> TrainTime:
         log: ``metrics.jsonl`` (or its run folder).
         include_outliers: Keep each epoch's first record.
     """
-    records = [r for r in read_log(log) if r.get("mode") == "train" and "time" in r]
+    records = [r for r in read_metrics(log) if r.get("mode") == "train" and "time" in r]
     if not records:
         raise ClsctlError(f"{log}: no train records with 'time'")
     by_epoch: dict[int, list[tuple[int, float]]] = {}

@@ -6,19 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-
-def complete_model_name(incomplete: str) -> list[tuple[str, str]]:
-    """Shell completion of model names (from the generated index: importing the model zoo would import torch)."""
-    from clsctl.cli.completions import complete_model_name as from_index
-
-    return from_index(incomplete)
-
-
-def complete_recipe_path(incomplete: str) -> list[str]:
-    """Shell completion of recipe files (``*.yaml``) and the folders holding them."""
-    from clsctl.cli.completions import complete_recipe_path as recipe_paths
-
-    return recipe_paths(incomplete)
+# Shell completion reads the generated model-name index; nothing in completions imports torch.
+from clsctl.cli.completions import complete_model_name, complete_recipe_path
 
 
 RecipeArg = Annotated[

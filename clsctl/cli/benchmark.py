@@ -5,6 +5,8 @@ from enum import Enum
 from typing import Annotated, Optional
 
 import typer
+
+from clsctl.cli.completions import complete_model_or_file
 from rich.table import Table
 
 from clsctl.cli._options import DeviceOpt, SetOpt
@@ -23,12 +25,6 @@ class Amp(str, Enum):
 
     bf16 = "bf16"
     fp16 = "fp16"
-
-
-def _model_or_file(incomplete: str) -> list:
-    from clsctl.cli.completions import complete_model_or_file
-
-    return complete_model_or_file(incomplete)
 
 
 def parse_shape(values: list[str] | None) -> tuple[int, int] | None:
@@ -50,7 +46,7 @@ def parse_shape(values: list[str] | None) -> tuple[int, int] | None:
 def benchmark_command(
     source: Annotated[str, typer.Argument(
         metavar="MODEL|RECIPE|CHECKPOINT", help="Registered model name, recipe YAML or checkpoint.",
-        show_default=False, autocompletion=_model_or_file)],
+        show_default=False, autocompletion=complete_model_or_file)],
     mode: Annotated[Mode, typer.Option("--mode", help="infer: forward only; train: forward, backward, "
                                        "optimizer step.")] = Mode.infer,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per iteration.")] = 32,

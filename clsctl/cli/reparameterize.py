@@ -4,6 +4,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from clsctl.cli.completions import complete_checkpoint_path
 from rich.table import Table
 
 from clsctl.cli._options import CheckpointArg
@@ -11,20 +13,14 @@ from clsctl.cli._render import console, handle_errors, human_count
 from clsctl.errors import ClsctlError
 
 
-def _checkpoint_path(incomplete: str) -> list[str]:
-    from clsctl.cli.completions import complete_checkpoint_path
-
-    return complete_checkpoint_path(incomplete)
-
-
 @handle_errors
 def reparameterize_command(
     checkpoint: CheckpointArg,
     out_arg: Annotated[Optional[Path], typer.Argument(
         metavar="[OUT]", help="Deploy checkpoint to write (or -o; default: <checkpoint>_deploy.pt next to it).",
-        show_default=False, autocompletion=_checkpoint_path)] = None,
+        show_default=False, autocompletion=complete_checkpoint_path)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Deploy checkpoint to write.",
-                                                show_default=False, autocompletion=_checkpoint_path)] = None,
+                                                show_default=False, autocompletion=complete_checkpoint_path)] = None,
     fuse_conv_bn: Annotated[bool, typer.Option(
         "--fuse-conv-bn", help="Also fold every BatchNorm into the conv before it (any CNN).")] = False,
 ) -> None:

@@ -19,11 +19,7 @@ from typing import Any
 
 import torch
 
-# The dataset types and seeding live in dataset_base (which the layouts and wrappers build on) and are named
-# here too, where the datasets are built.
-from clsctl.data.dataset_base import (  # noqa: F401
-    ArrayImageDataset, BadSampleCounter, ClassificationDataset, OnBadImage, Target, seed_sample,
-)
+from clsctl.data.dataset_base import BadSampleCounter, ClassificationDataset, OnBadImage, Target
 from clsctl.data.decode import DECODE_ERRORS, decode_file, decode_pil
 from clsctl.data.layouts import read_annotation_file, read_class_names
 from clsctl.errors import DataError

@@ -78,7 +78,7 @@ def reparameterize_checkpoint(checkpoint: str | Path, out: str | Path, *, fuse_c
     """
     from clsctl.engine.checkpoint import save_checkpoint
     from clsctl.engine.loading import load_checkpoint_model
-    from clsctl.models.reparam import fuse_conv_bn as fuse, reparameterize
+    from clsctl.models.reparam import fold_conv_bn, reparameterize
     from clsctl.readers import read_checkpoint
 
     checkpoint, out = Path(checkpoint), Path(out)
@@ -98,7 +98,7 @@ def reparameterize_checkpoint(checkpoint: str | Path, out: str | Path, *, fuse_c
 
     deployed = copy.deepcopy(model)
     called = reparameterize(deployed)
-    fused = fuse(deployed) if fuse_conv_bn and not already_fused else []
+    fused = fold_conv_bn(deployed) if fuse_conv_bn and not already_fused else []
     if _shapes(model) == _shapes(deployed):
         hint = "" if fuse_conv_bn else "; --fuse-conv-bn folds BatchNorm into convs for any CNN"
         state = "is already in deploy form" if ckpt.get("deploy") else "has no re-parameterizable blocks"

@@ -10,8 +10,7 @@ from typing import Any
 import torch
 
 from clsctl.errors import CheckpointWriteError
-# The format tag and required keys live with the checkpoint reader, which every layer uses; named here too.
-from clsctl.readers import CHECKPOINT_FORMAT as FORMAT, CHECKPOINT_REQUIRED_KEYS as REQUIRED_KEYS  # noqa: F401
+from clsctl.readers import CHECKPOINT_FORMAT  # the format tag lives with the checkpoint reader
 
 VERSION = 1
 
@@ -29,7 +28,7 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     from clsctl.atomic import write_atomic
 
     path = Path(path)
-    payload = {"format": FORMAT, "version": VERSION, **payload}
+    payload = {"format": CHECKPOINT_FORMAT, "version": VERSION, **payload}
     try:
         write_atomic(path, lambda handle: torch.save(payload, handle), durable=True)
     except OSError as exc:

@@ -34,7 +34,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from clsctl.data.datasets import ClassificationDataset, build_dataset, exclude_replaced_samples
+from clsctl.data.dataset_base import ClassificationDataset
+from clsctl.data.datasets import build_dataset, exclude_replaced_samples
 from clsctl.engine import distributed as D
 from clsctl.engine.loading import LoadedModel, load_model
 from clsctl.engine.metrics import EvalOutput, confusion_matrix, evaluate_logits, precision_recall_f1
@@ -343,7 +344,7 @@ def _dataset(loaded: LoadedModel, data: S.DataConfig, key: str, tta: str | None)
     """The tested dataset, its images prepared by the model's preprocessing (or its test-time views)."""
     from clsctl.engine.tta import tta_transform
 
-    transform = loaded.transform("uint8") if tta is None else tta_transform(loaded.preprocessing, tta)
+    transform = loaded.preprocessing.transform("uint8") if tta is None else tta_transform(loaded.preprocessing, tta)
     dataset = build_dataset(getattr(data, key), transform, on_bad_image=data.on_bad_image)
     return exclude_replaced_samples(dataset)
 
@@ -575,7 +576,7 @@ def predict(images: Sequence[str | Path], source: str | Path | LoadedModel | Non
                                    num_classes=num_classes, device=device)
     loaded, rest = loaded.with_overrides(list(overrides))
     refuse_other_overrides(rest, "infer")
-    loader = torch.utils.data.DataLoader(_ImageFiles(paths, loaded.transform("uint8")), batch_size=batch_size)
+    loader = torch.utils.data.DataLoader(_ImageFiles(paths, loaded.preprocessing.transform("uint8")), batch_size=batch_size)
     logits, _ = forward_pass(loaded.module, loader, loaded.device, inputs=loaded.preprocessing.device_input())
     scores = torch.cat(logits)
     # Multi-label models score each class on its own (sigmoid); the others share one softmax.

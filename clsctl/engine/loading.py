@@ -110,10 +110,6 @@ class LoadedModel:
         runtime running an exported file."""
         return self.origin.kind in PYTORCH_KINDS
 
-    def transform(self, output: str = "uint8") -> Any:
-        """The preprocessing's transform (see :meth:`Preprocessing.transform`)."""
-        return self.preprocessing.transform(output)
-
     def require_pytorch(self, what: str) -> nn.Module:
         """``module``, when it is a PyTorch network.
 

@@ -5,7 +5,7 @@ Importing this package imports torch; the CLI imports it only inside commands.
 
 from clsctl.models._factory import (MODELS, ModelEntry, create_model, list_models, model_info, random_weights_warning,
                                     register_model, register_prefix)
-from clsctl.models._meta import (HubOrigin, LayerGroups, ModelLayout, ModelMeta, ModelSpec, PretrainedWeights,
+from clsctl.models._meta import (HubOrigin, LayerGroups, ModelLayout, ModelMeta, PretrainedWeights,
                                  TimmOrigin)
 
 # Family files register their variants on import; timm_models and hub_models register the ``timm/`` and
@@ -16,6 +16,6 @@ from clsctl.models import (  # noqa: E402,F401  isort: skip
     swin, timm_models, vgg, vit,
 )
 
-__all__ = ["MODELS", "HubOrigin", "LayerGroups", "ModelEntry", "ModelLayout", "ModelMeta", "ModelSpec", "PretrainedWeights",
+__all__ = ["MODELS", "HubOrigin", "LayerGroups", "ModelEntry", "ModelLayout", "ModelMeta", "PretrainedWeights",
            "TimmOrigin", "create_model", "list_models", "model_info", "random_weights_warning", "register_model",
            "register_prefix"]

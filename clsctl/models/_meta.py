@@ -264,7 +264,6 @@ class ModelMeta:
         return cls(**values)
 
 
-ModelSpec = ModelMeta
 """The spec of a variant; ``ModelMeta`` is the name the readers use."""
 
 

@@ -95,7 +95,7 @@ def _pairs_from_sequentials(model: nn.Module) -> list[tuple[str, str]]:
 
 
 def find_conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
-    """Names of the ``(conv, BatchNorm)`` pairs :func:`fuse_conv_bn` folds, in graph order."""
+    """Names of the ``(conv, BatchNorm)`` pairs :func:`fold_conv_bn` folds, in graph order."""
     pairs = _pairs_from_graph(model)
     return _pairs_from_sequentials(model) if pairs is None else pairs
 
@@ -123,7 +123,7 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)  # also right for nn.Sequential's "0", "1", ... children
 
 
-def fuse_conv_bn(model: nn.Module) -> list[tuple[str, str]]:
+def fold_conv_bn(model: nn.Module) -> list[tuple[str, str]]:
     """Fold every BatchNorm that directly follows a conv into that conv, replacing it by ``nn.Identity``.
 
     The result computes the same function as ``model`` in eval mode (BatchNorm running statistics are used);
@@ -134,9 +134,6 @@ def fuse_conv_bn(model: nn.Module) -> list[tuple[str, str]]:
         fold_bn_into_conv(model.get_submodule(conv_name), model.get_submodule(bn_name))
         _set_submodule(model, bn_name, nn.Identity())
     return pairs
-
-
-_fuse_all = fuse_conv_bn  # to_deploy's flag of the same name hides the function
 
 
 def to_deploy(model: nn.Module, fuse_conv_bn: bool = False) -> nn.Module:
@@ -152,5 +149,5 @@ def to_deploy(model: nn.Module, fuse_conv_bn: bool = False) -> nn.Module:
     model.eval()
     reparameterize(model)
     if fuse_conv_bn:
-        _fuse_all(model)
+        fold_conv_bn(model)
     return model

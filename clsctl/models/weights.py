@@ -13,6 +13,7 @@ from torch import nn
 
 from clsctl.errors import CheckpointError, ClsctlError
 from clsctl.models._meta import ModelMeta
+from clsctl.readers import read_state_dict
 
 logger = logging.getLogger("clsctl")
 
@@ -32,8 +33,6 @@ def download_state_dict(url: str) -> dict[str, torch.Tensor]:
         ClsctlError: The file is not cached and cannot be downloaded (offline); the message names the URL and
             the path to put the file at.
     """
-    from clsctl.readers import read_state_dict as read
-
     cache_path = hub_cache_path(url)
     if not cache_path.is_file():
         try:
@@ -45,7 +44,7 @@ def download_state_dict(url: str) -> dict[str, torch.Tensor]:
                 f"could not download pretrained weights from {url} ({reason[0] if reason else type(exc).__name__}); "
                 f"download that file on a machine with internet and put it at {cache_path}"
             ) from None
-    return read(cache_path)
+    return read_state_dict(cache_path)
 
 
 def load_pretrained(model: nn.Module, meta: ModelMeta) -> None:
@@ -55,19 +54,8 @@ def load_pretrained(model: nn.Module, meta: ModelMeta) -> None:
     load_state_dict_checked(model, download_state_dict(meta.pretrained_url), source=meta.pretrained_url)
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict from a torchvision/timm-format file, a clsctl checkpoint (its ``model`` entry) or a
-    ``.safetensors`` file (read without pickle).
-
-    See :func:`clsctl.readers.read_state_dict`.
-    """
-    from clsctl.readers import read_state_dict as read
-
-    return read(path)
-
-
 def load_weights_file(model: nn.Module, path: str | Path) -> None:
-    """Load a local weights file into ``model`` (see :func:`read_state_dict` for the formats)."""
+    """Load a local weights file into ``model`` (see :func:`clsctl.readers.read_state_dict` for the formats)."""
     load_state_dict_checked(model, read_state_dict(path), source=str(path))
 
 
@@ -125,7 +113,7 @@ def load_partial(model: nn.Module, path: str | Path, *, prefix: str | None = Non
 
     Args:
         model: Model to load into.
-        path: Weights file (see :func:`read_state_dict`).
+        path: Weights file (see :func:`clsctl.readers.read_state_dict`).
         prefix: Take only keys under ``prefix.`` and strip it (e.g. ``backbone``).
         strict: Fail unless every model key is loaded.
 

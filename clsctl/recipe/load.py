@@ -12,17 +12,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from clsctl.errors import RecipeError
+from clsctl.readers import read_recipe_yaml
 from clsctl.recipe.schema import Recipe
 from clsctl.registry import suggest
 
 REPLACE_KEY = "_replace_"  # a mapping holding `_replace_: true` replaces the inherited one instead of merging
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Read one YAML mapping with ``safe_load`` (see :func:`clsctl.readers.read_recipe_yaml`)."""
-    from clsctl.readers import read_recipe_yaml
-
-    return read_recipe_yaml(path)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +42,7 @@ def resolve_bases(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path in _chain:
         cycle = " -> ".join(str(p) for p in (*_chain, path))
         raise RecipeError(f"recipe bases form a cycle: {cycle}")
-    data = read_yaml(path)
+    data = read_recipe_yaml(path)
     bases = data.pop("base", [])
     if isinstance(bases, str):
         bases = [bases]
