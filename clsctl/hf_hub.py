@@ -186,5 +186,7 @@ def write_model_folder(folder: str | Path, state_dict: dict[str, Any], config: d
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     weights = write_safetensors(state_dict, folder / WEIGHTS_NAME, metadata)
-    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    from clsctl.atomic import write_text_atomic
+
+    write_text_atomic(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return weights

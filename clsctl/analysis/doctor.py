@@ -504,7 +504,9 @@ def _write_outputs(result: DoctorResult, out: Path, phases: Sequence[str], thres
     data = result.to_dict()
     data["settings"] = {"phases": list(phases), "threshold": threshold, "hash": hash_kind,
                         "size_factor": SIZE_FACTOR, "aspect_factor": ASPECT_FACTOR}
-    result.json_path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    from clsctl.atomic import write_text_atomic
+
+    write_text_atomic(result.json_path, json.dumps(data, indent=2))
     H.write_page(result.html_path, "clsctl dataset-doctor",
                  f"{' + '.join(phases)} · {result.files} files · {hash_kind} distance <= {threshold} bits",
                  _sections(result, counts_png))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from clsctl.analysis import _html as H
+from clsctl.atomic import write_text_atomic
 from clsctl.errors import ClsctlError
 
 CURVE_KEYS = ("loss", "accuracy/top1", "lr")
@@ -216,7 +217,7 @@ def report(checkpoint: str | Path, *, split: str = "test", data_root: str | Path
     ece = 100.0 * bins.ece
     summary = _summary(result, checkpoint, split, data_root, ece, bins, pairs, card, speed, shown, figures)
     json_path = out_dir / "report.json"
-    json_path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    write_text_atomic(json_path, json.dumps(summary, indent=2))
     html_path = H.write_page(out_dir / "index.html", f"clsctl report: {card['model']}",
                              f"{checkpoint} on {data_root or split} ({result.num_samples} images) · "
                              f"{summary['created']}",

@@ -137,7 +137,9 @@ def write_shards(src_dir: str | Path, out_dir: str | Path, *, shard_size: int = 
         if progress:
             progress(1)
     finish()
-    (out / CLASSES_FILE).write_text("".join(f"{name}\n" for name in class_names), encoding="utf-8")
-    (out / INDEX_FILE).write_text(json.dumps({"classes": class_names, "samples": len(samples), "shards": index},
-                                             indent=1) + "\n", encoding="utf-8")
+    from clsctl.atomic import write_text_atomic
+
+    write_text_atomic(out / CLASSES_FILE, "".join(f"{name}\n" for name in class_names))
+    write_text_atomic(out / INDEX_FILE, json.dumps({"classes": class_names, "samples": len(samples), "shards": index},
+                                                   indent=1) + "\n")
     return ShardsWritten(out, shards, class_names, len(samples))

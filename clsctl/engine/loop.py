@@ -31,6 +31,7 @@ import torch
 import yaml
 from torch import nn
 
+from clsctl.atomic import write_text_atomic
 from clsctl.data.datasets import exclude_replaced_samples
 from clsctl.data.device import DeviceInput
 from clsctl.data.preprocessing import Preprocessing
@@ -370,7 +371,7 @@ def _start_run_folder(run: Run, state: RunState, resumed_from: Path | None) -> N
     recipe = run.recipe
     if run.ctx.is_main:
         run.run_dir.mkdir(parents=True, exist_ok=True)
-        (run.run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False), encoding="utf-8")
+        write_text_atomic(run.run_dir / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     run.log = _Records(run.run_dir, enabled=run.ctx.is_main, recipe=recipe, resume=resumed_from is not None)
     if resumed_from is not None and run.ctx.is_main:
         # The steps after this position are done again: their earlier records are superseded.

@@ -74,7 +74,9 @@ def _saved_ids(run_dir: Path) -> dict[str, str]:
 def _save_id(run_dir: Path, tracker: str, run_id: str) -> None:
     ids = {**_saved_ids(run_dir), tracker: run_id}
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / IDS_FILE).write_text(json.dumps(ids, indent=2) + "\n", encoding="utf-8")
+    from clsctl.atomic import write_text_atomic
+
+    write_text_atomic(run_dir / IDS_FILE, json.dumps(ids, indent=2) + "\n")
 
 
 def _ending_status() -> str:
