@@ -4,14 +4,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from pydantic import TypeAdapter
-
-from clsctl.engine.build import build_model, head_spec, neck_spec
+from clsctl.engine.build import build_model
 from clsctl.engine.loading import load_model
 from clsctl.engine.loop import train
 from clsctl.errors import RecipeError
 from clsctl.models import create_model
-from clsctl.models.heads import GeM, apply_neck_and_head, head_spec_from_recipe, neck_spec_from_recipe
+from clsctl.models import heads
+from clsctl.models.heads import GeM, apply_neck_and_head, parse_head, parse_neck
 from clsctl.recipe import schema as S, validate_recipe
 
 from helpers import tiny_recipe_dict
@@ -19,13 +18,15 @@ from helpers import tiny_recipe_dict
 
 
 def neck(data: dict) -> object:
-    """A recipe's ``model.neck`` entry as the models layer takes it."""
-    return neck_spec(TypeAdapter(S.Neck).validate_python(data))
+    """A recipe's ``model.neck`` entry, validated as the recipe schema validates it."""
+    return validate_recipe({**tiny_recipe_dict(Path("x"), Path("y")), "model": {"name": "test_resnet",
+                                                                                "neck": data}}).model.neck
 
 
 def head(data: dict) -> object:
-    """A recipe's ``model.head`` entry as the models layer takes it."""
-    return head_spec(TypeAdapter(S.Head).validate_python(data))
+    """A recipe's ``model.head`` entry, validated as the recipe schema validates it."""
+    return validate_recipe({**tiny_recipe_dict(Path("x"), Path("y")), "model": {"name": "test_resnet",
+                                                                                "head": data}}).model.head
 
 
 def test_gem_matches_its_definition_and_limits() -> None:
@@ -89,22 +90,29 @@ def test_recipe_with_neck_head_and_init_trains_and_reloads(tmp_path: Path, image
         build_model(validate_recipe(data2), 3)
 
 
+def test_the_schema_reuses_the_models_definitions() -> None:
+    # one definition of each kind: the recipe schema's classes are the models layer's
+    for name in ("GlobalAveragePooling", "GeneralizedMeanPooling", "LinearHead", "StackedHead", "PreLogitsHead",
+                 "MultiLabelLinearHead", "Neck", "Head"):
+        assert getattr(S, name) is getattr(heads, name)
+
+
 @pytest.mark.parametrize("data", [{"type": "gap"}, {"type": "gem"}, {"type": "gem", "p": 4.5, "learnable": False}])
 def test_neck_from_recipe_data_takes_the_schema_defaults(data: dict) -> None:
     # Hub config.json files carry the recipe as plain data; keys it leaves out mean the schema's defaults.
-    assert neck_spec_from_recipe(data) == neck(data)
-    assert neck_spec_from_recipe(None) is None
+    assert parse_neck(data) == neck(data)
+    assert parse_neck(None) is None
 
 
 @pytest.mark.parametrize("data", [{"type": "linear"}, {"type": "linear", "dropout": 0.3}, {"type": "vit_pre_logits"},
                                   {"type": "multi_label_linear", "dropout": 0.1}, {"type": "stacked", "hidden": [8]},
                                   {"type": "stacked", "hidden": [8, 4], "norm": "layer", "activation": "silu"}])
 def test_head_from_recipe_data_takes_the_schema_defaults(data: dict) -> None:
-    assert head_spec_from_recipe(data) == head(data)
+    assert parse_head(data) == head(data)
 
 
 def test_recipe_data_of_no_known_type_is_a_recipe_error() -> None:
-    with pytest.raises(RecipeError, match=r"model.neck.type: expected one of gap, gem \(got 'max'\)"):
-        neck_spec_from_recipe({"type": "max"})
-    with pytest.raises(RecipeError, match="model.head.hidden"):
-        head_spec_from_recipe({"type": "stacked"})
+    with pytest.raises(RecipeError, match=r"model.neck: .*'max'"):
+        parse_neck({"type": "max"})
+    with pytest.raises(RecipeError, match="model.head: "):
+        parse_head({"type": "stacked"})

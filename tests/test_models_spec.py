@@ -19,7 +19,7 @@ from clsctl.engine.optim import layer_ids, param_groups
 from clsctl.errors import RecipeError
 from clsctl.models import (MODELS, LayerGroups, ModelLayout, ModelMeta, PretrainedWeights, create_model, list_models,
                            model_info)
-from clsctl.models.heads import HeadSpec, get_classifier, reset_classifier
+from clsctl.models.heads import StackedHead, get_classifier, reset_classifier
 from clsctl.recipe import schema as S
 
 ALL = list_models()
@@ -212,7 +212,7 @@ def test_get_and_reset_classifier_use_the_spec(name: str) -> None:
     assert all(torch.equal(model.state_dict()[k], v) for k, v in backbone.items())
     size = model_info(name).input_size
     assert model(torch.randn(2, 3, *size)).shape == (2, 7)
-    reset_classifier(model, 4, HeadSpec(kind="stacked", hidden=(6,)))
+    reset_classifier(model, 4, StackedHead(type="stacked", hidden=[6]))
     assert [m.out_features for m in get_classifier(model).modules() if isinstance(m, nn.Linear)] == [6, 4]
 
 

@@ -16,7 +16,7 @@ from clsctl.data.datasets import ImageListDataset, build_dataset
 from clsctl.data.transforms import build_pipeline, default_pipeline, stays_uint8
 from clsctl.errors import ClsctlError, RecipeError
 from clsctl.models import create_model, model_info
-from clsctl.models.heads import HeadSpec, NeckSpec, apply_neck_and_head, head_spec_from_recipe, neck_spec_from_recipe
+from clsctl.models.heads import apply_neck_and_head
 from clsctl.recipe import Recipe, schema as S
 
 logger = logging.getLogger("clsctl")
@@ -128,16 +128,6 @@ def device_input(recipe: Recipe, device: torch.device | None = None) -> Any:
     return DeviceInput(mean, std, recipe.data.channel_order, decoder)
 
 
-def neck_spec(config: S.Neck | None) -> NeckSpec | None:
-    """The models layer's :class:`~clsctl.models.heads.NeckSpec` of a recipe's ``model.neck``."""
-    return neck_spec_from_recipe(None if config is None else config.model_dump(mode="json"))
-
-
-def head_spec(config: S.Head | None) -> HeadSpec | None:
-    """The models layer's :class:`~clsctl.models.heads.HeadSpec` of a recipe's ``model.head``."""
-    return head_spec_from_recipe(None if config is None else config.model_dump(mode="json"))
-
-
 def build_model(recipe: Recipe, num_classes: int, *, load_weights: bool = True) -> nn.Module:
     """The recipe's model with ``num_classes`` outputs, neck and head; weights only when ``load_weights``.
 
@@ -155,7 +145,7 @@ def build_model(recipe: Recipe, num_classes: int, *, load_weights: bool = True) 
     except (TypeError, ValueError) as exc:  # an option the family does not take, or a value out of range
         message = exc.message if isinstance(exc, ClsctlError) else str(exc)
         raise RecipeError(f"model.kwargs: {message}") from exc
-    apply_neck_and_head(model, neck_spec(config.neck), head_spec(config.head), num_classes)
+    apply_neck_and_head(model, config.neck, config.head, num_classes)
     if load_weights and config.weights is not None:
         load_weights_file(model, config.weights)
     if load_weights and config.init is not None:

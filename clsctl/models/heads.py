@@ -5,20 +5,20 @@ A family names, in its spec, the module that pools (``ModelLayout.pool``) and th
 every other parameter keeps its (torchvision-compatible) name. :func:`get_classifier` and
 :func:`reset_classifier` are the counterparts of timm's methods of those names, for every family.
 
-This module takes plain :class:`NeckSpec` / :class:`HeadSpec` values, so the models layer never imports the
-recipe layer: :func:`neck_spec_from_recipe` and :func:`head_spec_from_recipe` read the recipe's ``model.neck``
-and ``model.head`` sections as plain data (what ``Recipe.to_dict()`` writes into checkpoints and Hub
-``config.json`` files); ``clsctl.engine.build`` hands them validated recipe sections dumped to that data.
+The neck and head kinds are defined here, once, as pydantic models (:data:`Neck`, :data:`Head`); the recipe
+schema (``clsctl.recipe.schema``, a layer above) reuses them for ``model.neck`` and ``model.head``, and
+:func:`parse_neck` / :func:`parse_head` read the same sections from plain data (the recipe a checkpoint or Hub
+``config.json`` stores), so there is one definition of each kind, its options and their defaults.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import torch
 from torch import nn
+from pydantic import BaseModel, ConfigDict, Field
 from torch.nn import functional as F
 
 from clsctl.errors import RecipeError
@@ -27,86 +27,89 @@ from clsctl.models._meta import ModelLayout
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
 
-@dataclass(frozen=True)
-class NeckSpec:
-    """A global pooling to ``(N, C, 1, 1)``.
+class _Spec(BaseModel):
+    """Base of the neck and head specs: unknown keys are errors (the recipe schema's rule)."""
 
-    Attributes:
-        kind: ``gap`` (average) or ``gem`` (generalized mean).
-        p: GeM's initial exponent.
-        learnable: Train GeM's ``p``.
-        eps: GeM's floor of the activations.
-    """
-
-    kind: Literal["gap", "gem"] = "gap"
-    p: float = 3.0
-    learnable: bool = True
-    eps: float = 1e-6
+    model_config = ConfigDict(extra="forbid", frozen=False, protected_namespaces=())
 
 
-@dataclass(frozen=True)
-class HeadSpec:
-    """A classifier mapping pooled features to class scores.
+class GlobalAveragePooling(_Spec):
+    """Average over the spatial positions (what most models do already)."""
 
-    Attributes:
-        kind: ``linear`` (optionally after dropout), ``pre_logits`` (linear to ``hidden[0]``, tanh, linear) or
-            ``stacked`` (per hidden width: linear, optional norm, activation, optional dropout; then linear).
-        hidden: Hidden widths (``pre_logits``: one; ``stacked``: one or more).
-        dropout: Dropout before the linear classifier (``linear``) or after each hidden layer (``stacked``).
-        activation: Activation of a stacked head (``relu``, ``gelu``, ``silu``, ``tanh``).
-        norm: Norm of a stacked head's hidden layers (``none``, ``batch``, ``layer``).
-    """
+    type: Literal["gap"]
 
-    kind: Literal["linear", "pre_logits", "stacked"] = "linear"
-    hidden: tuple[int, ...] = ()
-    dropout: float = 0.0
-    activation: str = "relu"
+
+class GeneralizedMeanPooling(_Spec):
+    """GeM pooling, (mean x^p)^(1/p): p=1 is average pooling, large p approaches max pooling."""
+
+    type: Literal["gem"]
+    p: Annotated[float, Field(gt=0)] = 3.0
+    learnable: bool = Field(True, description="Learn p with the network.")
+    eps: Annotated[float, Field(gt=0)] = 1e-6
+
+
+Neck = Annotated[Union[GlobalAveragePooling, GeneralizedMeanPooling], Field(discriminator="type")]
+"""A global pooling to ``(N, C, 1, 1)``: what a recipe's ``model.neck`` holds."""
+
+
+class LinearHead(_Spec):
+    """One linear layer (optionally after dropout)."""
+
+    type: Literal["linear"]
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class StackedHead(_Spec):
+    """Hidden layers (linear, optional norm, activation, dropout), then the linear classifier."""
+
+    type: Literal["stacked"]
+    hidden: list[Annotated[int, Field(gt=0)]] = Field(min_length=1)
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    activation: Literal["relu", "gelu", "silu", "tanh"] = "relu"
     norm: Literal["none", "batch", "layer"] = "none"
 
 
-# Defaults of the recipe schema's neck and head sections (clsctl.recipe.schema), for keys a section leaves out;
-# tests/test_heads.py checks them against the schema.
-_RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "gem": {"p": 3.0, "learnable": True, "eps": 1e-6},
-    "linear": {"dropout": 0.0},
-    "multi_label_linear": {"dropout": 0.0},
-    "vit_pre_logits": {"hidden": 768},
-    "stacked": {"dropout": 0.0, "activation": "relu", "norm": "none"},
-}
+class PreLogitsHead(_Spec):
+    """ViT-style pre-logits: linear to ``hidden``, tanh, then the classifier."""
+
+    type: Literal["vit_pre_logits"]
+    hidden: Annotated[int, Field(gt=0)] = 768
 
 
-def _section(section: Mapping[str, Any], key: str, kinds: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
-    """``(type, options with the schema's defaults filled in)`` of a recipe section given as plain data."""
-    kind = section.get("type")
-    if kind not in kinds:
-        raise RecipeError(f"model.{key}.type: expected one of {', '.join(kinds)} (got {kind!r})")
-    return kind, {**_RECIPE_DEFAULTS.get(kind, {}), **section}
+class MultiLabelLinearHead(_Spec):
+    """Linear classifier whose outputs are independent per-class scores (sigmoid), for multi-label data."""
+
+    type: Literal["multi_label_linear"]
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    threshold: Annotated[float, Field(ge=0, le=1)] = Field(0.5, description="Score above which a class is predicted.")
 
 
-def neck_spec_from_recipe(section: Mapping[str, Any] | None) -> NeckSpec | None:
-    """The :class:`NeckSpec` of a recipe's ``model.neck`` given as plain data (``{"type": "gem", "p": 4}``)."""
-    if section is None:
-        return None
-    kind, options = _section(section, "neck", ("gap", "gem"))
-    if kind == "gem":
-        return NeckSpec(kind="gem", p=float(options["p"]), learnable=bool(options["learnable"]),
-                        eps=float(options["eps"]))
-    return NeckSpec(kind="gap")
+Head = Annotated[Union[LinearHead, StackedHead, PreLogitsHead, MultiLabelLinearHead], Field(discriminator="type")]
+"""A classifier mapping pooled features to class scores: what a recipe's ``model.head`` holds."""
 
 
-def head_spec_from_recipe(section: Mapping[str, Any] | None) -> HeadSpec | None:
-    """The :class:`HeadSpec` of a recipe's ``model.head`` given as plain data (``{"type": "stacked", ...}``)."""
-    if section is None:
-        return None
-    kind, options = _section(section, "head", ("linear", "multi_label_linear", "vit_pre_logits", "stacked"))
-    if kind in ("linear", "multi_label_linear"):
-        return HeadSpec(kind="linear", dropout=float(options["dropout"]))
-    if kind == "vit_pre_logits":
-        return HeadSpec(kind="pre_logits", hidden=(int(options["hidden"]),))
-    if not options.get("hidden"):
-        raise RecipeError("model.head.hidden: a stacked head needs at least one hidden width")
-    return HeadSpec(kind="stacked", hidden=tuple(int(h) for h in options["hidden"]), dropout=float(options["dropout"]),
-                    activation=str(options["activation"]), norm=options["norm"])
+def parse_neck(data: Mapping[str, Any] | None) -> Any:
+    """A :data:`Neck` from plain data (a checkpoint's or Hub config's recipe section), None for None.
+
+    Raises:
+        RecipeError: Data that is not a neck.
+    """
+    return None if data is None else _parse(Neck, data, "neck")
+
+
+def parse_head(data: Mapping[str, Any] | None) -> Any:
+    """A :data:`Head` from plain data, None for None (see :func:`parse_neck`)."""
+    return None if data is None else _parse(Head, data, "head")
+
+
+def _parse(kind: Any, data: Mapping[str, Any], key: str) -> Any:
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        return TypeAdapter(kind).validate_python(dict(data))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise RecipeError(f"model.{key}: {first['msg']} (got {dict(data)!r:.80})") from None
 
 
 class GeM(nn.Module):
@@ -128,22 +131,21 @@ class GeM(nn.Module):
         return pooled.pow(1.0 / self.p)
 
 
-def build_neck(spec: NeckSpec) -> nn.Module:
-    """The pooling module of a neck (output ``(N, C, 1, 1)``)."""
-    if spec.kind == "gem":
+def build_neck(spec: Any) -> nn.Module:
+    """The pooling module of a :data:`Neck` (output ``(N, C, 1, 1)``)."""
+    if isinstance(spec, GeneralizedMeanPooling):
         return GeM(spec.p, spec.learnable, spec.eps)
     return nn.AdaptiveAvgPool2d(1)
 
 
-def build_head(spec: HeadSpec, in_features: int, num_classes: int) -> nn.Module:
-    """The classifier a head spec describes, mapping ``in_features`` to ``num_classes`` scores."""
-    if spec.kind == "linear":
+def build_head(spec: Any, in_features: int, num_classes: int) -> nn.Module:
+    """The classifier a :data:`Head` describes, mapping ``in_features`` to ``num_classes`` scores."""
+    if isinstance(spec, (LinearHead, MultiLabelLinearHead)):
         linear = nn.Linear(in_features, num_classes)
         return nn.Sequential(nn.Dropout(spec.dropout), linear) if spec.dropout > 0 else linear
-    if spec.kind == "pre_logits":
-        hidden = spec.hidden[0]
-        return nn.Sequential(nn.Linear(in_features, hidden), nn.Tanh(), nn.Linear(hidden, num_classes))
-    if spec.kind == "stacked":
+    if isinstance(spec, PreLogitsHead):
+        return nn.Sequential(nn.Linear(in_features, spec.hidden), nn.Tanh(), nn.Linear(spec.hidden, num_classes))
+    if isinstance(spec, StackedHead):
         layers: list[nn.Module] = []
         width = in_features
         for hidden in spec.hidden:
@@ -158,7 +160,7 @@ def build_head(spec: HeadSpec, in_features: int, num_classes: int) -> nn.Module:
             width = hidden
         layers.append(nn.Linear(width, num_classes))
         return nn.Sequential(*layers)
-    raise TypeError(f"no builder for head kind {spec.kind!r}")
+    raise TypeError(f"no builder for head {type(spec).__name__}")  # a spec without a builder is a bug
 
 
 def _replace(model: nn.Module, path: str, module: nn.Module) -> nn.Module:
@@ -195,7 +197,7 @@ def classifier_in_features(model: nn.Module) -> int:
     return _first_linear(get_classifier(model)).in_features
 
 
-def reset_classifier(model: nn.Module, num_classes: int, head: HeadSpec | None = None) -> nn.Module:
+def reset_classifier(model: nn.Module, num_classes: int, head: Any = None) -> nn.Module:
     """Replace the classifier, in place, by a fresh one with ``num_classes`` outputs (timm's
     ``reset_classifier``); ``head`` says which (a plain linear layer by default).
 
@@ -203,11 +205,11 @@ def reset_classifier(model: nn.Module, num_classes: int, head: HeadSpec | None =
         The classifier that was replaced.
     """
     in_features = classifier_in_features(model)
-    return _replace(model, model_layout(model).classifier, build_head(head or HeadSpec(), in_features, num_classes))
+    spec = head if head is not None else LinearHead(type="linear")
+    return _replace(model, model_layout(model).classifier, build_head(spec, in_features, num_classes))
 
 
-def apply_neck_and_head(model: nn.Module, neck: NeckSpec | None, head: HeadSpec | None,
-                        num_classes: int) -> nn.Module:
+def apply_neck_and_head(model: nn.Module, neck: Any, head: Any, num_classes: int) -> nn.Module:
     """Swap the model's pooling and/or classifier for the given ones, in place.
 
     Raises:

@@ -3,7 +3,7 @@
 The repository's files come through :mod:`clsctl.hf_hub` (huggingface_hub's cache). A repository whose
 ``config.json`` says it is a clsctl model (layout in :mod:`clsctl.hf_hub`) is rebuilt from the plain data of
 its stored recipe's ``model`` section: the registered variant with its ``kwargs``, then the neck and head
-(:func:`~clsctl.models.heads.neck_spec_from_recipe`), then the deploy form; any other repository is handed to
+(:func:`~clsctl.models.heads.parse_neck`), then the deploy form; any other repository is handed to
 timm (``timm.create_model("hf-hub:...")``), which reads timm's own ``config.json`` layout.
 
 Importing this module registers the ``hf-hub:`` prefix with :func:`clsctl.models.create_model` and
@@ -74,7 +74,7 @@ def _recipe_model_section(config: dict[str, Any], repo: str) -> dict[str, Any]:
 
 def _build_clsctl_model(name: str, num_classes: int, pretrained: bool, **kwargs: Any) -> nn.Module:
     """A clsctl Hub model: its recipe's variant, neck and head (deploy form if published so), weights if asked."""
-    from clsctl.models.heads import apply_neck_and_head, head_spec_from_recipe, neck_spec_from_recipe
+    from clsctl.models.heads import apply_neck_and_head, parse_head, parse_neck
 
     config = repo_config(name)
     repo, revision = split_repo(name)
@@ -85,7 +85,7 @@ def _build_clsctl_model(name: str, num_classes: int, pretrained: bool, **kwargs:
     except (TypeError, ValueError) as exc:  # an option the family does not take, or a value out of range
         message = exc.message if isinstance(exc, ClsctlError) else str(exc)
         raise RecipeError(f"model.kwargs: {message}") from exc
-    apply_neck_and_head(model, neck_spec_from_recipe(section.get("neck")), head_spec_from_recipe(section.get("head")),
+    apply_neck_and_head(model, parse_neck(section.get("neck")), parse_head(section.get("head")),
                         num_classes)
     if config.get("deploy"):
         from clsctl.models.reparam import to_deploy

@@ -11,6 +11,13 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# The neck and head kinds are defined once, in the models layer that builds them; model.neck and model.head
+# take them as they are.
+from clsctl.models.heads import (  # noqa: F401  (re-used as the schema's types, under their own names)
+    GeneralizedMeanPooling, GlobalAveragePooling, Head, LinearHead, MultiLabelLinearHead, Neck, PreLogitsHead,
+    StackedHead,
+)
+
 PositiveFloat = Annotated[float, Field(gt=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 Size = Union[Annotated[int, Field(gt=0)], tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]]]
@@ -51,59 +58,6 @@ class Section(BaseModel):
 
 
 # --------------------------------------------------------------------------- model
-
-
-class GlobalAveragePooling(Section):
-    """Average over the spatial positions (what most models do already)."""
-
-    type: Literal["gap"]
-
-
-class GeneralizedMeanPooling(Section):
-    """GeM pooling, (mean x^p)^(1/p): p=1 is average pooling, large p approaches max pooling."""
-
-    type: Literal["gem"]
-    p: PositiveFloat = 3.0
-    learnable: bool = Field(True, description="Learn p with the network.")
-    eps: PositiveFloat = 1e-6
-
-
-Neck = Annotated[Union[GlobalAveragePooling, GeneralizedMeanPooling], Field(discriminator="type")]
-
-
-class LinearHead(Section):
-    """One linear layer (optionally after dropout)."""
-
-    type: Literal["linear"]
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
-
-
-class StackedHead(Section):
-    """Hidden layers (linear, optional norm, activation, dropout), then the linear classifier."""
-
-    type: Literal["stacked"]
-    hidden: list[Annotated[int, Field(gt=0)]] = Field(min_length=1)
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    activation: Literal["relu", "gelu", "silu", "tanh"] = "relu"
-    norm: Literal["none", "batch", "layer"] = "none"
-
-
-class PreLogitsHead(Section):
-    """ViT-style pre-logits: linear to ``hidden``, tanh, then the classifier."""
-
-    type: Literal["vit_pre_logits"]
-    hidden: Annotated[int, Field(gt=0)] = 768
-
-
-class MultiLabelLinearHead(Section):
-    """Linear classifier whose outputs are independent per-class scores (sigmoid), for multi-label data."""
-
-    type: Literal["multi_label_linear"]
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    threshold: Probability = Field(0.5, description="Score above which a class is predicted.")
-
-
-Head = Annotated[Union[LinearHead, StackedHead, PreLogitsHead, MultiLabelLinearHead], Field(discriminator="type")]
 
 
 class InitConfig(Section):
