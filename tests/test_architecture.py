@@ -38,6 +38,11 @@ lower one, never a higher one::
                        use, clsctl.data.decode (image bytes -> RGB) and clsctl.models.safetensors_io: they
                        import nothing above the base, and this test keeps it so.
 
+**No pass-through forwarders or old-name aliases** (:func:`test_no_forwarders_or_aliases`): no function whose
+body (docstring and imports aside) only returns a call of another function with exactly its own parameters,
+and no module-level ``new_name = old_name`` of a function or class. One exception, by design: ``clsctl.hub``'s
+``load`` and ``list``, the public names the ``torch.hub`` convention asks for.
+
 **Function length** (:func:`test_functions_are_short`): no function or method longer than 80 lines
 (``def`` line to last line, docstring included, decorators not).
 
@@ -270,6 +275,56 @@ def test_imports_follow_the_layers() -> None:
 def test_every_module_has_a_layer() -> None:
     for module in module_files(ROOT):
         layer_of(module)  # raises naming the module
+
+
+FORWARDER_EXCEPTIONS = {"clsctl/hub.py:load", "clsctl/hub.py:list"}  # torch.hub's public names (see above)
+
+
+def _parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    args = node.args
+    names = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
+    names += [a.arg for a in (args.vararg, args.kwarg) if a is not None]
+    return [name for name in names if name not in ("self", "cls")]
+
+
+def forwarders_and_aliases(path: Path, root: Path) -> list[str]:
+    """``path:name`` of every pass-through forwarder and module-level alias in one file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    relpath = path.relative_to(root).as_posix()
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.decorator_list:
+            body = [b for b in node.body if not isinstance(b, (ast.Import, ast.ImportFrom))
+                    and not (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant))]
+            if len(body) != 1 or not isinstance(body[0], ast.Return) or not isinstance(body[0].value, ast.Call):
+                continue
+            call = body[0].value
+            passed = [a.id for a in call.args if isinstance(a, ast.Name)]
+            passed += [k.value.id for k in call.keywords if isinstance(k.value, ast.Name) and k.arg is not None]
+            if len(passed) == len(call.args) + len(call.keywords) and sorted(passed) == sorted(_parameters(node)):
+                found.append(f"{relpath}:{node.name}")
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Name) and node.value.id[:1] != "_" and node.value.id in
+                {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}):
+            found.append(f"{relpath}:{node.targets[0].id} = {node.value.id}")
+    return [name for name in found if name not in FORWARDER_EXCEPTIONS]
+
+
+def test_no_forwarders_or_aliases() -> None:
+    found = [name for path in module_files(ROOT).values() for name in forwarders_and_aliases(path, ROOT)]
+    assert not found, "pass-through forwarders or aliases:\n" + "\n".join(found)
+
+
+def test_the_forwarder_check_finds_them(tmp_path: Path) -> None:
+    source = tmp_path / "pkg" / "mod.py"
+    source.parent.mkdir()
+    source.write_text(
+        "def real(a, b=1):\n    return a + b\n\n"
+        "def forward(a, b=1):\n    \"\"\"Doc.\"\"\"\n    from os import path\n\n    return real(a, b=b)\n\n"
+        "def adds(a):\n    return real(a, 2)\n\n"
+        "OldName = real\n", encoding="utf-8")
+    assert forwarders_and_aliases(source, tmp_path) == ["pkg/mod.py:forward", "pkg/mod.py:OldName = real"]
 
 
 def test_functions_are_short() -> None:

@@ -156,7 +156,9 @@ def verify_dataset(recipe: Recipe, split: str = "train", *, num_process: int = 1
     """
     from clsctl.recipe import schema as S
 
-    if isinstance(_split_config(recipe, split), S.WebDatasetShards):
+    from clsctl.engine.build import dataset_config
+
+    if isinstance(dataset_config(recipe, split), S.WebDatasetShards):
         result = verify_shard_split(recipe, split, num_process=num_process, progress=progress, on_start=on_start)
         return _write_log(result, out_path)
     paths, skipped = dataset_files(recipe, split)
@@ -164,12 +166,6 @@ def verify_dataset(recipe: Recipe, split: str = "train", *, num_process: int = 1
         on_start(len(paths))
     broken = verify_files(paths, num_process, progress)
     return _write_log(VerifyResult(len(paths), broken, skipped), out_path)
-
-
-def _split_config(recipe: Recipe, split: str) -> object:
-    from clsctl.engine.build import dataset_config
-
-    return dataset_config(recipe, split)
 
 
 def _write_log(result: VerifyResult, out_path: str | Path | None) -> VerifyResult:
@@ -251,7 +247,9 @@ def verify_shard_split(recipe: Recipe, split: str, *, num_process: int = 1,
     """Read every sample of a split's tar shards (``num_process`` shards at a time) and list the broken ones."""
     from clsctl.data.datasets import build_dataset
 
-    dataset = build_dataset(_split_config(recipe, split))
+    from clsctl.engine.build import dataset_config
+
+    dataset = build_dataset(dataset_config(recipe, split))
     if on_start:
         on_start(sum(dataset.counts) if dataset.counts is not None else 0)
     jobs = [(url, len(dataset.classes)) for url in dataset.urls]
